@@ -1,0 +1,159 @@
+"""Profile — where do the parameters, FLOPs and memory sit?
+
+Counting observes one real forward pass (batch 1, float32) through forward
+hooks, so any `nn.Module` works. Units (SPEC §2):
+
+- params: weights and biases; the network total is every parameter of the model.
+- FLOPs: multiply-accumulates of conv and linear layers (the pruning literature's
+  convention; fvcore and `torch.utils.flop_counter` count 2 per MAC).
+- memory: bytes of the layer's output feature map at float32, i.e. activation memory.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn as nn
+
+from .errors import CdpruneError
+
+METRICS = ("params", "flops", "memory")
+CONV_TYPES = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
+BYTES_PER_VALUE = 4  # float32
+
+
+@dataclass(frozen=True)
+class LayerComplexity:
+    """One conv or linear layer: its shape and its three complexities with their shares of the network total."""
+
+    name: str
+    kind: str  # "conv" or "linear"
+    in_channels: int
+    out_channels: int
+    kernel_size: tuple[int, ...]
+    groups: int
+    positions: int  # output positions per channel (H_out·W_out for a 2-D conv)
+    params: int
+    flops: int  # multiply-accumulates
+    memory_bytes: int
+    params_share: float
+    flops_share: float
+    memory_share: float
+
+    def metric(self, name: str) -> int:
+        return {"params": self.params, "flops": self.flops, "memory": self.memory_bytes}[name]
+
+    def share(self, name: str) -> float:
+        return {"params": self.params_share, "flops": self.flops_share, "memory": self.memory_share}[name]
+
+
+@dataclass(frozen=True)
+class Totals:
+    """Network totals: parameters (count), FLOPs (MACs), activation memory (bytes)."""
+
+    params: int
+    flops: int
+    memory_bytes: int
+
+    def metric(self, name: str) -> int:
+        return {"params": self.params, "flops": self.flops, "memory": self.memory_bytes}[name]
+
+    def reduction_from(self, before: "Totals") -> dict[str, float]:
+        """Fraction of each metric removed relative to `before` (0.5 = halved)."""
+        return {m: 1.0 - self.metric(m) / before.metric(m) if before.metric(m) else 0.0 for m in METRICS}
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Per-layer complexities of a network for one input shape (C, H, W)."""
+
+    input_shape: tuple[int, ...]
+    layers: tuple[LayerComplexity, ...]
+    totals: Totals
+
+    def layer(self, name: str) -> LayerComplexity:
+        for layer in self.layers:
+            if layer.name == name:
+                return layer
+        raise KeyError(name)
+
+    def to_dict(self) -> dict:
+        return {"input_shape": list(self.input_shape), "totals": asdict(self.totals),
+                "layers": [asdict(layer) for layer in self.layers]}
+
+
+def parse_shape(text: str) -> tuple[int, ...]:
+    """'3,32,32' -> (3, 32, 32); a one-line error otherwise."""
+    try:
+        shape = tuple(int(part) for part in text.replace("x", ",").split(","))
+    except ValueError:
+        shape = ()
+    if not shape or any(s < 1 for s in shape):
+        raise CdpruneError(f"bad input shape '{text}': give C,H,W as positive integers, e.g. --input 3,32,32")
+    return shape
+
+
+def run_forward(model: nn.Module, input_shape: tuple[int, ...]):
+    """One batch-1 forward pass in eval mode; a shape the model rejects is a user error."""
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            return model(torch.zeros(1, *input_shape, device=device))
+    except (RuntimeError, ValueError, IndexError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        shape = ",".join(map(str, input_shape))
+        raise CdpruneError(f"the model rejects input shape {shape} ({first[:160]}); pass --input C,H,W that it accepts") from None
+    finally:
+        model.train(was_training)
+
+
+def profile(model: nn.Module, input_shape=(3, 32, 32)) -> Profile:
+    """Measure every conv and linear layer of `model` on one input of shape (C, H, W)."""
+    input_shape = tuple(int(s) for s in input_shape)
+    counts: dict[str, dict] = {}
+
+    def hook(name):
+        def record(module, inputs, output):
+            weight = module.weight
+            positions = output[0].numel() // output.shape[1] if isinstance(module, CONV_TYPES) else output.numel() // module.out_features
+            entry = counts.setdefault(name, {"module": module, "flops": 0, "memory_bytes": 0, "positions": positions})
+            # A module called twice costs twice (shared layers).
+            entry["flops"] += weight.numel() * positions
+            entry["memory_bytes"] += output.numel() * BYTES_PER_VALUE
+        return record
+
+    handles = [m.register_forward_hook(hook(n)) for n, m in model.named_modules() if isinstance(m, CONV_TYPES + (nn.Linear,))]
+    try:
+        run_forward(model, input_shape)
+    finally:
+        for h in handles:
+            h.remove()
+
+    total_params = sum(p.numel() for p in model.parameters())
+    total_flops = sum(c["flops"] for c in counts.values())
+    total_memory = sum(c["memory_bytes"] for c in counts.values())
+    layers = []
+    for name, c in counts.items():
+        m = c["module"]
+        params = sum(p.numel() for p in m.parameters(recurse=False))
+        conv = isinstance(m, CONV_TYPES)
+        layers.append(LayerComplexity(
+            name=name, kind="conv" if conv else "linear",
+            in_channels=m.in_channels if conv else m.in_features,
+            out_channels=m.out_channels if conv else m.out_features,
+            kernel_size=tuple(m.kernel_size) if conv else (), groups=m.groups if conv else 1,
+            positions=c["positions"], params=params, flops=c["flops"], memory_bytes=c["memory_bytes"],
+            params_share=_share(params, total_params), flops_share=_share(c["flops"], total_flops),
+            memory_share=_share(c["memory_bytes"], total_memory)))
+    return Profile(input_shape, tuple(layers), Totals(total_params, total_flops, total_memory))
+
+
+def _share(value: int, total: int) -> float:
+    return value / total if total else 0.0
+
+
+def kernel_volume(layer: LayerComplexity) -> int:
+    return math.prod(layer.kernel_size) if layer.kernel_size else 1

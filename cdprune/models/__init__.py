@@ -1,0 +1,45 @@
+"""Model registry: every architecture is one file and one `@register`.
+
+    >>> from cdprune import models
+    >>> net = models.create("vgg16", num_classes=10, in_channels=3)
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch.nn as nn
+
+from ..errors import CdpruneError
+
+_REGISTRY: dict[str, Callable[..., nn.Module]] = {}
+
+
+def register(name: str):
+    """Decorator that adds a model constructor to the registry under `name`."""
+
+    def add(fn: Callable[..., nn.Module]):
+        _REGISTRY[name] = fn
+        return fn
+
+    return add
+
+
+def names() -> list[str]:
+    """Names of the registered models, sorted."""
+    return sorted(_REGISTRY)
+
+
+def create(name: str, num_classes: int = 10, in_channels: int = 3) -> nn.Module:
+    """Build a freshly initialised model from the registry."""
+    if name not in _REGISTRY:
+        raise CdpruneError(f"unknown model '{name}': choose one of {', '.join(names())}")
+    if num_classes < 1 or in_channels < 1:
+        raise CdpruneError("num_classes and in_channels must be positive integers")
+    model = _REGISTRY[name](num_classes=num_classes, in_channels=in_channels)
+    # Lets a plan record how to rebuild its base model.
+    model.cdprune_spec = {"name": name, "kwargs": {"num_classes": num_classes, "in_channels": in_channels}}
+    return model
+
+
+# Importing the architecture modules registers them.
+from . import alexnet, mobilenetv2, resnet, vgg  # noqa: E402,F401

@@ -1,0 +1,121 @@
+"""The pruning plan: a small JSON record of which channels each unit keeps.
+
+A plan plus the base model's constructor arguments rebuilds the pruned
+architecture exactly, so a pruned model is saved as plan.json + weights and
+never as a pickled module. A digest over the content detects edited or
+damaged files.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from ..complexity import METRICS, Totals
+from ..errors import CdpruneError
+
+FORMAT = "cdprune-plan/1"
+
+
+@dataclass(frozen=True)
+class UnitPlan:
+    name: str  # the unit's first conv; channels are numbered as in the base model
+    convs: tuple[str, ...]
+    channels: int  # original channel count
+    kept: tuple[int, ...]  # sorted indices of the channels that stay
+
+
+@dataclass(frozen=True)
+class PruningPlan:
+    """Which filters go, and what that saves. Reductions are fractions (0.5 = halved)."""
+
+    model: str | None  # registry name, or None for a user module
+    model_kwargs: dict
+    architecture: str  # fingerprint of the base model's parameter shapes
+    input_shape: tuple[int, ...]
+    mode: str
+    target: float | None
+    seed: int
+    step: float
+    floor: float
+    round_to: int
+    units: tuple[UnitPlan, ...]
+    before: Totals
+    after: Totals
+    steps: int
+    budget: dict = field(default_factory=dict)  # metric -> limit, for budget-driven plans
+
+    @property
+    def reduction(self) -> dict[str, float]:
+        return self.after.reduction_from(self.before)
+
+    @property
+    def removed_channels(self) -> int:
+        return sum(u.channels - len(u.kept) for u in self.units)
+
+    def to_dict(self) -> dict:
+        body = {
+            "format": FORMAT,
+            "model": self.model, "model_kwargs": self.model_kwargs, "architecture": self.architecture,
+            "input_shape": list(self.input_shape), "mode": self.mode, "target": self.target, "budget": self.budget,
+            "seed": self.seed, "step": self.step, "floor": self.floor, "round_to": self.round_to, "steps": self.steps,
+            "before": asdict(self.before), "after": asdict(self.after),
+            "reduction": {m: round(v, 6) for m, v in self.reduction.items()},
+            "units": [{"name": u.name, "convs": list(u.convs), "channels": u.channels, "kept": list(u.kept)} for u in self.units],
+        }
+        body["digest"] = _digest(body)
+        return body
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=1) + "\n"
+
+    def save(self, path: str | Path) -> Path:
+        from ..io import atomic_write_text
+
+        atomic_write_text(path, self.to_json())
+        return Path(path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "PruningPlan":
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise CdpruneError(f"plan file {path} not found: create one with 'cdprune prune MODEL --out {path}'") from None
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise CdpruneError(f"plan file {path} is not readable JSON ({type(exc).__name__}): re-create it with 'cdprune prune'") from None
+        return cls.from_dict(data, source=str(path))
+
+    @classmethod
+    def from_dict(cls, data: dict, source: str = "plan") -> "PruningPlan":
+        def bad(why: str) -> CdpruneError:
+            return CdpruneError(f"{source} is not a valid cdprune plan ({why}): re-create it with 'cdprune prune'")
+
+        if not isinstance(data, dict) or data.get("format") != FORMAT:
+            raise bad(f"format is not {FORMAT}")
+        if data.get("digest") != _digest({k: v for k, v in data.items() if k != "digest"}):
+            raise bad("its digest does not match its content, so it was edited or damaged")
+        try:
+            units = tuple(UnitPlan(u["name"], tuple(u["convs"]), int(u["channels"]), tuple(int(i) for i in u["kept"]))
+                          for u in data["units"])
+            plan = cls(model=data["model"], model_kwargs=dict(data["model_kwargs"] or {}),
+                       architecture=str(data["architecture"]), input_shape=tuple(int(s) for s in data["input_shape"]),
+                       mode=str(data["mode"]), target=data["target"], seed=int(data["seed"]), step=float(data["step"]),
+                       floor=float(data["floor"]), round_to=int(data["round_to"]), units=units,
+                       before=Totals(**data["before"]), after=Totals(**data["after"]), steps=int(data["steps"]),
+                       budget=dict(data.get("budget") or {}))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise bad(f"missing or malformed field {exc}") from None
+        for u in plan.units:
+            if list(u.kept) != sorted(set(u.kept)) or not u.kept or u.kept[0] < 0 or u.kept[-1] >= u.channels:
+                raise bad(f"unit {u.name} keeps channels outside 0..{u.channels - 1} or repeats one")
+        return plan
+
+
+def _digest(body: dict) -> str:
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"))
+    return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+
+
+__all__ = ["PruningPlan", "UnitPlan", "METRICS"]
