@@ -33,6 +33,7 @@ class LayerComplexity:
     out_channels: int
     kernel_size: tuple[int, ...]
     groups: int
+    output_shape: tuple[int, ...]  # one sample's output, e.g. (C_out, H_out, W_out)
     positions: int  # output positions per channel (H_out·W_out for a 2-D conv)
     params: int
     flops: int  # multiply-accumulates
@@ -119,7 +120,8 @@ def profile(model: nn.Module, input_shape=(3, 32, 32)) -> Profile:
         def record(module, inputs, output):
             weight = module.weight
             positions = output[0].numel() // output.shape[1] if isinstance(module, CONV_TYPES) else output.numel() // module.out_features
-            entry = counts.setdefault(name, {"module": module, "flops": 0, "memory_bytes": 0, "positions": positions})
+            entry = counts.setdefault(name, {"module": module, "flops": 0, "memory_bytes": 0, "positions": positions,
+                                             "output_shape": tuple(output.shape[1:])})
             # A module called twice costs twice (shared layers).
             entry["flops"] += weight.numel() * positions
             entry["memory_bytes"] += output.numel() * BYTES_PER_VALUE
@@ -145,7 +147,7 @@ def profile(model: nn.Module, input_shape=(3, 32, 32)) -> Profile:
             in_channels=m.in_channels if conv else m.in_features,
             out_channels=m.out_channels if conv else m.out_features,
             kernel_size=tuple(m.kernel_size) if conv else (), groups=m.groups if conv else 1,
-            positions=c["positions"], params=params, flops=c["flops"], memory_bytes=c["memory_bytes"],
+            output_shape=c["output_shape"], positions=c["positions"], params=params, flops=c["flops"], memory_bytes=c["memory_bytes"],
             params_share=_share(params, total_params), flops_share=_share(c["flops"], total_flops),
             memory_share=_share(c["memory_bytes"], total_memory)))
     return Profile(input_shape, tuple(layers), Totals(total_params, total_flops, total_memory))

@@ -129,7 +129,8 @@ def find_units(model: nn.Module, profile: Profile, graph: tp.DependencyGraph | N
         convs, couplings, usable = [], [], True
         for dep, idxs in group:
             module = dep.target.module
-            if isinstance(module, tp.ops._OutputOp):
+            is_in = dep.handler in _IN_CHANNEL_FNS
+            if isinstance(module, tp.ops._OutputOp) or (not dep.target.outputs and not is_in):
                 usable = False  # these channels shape the network's output
                 break
             name = names.get(module)
@@ -138,7 +139,6 @@ def find_units(model: nn.Module, profile: Profile, graph: tp.DependencyGraph | N
             if len(idxs) % n_root:
                 usable = False
                 break
-            is_in = dep.handler in _IN_CHANNEL_FNS
             if name not in sized and not _add_vector_module(sized, name, module):
                 usable = False
                 break
