@@ -1,0 +1,295 @@
+"""Train a classifier: SGD + Nesterov momentum, cosine LR, cross-entropy.
+
+One epoch = one pass over the training set, then one pass over the test set.
+After every epoch `out_dir/checkpoint.safetensors` and `out_dir/history.csv`
+are rewritten atomically, so Ctrl-C (or a crash) loses at most the epoch in
+progress, and `train(..., resume=True)` continues to the same final weights,
+bit for bit on CPU, as a run that was never interrupted.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import random
+import sys
+import time
+from dataclasses import asdict, astuple, dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+from .errors import CdpruneError
+from .io import atomic_write_text, load_checkpoint, read_checkpoint_meta, save_checkpoint
+
+CHECKPOINT_NAME = "checkpoint.safetensors"
+HISTORY_NAME = "history.csv"
+
+
+@dataclass
+class TrainConfig:
+    """Training settings, as plain values; the defaults suit CIFAR-scale data."""
+
+    epochs: int = 10
+    batch_size: int = 128
+    lr: float = 0.05            # initial LR, annealed to 0 by a cosine over `epochs`
+    momentum: float = 0.9
+    weight_decay: float = 5e-4  # applied to every parameter, BN and biases included
+    nesterov: bool = True
+    seed: int = 0
+    device: str = "auto"        # "auto" (CUDA if available), "cpu", "cuda" or "cuda:N"
+    amp: bool | None = None     # None: mixed precision on CUDA; always off on CPU
+    num_workers: int = 0
+    progress: bool = True       # tqdm bar on stderr
+
+
+# The settings that shape the weight trajectory: a checkpoint may only be
+# resumed by a run that agrees on all of them.
+_RUN_KEYS = ("epochs", "batch_size", "lr", "momentum", "weight_decay", "nesterov", "seed")
+
+
+@dataclass
+class EpochRecord:
+    """One row of history.csv. Losses are mean cross-entropy per sample (nats),
+    accuracies are fractions in [0, 1], lr is the LR used during the epoch and
+    epoch_time_s the wall time of its training and test passes."""
+
+    epoch: int
+    lr: float
+    train_loss: float
+    train_acc: float
+    test_loss: float
+    test_acc: float
+    epoch_time_s: float
+
+
+@dataclass
+class TrainResult:
+    """Outcome of `train`; train_time_s sums epoch_time_s over all sessions."""
+
+    history: list[EpochRecord] = field(default_factory=list)
+    test_acc: float = 0.0
+    train_time_s: float = 0.0
+    epochs: int = 0
+    device: str = "cpu"
+
+
+class TrainingInterrupted(CdpruneError):
+    """Ctrl-C during training; the checkpoint of epoch `last_epoch` is on disk."""
+
+    def __init__(self, last_epoch: int):
+        super().__init__(f"training interrupted after epoch {last_epoch}; rerun with --resume to continue")
+        self.last_epoch = last_epoch
+
+
+def resolve_device(name: str) -> torch.device:
+    """Turn "auto", "cpu", "cuda" or "cuda:N" into a usable torch.device."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cpu":
+        return torch.device("cpu")
+    if name == "cuda" or name.startswith("cuda:"):
+        if not torch.cuda.is_available():
+            raise CdpruneError(f"device {name!r} requested but CUDA is not available; use 'cpu' or 'auto'")
+        try:
+            device = torch.device(name)
+        except RuntimeError:
+            raise CdpruneError(f"bad device name {name!r}; use 'cuda' or 'cuda:N'") from None
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise CdpruneError(f"device {name!r} does not exist: {torch.cuda.device_count()} CUDA device(s)")
+        return device
+    raise CdpruneError(f"unknown device {name!r}; use 'auto', 'cpu', 'cuda' or 'cuda:N'")
+
+
+@torch.no_grad()
+def evaluate(model: torch.nn.Module, dataset: Dataset, batch_size: int = 512,
+             device: str | torch.device = "cpu", num_workers: int = 0) -> tuple[float, float]:
+    """Mean cross-entropy (nats per sample) and accuracy (fraction) on `dataset`.
+
+    Moves `model` to `device`; its train/eval mode is restored afterwards.
+    """
+    device = resolve_device(device) if isinstance(device, str) else device
+    if len(dataset) == 0:
+        raise CdpruneError("cannot evaluate on an empty dataset")
+    was_training = model.training
+    model.to(device).eval()
+    loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers,
+                        pin_memory=device.type == "cuda")
+    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+    correct = torch.zeros((), dtype=torch.long, device=device)
+    for x, y in loader:
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        logits = model(x)
+        loss_sum += F.cross_entropy(logits.float(), y, reduction="sum")
+        correct += (logits.argmax(1) == y).sum()
+    model.train(was_training)
+    n = len(dataset)
+    return loss_sum.item() / n, correct.item() / n
+
+
+def train(model: torch.nn.Module, train_set: Dataset, test_set: Dataset, config: TrainConfig,
+          out_dir: str | Path, resume: bool = False) -> TrainResult:
+    """Train `model` in place for `config.epochs` epochs, checkpointing each one.
+
+    resume=True continues from `out_dir/checkpoint.safetensors` if there is one
+    (its settings must match `config`); resume=False discards it and starts over.
+    Ctrl-C raises TrainingInterrupted once the stderr notice is printed.
+    """
+    _check_config(config, train_set)
+    device = resolve_device(config.device)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    ckpt_path, history_path = out_dir / CHECKPOINT_NAME, out_dir / HISTORY_NAME
+
+    use_amp = device.type == "cuda" and config.amp is not False
+    amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+
+    _seed_everything(config.seed)
+    model.to(device)
+    optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
+                                weight_decay=config.weight_decay, nesterov=config.nesterov)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
+    # bf16 has fp32's exponent range, so only fp16 needs loss scaling.
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
+    run = {**{k: getattr(config, k) for k in _RUN_KEYS}, "train_size": len(train_set)}
+
+    history: list[EpochRecord] = []
+    if resume and ckpt_path.exists():
+        history = _restore(ckpt_path, model, optimizer, scheduler, scaler, run, device)
+        _write_history(history_path, history)  # the crash may have come between the two writes
+    else:
+        # A stale checkpoint must not be resumed later in place of this run.
+        ckpt_path.unlink(missing_ok=True)
+        history_path.unlink(missing_ok=True)
+
+    saved_epoch = len(history)
+    try:
+        for epoch in range(len(history) + 1, config.epochs + 1):
+            t0 = time.perf_counter()
+            lr = optimizer.param_groups[0]["lr"]
+            # A fresh generator per epoch makes the shuffle order a function of
+            # (seed, epoch) alone, so a resumed run shuffles like an unbroken one.
+            shuffle = torch.Generator().manual_seed(config.seed * 100_003 + epoch)
+            loader = DataLoader(train_set, batch_size=config.batch_size, shuffle=True, generator=shuffle,
+                                num_workers=config.num_workers, pin_memory=device.type == "cuda",
+                                drop_last=len(train_set) % config.batch_size == 1)  # BN fails on a batch of 1
+            with tqdm(total=len(loader), desc=f"epoch {epoch}/{config.epochs}", unit="batch",
+                      file=sys.stderr, disable=not config.progress, dynamic_ncols=True) as bar:
+                train_loss, train_acc = _train_epoch(model, loader, optimizer, scaler, device,
+                                                     use_amp, amp_dtype, bar)
+                test_loss, test_acc = evaluate(model, test_set, 2 * config.batch_size, device,
+                                               config.num_workers)
+                bar.set_postfix(loss=f"{train_loss:.3f}", acc=f"{train_acc:.3f}", test_acc=f"{test_acc:.3f}")
+            history.append(EpochRecord(epoch, lr, train_loss, train_acc, test_loss, test_acc,
+                                       time.perf_counter() - t0))
+            scheduler.step()
+            save_checkpoint(ckpt_path, model, optimizer, _meta(run, history, scheduler, scaler, device))
+            saved_epoch = epoch
+            _write_history(history_path, history)
+    except KeyboardInterrupt:
+        print(f"interrupted: resume with --resume (last complete epoch {saved_epoch})", file=sys.stderr)
+        raise TrainingInterrupted(saved_epoch) from None
+
+    return TrainResult(history=history, test_acc=history[-1].test_acc,
+                       train_time_s=sum(r.epoch_time_s for r in history),
+                       epochs=config.epochs, device=str(device))
+
+
+def _train_epoch(model, loader, optimizer, scaler, device, use_amp, amp_dtype, bar) -> tuple[float, float]:
+    """One pass over `loader`; returns (mean loss in nats per sample, accuracy)."""
+    model.train()
+    # Running sums stay on the device: calling .item() every step would stall the GPU.
+    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+    correct = torch.zeros((), dtype=torch.long, device=device)
+    seen = 0
+    for step, (x, y) in enumerate(loader, 1):
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
+            logits = model(x)
+            loss = F.cross_entropy(logits, y)
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()  # a disabled scaler is a plain backward() + step()
+        scaler.step(optimizer)
+        scaler.update()
+        loss_sum += loss.detach() * len(y)
+        correct += (logits.argmax(1) == y).sum()
+        seen += len(y)
+        bar.update(1)
+        if not bar.disable and (step % 20 == 0 or step == len(loader)):
+            bar.set_postfix(loss=f"{loss_sum.item() / seen:.3f}", acc=f"{correct.item() / seen:.3f}")
+    return loss_sum.item() / seen, correct.item() / seen
+
+
+def _check_config(config: TrainConfig, train_set: Dataset) -> None:
+    if config.epochs < 1 or config.batch_size < 1:
+        raise CdpruneError(f"epochs and batch size must be >= 1 (got {config.epochs}, {config.batch_size})")
+    if config.lr <= 0:
+        raise CdpruneError(f"learning rate must be > 0 (got {config.lr})")
+    if config.nesterov and config.momentum <= 0:
+        raise CdpruneError("Nesterov momentum needs momentum > 0")
+    if len(train_set) == 0:
+        raise CdpruneError("the training set is empty")
+
+
+def _seed_everything(seed: int) -> None:
+    """Seed every RNG a dataset's augmentation might draw from."""
+    torch.manual_seed(seed)  # CPU and all CUDA devices
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+
+
+def _meta(run: dict, history: list[EpochRecord], scheduler, scaler, device: torch.device) -> dict:
+    """Everything besides model and optimizer that a resumed run needs."""
+    np_state = np.random.get_state()
+    meta = {
+        "epoch": len(history),
+        "run": run,
+        "history": [asdict(r) for r in history],
+        "scheduler": scheduler.state_dict(),
+        "scaler": scaler.state_dict(),
+        # Augmentation and dropout draw from these, so they are part of the
+        # trajectory just like the weights.
+        "rng_torch": torch.get_rng_state(),
+        "rng_numpy": [np_state[0], np_state[1].tolist(), int(np_state[2]), int(np_state[3]), float(np_state[4])],
+        "rng_python": random.getstate(),
+    }
+    if device.type == "cuda":
+        meta["rng_cuda"] = torch.cuda.get_rng_state(device)
+    return meta
+
+
+def _restore(path: Path, model, optimizer, scheduler, scaler, run: dict, device) -> list[EpochRecord]:
+    """Load a checkpoint made by the same run settings; return its history."""
+    old = read_checkpoint_meta(path).get("run", {})
+    if old != run:
+        diff = [k for k in run if old.get(k) != run[k]]
+        was = ", ".join(f"{k}={old.get(k)!r}" for k in diff)
+        now = ", ".join(f"{k}={run[k]!r}" for k in diff)
+        raise CdpruneError(f"checkpoint {path} was made with {was}, not {now}; "
+                           "use the original settings to resume, or start over without --resume")
+    meta = load_checkpoint(path, model, optimizer)
+    scheduler.load_state_dict(meta["scheduler"])
+    if scaler.is_enabled() and meta["scaler"]:
+        scaler.load_state_dict(meta["scaler"])
+    torch.set_rng_state(meta["rng_torch"])
+    name, keys, pos, has_gauss, cached = meta["rng_numpy"]
+    np.random.set_state((name, np.array(keys, dtype=np.uint32), pos, has_gauss, cached))
+    version, internal, gauss = meta["rng_python"]
+    random.setstate((version, tuple(internal), gauss))
+    if device.type == "cuda" and "rng_cuda" in meta:
+        torch.cuda.set_rng_state(meta["rng_cuda"], device)
+    return [EpochRecord(**row) for row in meta["history"]]
+
+
+def _write_history(path: Path, history: list[EpochRecord]) -> None:
+    """Rewrite history.csv: a header of EpochRecord's field names, one row per epoch."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow([f.name for f in fields(EpochRecord)])
+    writer.writerows(astuple(r) for r in history)
+    atomic_write_text(path, buf.getvalue())
