@@ -44,6 +44,7 @@ class TrainConfig:
     amp: bool | None = None     # None: mixed precision on CUDA; always off on CPU
     num_workers: int = 0
     progress: bool = True       # tqdm bar on stderr
+    channels_last: bool = True  # NHWC tensors: about 25 % faster convs on a CPU (oneDNN) and on tensor cores
 
 
 # The settings that shape the weight trajectory: a checkpoint may only be
@@ -54,8 +55,9 @@ _RUN_KEYS = ("epochs", "batch_size", "lr", "momentum", "weight_decay", "nesterov
 @dataclass
 class EpochRecord:
     """One row of history.csv. Losses are mean cross-entropy per sample (nats),
-    accuracies are fractions in [0, 1], lr is the LR used during the epoch and
-    epoch_time_s the wall time of its training and test passes."""
+    accuracies are fractions in [0, 1], lr is the LR used during the epoch,
+    train_time_s the wall time of its training pass and epoch_time_s that of
+    its training and test passes."""
 
     epoch: int
     lr: float
@@ -63,12 +65,13 @@ class EpochRecord:
     train_acc: float
     test_loss: float
     test_acc: float
+    train_time_s: float
     epoch_time_s: float
 
 
 @dataclass
 class TrainResult:
-    """Outcome of `train`; train_time_s sums epoch_time_s over all sessions."""
+    """Outcome of `train`; train_time_s sums the training passes (no evaluation) over all sessions."""
 
     history: list[EpochRecord] = field(default_factory=list)
     test_acc: float = 0.0
@@ -106,7 +109,8 @@ def resolve_device(name: str) -> torch.device:
 
 @torch.no_grad()
 def evaluate(model: torch.nn.Module, dataset: Dataset, batch_size: int = 512,
-             device: str | torch.device = "cpu", num_workers: int = 0) -> tuple[float, float]:
+             device: str | torch.device = "cpu", num_workers: int = 0,
+             channels_last: bool = False) -> tuple[float, float]:
     """Mean cross-entropy (nats per sample) and accuracy (fraction) on `dataset`.
 
     Moves `model` to `device`; its train/eval mode is restored afterwards.
@@ -121,7 +125,7 @@ def evaluate(model: torch.nn.Module, dataset: Dataset, batch_size: int = 512,
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
     correct = torch.zeros((), dtype=torch.long, device=device)
     for x, y in loader:
-        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        x, y = _to_device(x, device, channels_last), y.to(device, non_blocking=True)
         logits = model(x)
         loss_sum += F.cross_entropy(logits.float(), y, reduction="sum")
         correct += (logits.argmax(1) == y).sum()
@@ -151,6 +155,8 @@ def train(model: torch.nn.Module, train_set: Dataset, test_set: Dataset, config:
 
     _seed_everything(config.seed)
     model.to(device)
+    if config.channels_last:
+        model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
                                 weight_decay=config.weight_decay, nesterov=config.nesterov)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
@@ -181,26 +187,32 @@ def train(model: torch.nn.Module, train_set: Dataset, test_set: Dataset, config:
             with tqdm(total=len(loader), desc=f"epoch {epoch}/{config.epochs}", unit="batch",
                       file=sys.stderr, disable=not config.progress, dynamic_ncols=True) as bar:
                 train_loss, train_acc = _train_epoch(model, loader, optimizer, scaler, device,
-                                                     use_amp, amp_dtype, bar)
+                                                     use_amp, amp_dtype, config.channels_last, bar)
+                train_time = time.perf_counter() - t0
                 test_loss, test_acc = evaluate(model, test_set, 2 * config.batch_size, device,
-                                               config.num_workers)
+                                               config.num_workers, config.channels_last)
                 bar.set_postfix(loss=f"{train_loss:.3f}", acc=f"{train_acc:.3f}", test_acc=f"{test_acc:.3f}")
             history.append(EpochRecord(epoch, lr, train_loss, train_acc, test_loss, test_acc,
-                                       time.perf_counter() - t0))
+                                       train_time, time.perf_counter() - t0))
             scheduler.step()
             save_checkpoint(ckpt_path, model, optimizer, _meta(run, history, scheduler, scaler, device))
             saved_epoch = epoch
             _write_history(history_path, history)
     except KeyboardInterrupt:
-        print(f"interrupted: resume with --resume (last complete epoch {saved_epoch})", file=sys.stderr)
         raise TrainingInterrupted(saved_epoch) from None
 
     return TrainResult(history=history, test_acc=history[-1].test_acc,
-                       train_time_s=sum(r.epoch_time_s for r in history),
+                       train_time_s=sum(r.train_time_s for r in history),
                        epochs=config.epochs, device=str(device))
 
 
-def _train_epoch(model, loader, optimizer, scaler, device, use_amp, amp_dtype, bar) -> tuple[float, float]:
+def _to_device(x: torch.Tensor, device: torch.device, channels_last: bool) -> torch.Tensor:
+    if channels_last and x.dim() == 4:
+        return x.to(device, memory_format=torch.channels_last, non_blocking=True)
+    return x.to(device, non_blocking=True)
+
+
+def _train_epoch(model, loader, optimizer, scaler, device, use_amp, amp_dtype, channels_last, bar) -> tuple[float, float]:
     """One pass over `loader`; returns (mean loss in nats per sample, accuracy)."""
     model.train()
     # Running sums stay on the device: calling .item() every step would stall the GPU.
@@ -208,7 +220,7 @@ def _train_epoch(model, loader, optimizer, scaler, device, use_amp, amp_dtype, b
     correct = torch.zeros((), dtype=torch.long, device=device)
     seen = 0
     for step, (x, y) in enumerate(loader, 1):
-        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        x, y = _to_device(x, device, channels_last), y.to(device, non_blocking=True)
         with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
             logits = model(x)
             loss = F.cross_entropy(logits, y)
