@@ -11,11 +11,17 @@ import sys
 from pathlib import Path
 from typing import Callable
 
+from dataclasses import asdict
+
 from . import models
 from .complexity import parse_shape, profile
+from .data import DATASETS
 from .errors import CdpruneError
+from .experiment import DEFAULT_JOB, main_job
 from .pruning import MODES, PruningPlan, plan
-from .report import profile_table, reduction_table, table
+from .report import comparison_table, human_bytes, human_count, profile_table, reduction_table, table
+from .runs import RunSettings, eval_run, train_run
+from .train import TrainingInterrupted
 
 _COMMANDS: dict[str, tuple[Callable, Callable, str]] = {}
 
@@ -98,6 +104,106 @@ def _(p):
     p.add_argument("--out", default="plan.json", help="where to write the plan (default plan.json)")
 
 
+# ---- train / eval / run -----------------------------------------------------------------------
+
+def _training_arguments(p: argparse.ArgumentParser, defaults: dict) -> None:
+    p.add_argument("--data", default=defaults.get("data"), required="data" not in defaults,
+                   help=f"dataset: {', '.join(DATASETS)}")
+    p.add_argument("--data-dir", default=None, help="folder with the dataset files")
+    p.add_argument("--download", action="store_true", help="fetch CIFAR into --data-dir when missing (needs a network)")
+    p.add_argument("--epochs", type=int, default=defaults.get("epochs", 10), help=f"default {defaults.get('epochs', 10)}")
+    p.add_argument("--batch-size", type=int, default=defaults.get("batch_size", 128),
+                   help=f"default {defaults.get('batch_size', 128)}")
+    p.add_argument("--lr", type=float, default=defaults.get("lr", 0.05),
+                   help=f"initial learning rate, cosine-annealed (default {defaults.get('lr', 0.05)})")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--train-subset", type=int, default=defaults.get("train_subset"), metavar="N",
+                   help="train on N images, class-balanced (default: all)" if "train_subset" not in defaults
+                   else f"train on N images, class-balanced (default {defaults['train_subset']})")
+    p.add_argument("--test-subset", type=int, default=defaults.get("test_subset"), metavar="N",
+                   help="test on N images, class-balanced (default: all)" if "test_subset" not in defaults
+                   else f"test on N images, class-balanced (default {defaults['test_subset']})")
+    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda or cuda:N")
+    p.add_argument("--workers", type=int, default=0, help="data-loader worker processes")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+def _settings(args, model: str) -> RunSettings:
+    return RunSettings(model=model, data=args.data, data_dir=args.data_dir, epochs=args.epochs,
+                       batch_size=args.batch_size, lr=args.lr, seed=args.seed, train_subset=args.train_subset,
+                       test_subset=args.test_subset, device=args.device, num_workers=args.workers)
+
+
+def _print_run(metrics) -> None:
+    print(table(["", metrics.method], [
+        ["test accuracy", f"{100 * metrics.test_acc:.2f}%"],
+        ["params", human_count(metrics.params)], ["FLOPs", human_count(metrics.flops)],
+        ["memory", human_bytes(metrics.memory_bytes)], ["CPU latency, batch 1", f"{metrics.latency_ms:.2f} ms"],
+        ["energy (est.)", f"{metrics.energy_mj:.3f} mJ"], ["training wall time", f"{metrics.train_time_s:.0f} s"]]))
+
+
+def run_train(args) -> None:
+    settings = _settings(args, args.model)
+    pruning = PruningPlan.load(args.plan) if args.plan else None
+    metrics = train_run(args.out, settings, pruning, resume=args.resume, download=args.download,
+                        progress=not args.no_progress)
+    if args.json:
+        print_json(asdict(metrics))
+        return
+    _print_run(metrics)
+    print(f"\nrun written to {args.out}")
+
+
+@command("train", "train a dense or pruned model from scratch and write a run directory")(run_train)
+def _(p):
+    p.add_argument("model", help=f"registered model: {', '.join(models.names())}")
+    p.add_argument("--plan", help="plan.json from 'cdprune prune' (omit for the dense model)")
+    p.add_argument("--out", required=True, help="run directory to write")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
+    _training_arguments(p, {})
+
+
+def run_eval(args) -> None:
+    result = eval_run(args.run, data_dir=args.data_dir, device=args.device)
+    if args.json:
+        print_json({**asdict(result), "matches": result.matches})
+        return
+    verdict = "matches the record" if result.matches else "DIFFERS from the record"
+    print(f"test accuracy {100 * result.test_acc:.2f}% on {result.test_size} images "
+          f"(recorded {100 * result.recorded_acc:.2f}%: {verdict})")
+
+
+@command("eval", "rebuild a run's model from plan + weights and re-test it")(run_eval)
+def _(p):
+    p.add_argument("run", help="run directory written by 'cdprune train'")
+    p.add_argument("--data-dir", default=None, help="where the dataset lives now (default: as recorded)")
+    p.add_argument("--device", default=None, help="default: the device it was trained on")
+    p.add_argument("--json", action="store_true")
+
+
+def run_main(args) -> None:
+    settings = _settings(args, args.model)
+    out = args.out or f"runs/{args.model}-{args.data}-{args.mode}{args.target:g}"
+    runs = main_job(out, settings, args.mode, args.target, download=args.download, progress=not args.no_progress)
+    if args.json:
+        print_json({"out": out, "runs": [asdict(r) for r in runs]})
+        return
+    print(f"{args.model} on {args.data}: dense vs {args.mode} at target {args.target:g}, "
+          f"{settings.epochs} epochs on {runs[0].train_size} images, tested on {runs[0].test_size}")
+    print(comparison_table(runs))
+    print(f"\nreport: {out}/report.md, chart: {out}/comparison.png")
+
+
+@command("run", "the main job: plan, train dense and pruned, compare (default: VGG-16, Fashion-MNIST, FA 0.5)")(run_main)
+def _(p):
+    p.add_argument("--model", default=DEFAULT_JOB["model"], help=f"default {DEFAULT_JOB['model']}")
+    p.add_argument("--mode", default=DEFAULT_JOB["mode"], help=f"default {DEFAULT_JOB['mode']}")
+    p.add_argument("--target", type=float, default=DEFAULT_JOB["target"], help=f"default {DEFAULT_JOB['target']}")
+    p.add_argument("--out", default=None, help="output directory (default runs/MODEL-DATA-MODETARGET)")
+    _training_arguments(p, DEFAULT_JOB)
+
+
 # ---- entry point -------------------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
@@ -106,14 +212,17 @@ def build_parser() -> argparse.ArgumentParser:
     for name, (configure, run, help) in _COMMANDS.items():
         p = sub.add_parser(name, help=help, description=help)
         configure(p)
-        p.set_defaults(run=run)
+        p.set_defaults(handler=run)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        args.run(args)
+        args.handler(args)
+    except TrainingInterrupted as exc:
+        print(f"cdprune: {exc}", file=sys.stderr)
+        return 130
     except CdpruneError as exc:
         print(f"cdprune: error: {exc}", file=sys.stderr)
         return 2

@@ -57,3 +57,59 @@ def reduction_table(before: Totals, after: Totals) -> str:
     rows = [[METRIC_LABELS[m], human_metric(m, before.metric(m)), human_metric(m, after.metric(m)), f"{reduction[m]:.1%}"]
             for m in METRICS]
     return table(["", "before", "after", "reduction"], rows)
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.2f}%"
+
+
+# (label, RunMetrics attribute, formatter); ratios are pruned ÷ dense.
+COMPARISON_ROWS = [
+    ("test accuracy", "test_acc", _pct),
+    ("params", "params", human_count),
+    ("FLOPs (MACs)", "flops", human_count),
+    ("memory (activations)", "memory_bytes", human_bytes),
+    ("CPU latency, batch 1", "latency_ms", lambda v: f"{v:.2f} ms"),
+    ("energy / inference (est.)", "energy_mj", lambda v: f"{v:.3f} mJ"),
+    ("training wall time", "train_time_s", lambda v: f"{v:.0f} s"),
+]
+
+
+def comparison_rows(runs) -> tuple[list[str], list[list[str]]]:
+    """Rows of the side-by-side table: one column per run, then each run's ratio to the first (dense)."""
+    base = runs[0]
+    header = [""] + [r.method for r in runs] + [f"{r.method} / {base.method}" for r in runs[1:]]
+    rows = []
+    for label, attr, fmt in COMPARISON_ROWS:
+        values = [getattr(r, attr) for r in runs]
+        if attr == "test_acc":
+            ratios = [f"{100 * (v - values[0]):+.2f} pt" for v in values[1:]]
+        else:
+            ratios = [f"{v / values[0]:.2f}×" if values[0] else "-" for v in values[1:]]
+        rows.append([label] + [fmt(v) for v in values] + ratios)
+    return header, rows
+
+
+def comparison_table(runs) -> str:
+    header, rows = comparison_rows(runs)
+    return table(header, rows)
+
+
+def comparison_markdown(runs, settings) -> str:
+    header, rows = comparison_rows(runs)
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + ["| " + " | ".join(r) + " |" for r in rows]
+    base = runs[0]
+    return "\n".join([
+        f"# {base.model} on {base.data}: dense vs pruned",
+        "",
+        f"Both models trained from scratch with the same budget: {settings.epochs} epochs, "
+        f"{base.train_size} training images, batch {settings.batch_size}, lr {settings.lr}, seed {settings.seed}; "
+        f"tested on {base.test_size} images. Device: {base.device}.",
+        "",
+        *lines,
+        "",
+        f"FLOPs are multiply-accumulates per input; memory is the conv/linear output feature maps at float32. "
+        f"Latency: median of batch-1 forward passes on this CPU ({base.latency.get('threads')} threads). "
+        f"Energy: {base.energy.get('source')}.",
+        "",
+    ])

@@ -1,0 +1,72 @@
+"""Inference latency: wall time of a forward pass after warm-up, as percentiles."""
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+
+
+@dataclass(frozen=True)
+class LatencyStats:
+    """Latency of one forward pass in milliseconds, over `repeats` timed runs."""
+
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    mean_ms: float
+    repeats: int
+    batch: int
+    threads: int
+    device: str
+
+    @property
+    def throughput_per_s(self) -> float:
+        """Inputs per second at the median latency."""
+        return self.batch * 1000.0 / self.p50_ms
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "throughput_per_s": self.throughput_per_s}
+
+
+@contextmanager
+def torch_threads(threads: int | None):
+    """Temporarily set torch's intra-op thread count (None: leave it)."""
+    old = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        yield torch.get_num_threads()
+    finally:
+        torch.set_num_threads(old)
+
+
+@torch.no_grad()
+def measure_latency(model: torch.nn.Module, input_shape, batch: int = 1, threads: int | None = None,
+                    device: str = "cpu", warmup: int = 10, min_repeats: int = 30, min_time_s: float = 1.0,
+                    max_repeats: int = 2000) -> LatencyStats:
+    """Time `model` on a random batch until both `min_repeats` runs and `min_time_s` seconds are done.
+
+    The model is put in eval mode and moved to `device`. On CUDA every run is
+    synchronised so the time covers the kernels, not just their launch.
+    """
+    dev = torch.device(device)
+    model = model.to(dev).eval()
+    x = torch.randn(batch, *input_shape, device=dev)
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+    with torch_threads(threads) as used:
+        for _ in range(warmup):
+            model(x)
+        sync()
+        times, start = [], time.perf_counter()
+        while len(times) < max_repeats and (len(times) < min_repeats or time.perf_counter() - start < min_time_s):
+            t0 = time.perf_counter()
+            model(x)
+            sync()
+            times.append((time.perf_counter() - t0) * 1000.0)
+    ms = np.array(times)
+    return LatencyStats(p50_ms=float(np.percentile(ms, 50)), p90_ms=float(np.percentile(ms, 90)),
+                        p99_ms=float(np.percentile(ms, 99)), mean_ms=float(ms.mean()), repeats=len(ms),
+                        batch=batch, threads=used, device=str(dev))
