@@ -106,6 +106,16 @@ def _(p):
 
 # ---- train / eval / run -----------------------------------------------------------------------
 
+def _subset(text: str) -> int | None:
+    """'all' -> None (the whole split), else a positive count."""
+    if text == "all":
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of images or 'all', got {text!r}") from None
+
+
 def _training_arguments(p: argparse.ArgumentParser, defaults: dict) -> None:
     p.add_argument("--data", default=defaults.get("data"), required="data" not in defaults,
                    help=f"dataset: {', '.join(DATASETS)}")
@@ -117,12 +127,10 @@ def _training_arguments(p: argparse.ArgumentParser, defaults: dict) -> None:
     p.add_argument("--lr", type=float, default=defaults.get("lr", 0.05),
                    help=f"initial learning rate, cosine-annealed (default {defaults.get('lr', 0.05)})")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--train-subset", type=int, default=defaults.get("train_subset"), metavar="N",
-                   help="train on N images, class-balanced (default: all)" if "train_subset" not in defaults
-                   else f"train on N images, class-balanced (default {defaults['train_subset']})")
-    p.add_argument("--test-subset", type=int, default=defaults.get("test_subset"), metavar="N",
-                   help="test on N images, class-balanced (default: all)" if "test_subset" not in defaults
-                   else f"test on N images, class-balanced (default {defaults['test_subset']})")
+    for split in ("train", "test"):
+        default = defaults.get(f"{split}_subset")
+        p.add_argument(f"--{split}-subset", type=_subset, default=default, metavar="N|all",
+                       help=f"{split} on N images, class-balanced and seeded, or all (default {default or 'all'})")
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda or cuda:N")
     p.add_argument("--workers", type=int, default=0, help="data-loader worker processes")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
@@ -206,8 +214,15 @@ def _(p):
 
 # ---- entry point -------------------------------------------------------------------------------
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with the project's one-line error format."""
+
+    def error(self, message: str):
+        self.exit(2, f"cdprune: error: {message} (see '{self.prog} --help')\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="cdprune", description="Complexity-driven structured pruning of CNNs for edge devices.")
+    parser = _Parser(prog="cdprune", description="Complexity-driven structured pruning of CNNs for edge devices.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (configure, run, help) in _COMMANDS.items():
         p = sub.add_parser(name, help=help, description=help)
