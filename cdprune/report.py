@@ -52,10 +52,14 @@ def profile_table(profile: Profile) -> str:
     return "\n".join(lines)
 
 
-def reduction_table(before: Totals, after: Totals) -> str:
+def reduction_table(before: Totals, after: Totals, latency: dict | None = None) -> str:
+    """Totals before and after pruning; `latency` adds the estimated latency row of latency-aware plans."""
     reduction = after.reduction_from(before)
     rows = [[METRIC_LABELS[m], human_metric(m, before.metric(m)), human_metric(m, after.metric(m)), f"{reduction[m]:.1%}"]
             for m in METRICS]
+    if latency:
+        rows.append(["latency (est.)", f"{latency['before_ms']:.2f}ms", f"{latency['after_ms']:.2f}ms",
+                     f"{1 - latency['after_ms'] / latency['before_ms']:.1%}"])
     return table(["", "before", "after", "reduction"], rows)
 
 

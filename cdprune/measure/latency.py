@@ -17,6 +17,7 @@ class LatencyStats:
     p90_ms: float
     p99_ms: float
     mean_ms: float
+    min_ms: float  # the least disturbed run: robust to other processes, used for per-layer tables
     repeats: int
     batch: int
     threads: int
@@ -68,5 +69,5 @@ def measure_latency(model: torch.nn.Module, input_shape, batch: int = 1, threads
             times.append((time.perf_counter() - t0) * 1000.0)
     ms = np.array(times)
     return LatencyStats(p50_ms=float(np.percentile(ms, 50)), p90_ms=float(np.percentile(ms, 90)),
-                        p99_ms=float(np.percentile(ms, 99)), mean_ms=float(ms.mean()), repeats=len(ms),
+                        p99_ms=float(np.percentile(ms, 99)), mean_ms=float(ms.mean()), min_ms=float(ms.min()), repeats=len(ms),
                         batch=batch, threads=used, device=str(dev))

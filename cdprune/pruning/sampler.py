@@ -3,7 +3,7 @@
 No filter is ranked. A unit is drawn with probability equal to its share of
 the mode's complexity, a random few of its channels are removed, the
 complexities are recomputed, and this repeats until the target reduction of
-the mode's metric is met.
+the mode's metric is met (or, with budgets, until every budget holds).
 
 The step fraction, floor and rounding are not fixed by the paper; the
 defaults here (10 % of a unit's channels per draw, never below 10 % of its
@@ -22,11 +22,14 @@ from ..errors import CdpruneError
 from .pruning_plan import PruningPlan, UnitPlan
 from .units import ChannelModel, architecture_id, find_units, require_units
 
+SIZE_METRICS = ("params", "flops", "memory")
+BUDGET_METRICS = SIZE_METRICS + ("latency",)
+
 
 @dataclass(frozen=True)
 class Mode:
     name: str
-    metric: str  # "params", "flops" or "memory"
+    metric: str  # "params", "flops", "memory" or "latency"
     title: str
 
 
@@ -41,6 +44,9 @@ def register_mode(mode: Mode) -> Mode:
 register_mode(Mode("pa", "params", "parameter-aware"))
 register_mode(Mode("fa", "flops", "FLOPs-aware"))
 register_mode(Mode("ma", "memory", "memory-aware"))
+register_mode(Mode("la", "latency", "latency-aware"))
+
+AUTO = "auto"  # budget-driven: each draw follows the metric furthest over its budget
 
 
 def get_mode(name: str) -> Mode:
@@ -63,38 +69,68 @@ def next_count(current: int, least: int, step: float, round_to: int) -> int:
     return min(current, max(new, least))
 
 
-def plan(model: nn.Module, input_shape=(3, 32, 32), mode: str = "fa", target: float = 0.5, *, seed: int = 0,
-         step: float = 0.1, floor: float = 0.1, round_to: int = 1) -> PruningPlan:
-    """Sample a pruning plan that removes at least `target` of the mode's metric (SPEC §3).
+def plan(model: nn.Module, input_shape=(3, 32, 32), mode: str | None = "fa", target: float | None = 0.5, *,
+         budget: dict[str, float] | None = None, seed: int = 0, step: float = 0.1, floor: float = 0.1,
+         round_to: int = 1, refresh_latency: bool = False) -> PruningPlan:
+    """Sample a pruning plan (SPEC §3). `model` is not modified; the same arguments and seed give the same plan.
 
-    `model` is not modified. The same arguments and seed always give the same plan.
+    target: fraction of the mode's metric to remove, in (0, 1).
+    budget: upper limits per metric ({"flops": 100e6, "params": 2e6, "memory": 512e3 (bytes),
+        "latency": 5.0 (ms)}); sampling goes on until every one holds. With a budget and mode=None,
+        each draw follows the metric furthest over its budget.
     """
-    chosen = get_mode(mode)
+    budget = dict(budget or {})
+    if target is None and not budget:
+        raise CdpruneError("give a --target reduction or a --budget to prune to")
+    chosen = get_mode(mode) if mode is not None else None
+    if chosen is None and not budget:
+        raise CdpruneError("give a --mode (pa, fa, ma, la) for a --target reduction")
+    for metric, limit in budget.items():
+        if metric not in BUDGET_METRICS or not limit > 0:
+            raise CdpruneError(f"bad budget {metric}={limit}: use positive limits on {', '.join(BUDGET_METRICS)}")
     _check_settings(target, step, floor, round_to)
     input_shape = tuple(int(s) for s in input_shape)
     base = profile_model(model, input_shape)
     channels = find_units(model, base)
     require_units(channels)
-    sampler = _Sampler(channels, step, floor, round_to, seed)
+    wants_latency = "latency" in budget or (chosen is not None and chosen.metric == "latency")
+    latency = None
+    if wants_latency:
+        from ..measure.layer_latency import latency_table
 
-    metric = chosen.metric
-    reachable = sampler.largest_reduction(metric)
-    if reachable < target:
-        raise CdpruneError(f"target {target:g} is beyond reach: mode {mode} can remove at most {reachable:.3f} of the "
-                           f"{metric} with floor {floor:g}; lower --target or --floor")
-    while sampler.reduction(metric) < target:
+        latency = latency_table(model, input_shape, refresh=refresh_latency)
+    sampler = _Sampler(channels, step, floor, round_to, seed, latency)
+
+    if target is not None:
+        reachable = sampler.largest_reduction(chosen.metric)
+        if reachable < target:
+            raise CdpruneError(f"target {target:g} is beyond reach: mode {chosen.name} can remove at most {reachable:.3f} "
+                               f"of the {chosen.metric} with floor {floor:g}; lower --target or --floor")
+    for metric, limit in budget.items():
+        least = sampler.smallest(metric)
+        if least > limit:
+            raise CdpruneError(f"budget {metric}={_show(metric, limit)} cannot be met: the least this model reaches with "
+                               f"floor {floor:g} is {_show(metric, least)}; raise the budget or lower --floor")
+
+    while True:
+        short = target is not None and sampler.reduction(chosen.metric) < target
+        over = {m: sampler.total(m) / limit for m, limit in budget.items() if sampler.total(m) > limit}
+        if not short and not over:
+            break
+        metric = chosen.metric if chosen is not None else max(over, key=over.get)
         weights = sampler.weights(metric)
-        if weights is None:  # cannot happen after the reachability check, kept as a guard
-            raise CdpruneError(f"every unit is at its floor before the target; largest reachable reduction {reachable:.3f}")
+        if weights is None:  # cannot happen after the reachability checks, kept as a guard
+            raise CdpruneError("every unit is at its floor before the goal was met; lower --floor")
         sampler.draw(weights)
-    return sampler.to_plan(model, input_shape, mode, target)
+    return sampler.to_plan(model, input_shape, chosen.name if chosen else AUTO, target, budget)
 
 
 class _Sampler:
     """The state of one sampling run: which channels each unit still keeps."""
 
-    def __init__(self, channels: ChannelModel, step: float, floor: float, round_to: int, seed: int):
+    def __init__(self, channels: ChannelModel, step: float, floor: float, round_to: int, seed: int, latency=None):
         self.model = channels
+        self.latency = latency
         self.step, self.floor, self.round_to, self.seed = step, floor, round_to, seed
         self.original = np.array([u.channels for u in channels.units])
         self.least = np.array([floor_count(n, floor, round_to) for n in self.original])
@@ -103,20 +139,52 @@ class _Sampler:
         self.rng = np.random.default_rng(seed)
         self.before = channels.totals(self.removed)
         self.current = self.before
+        self.before_ms = self._latency_ms(self.removed) if latency else None
+        self.current_ms = self.before_ms
         self.steps = 0
 
+    # -- metric totals and per-unit complexities ------------------------------------------------
+    def total(self, metric: str, removed: np.ndarray | None = None) -> float:
+        if removed is not None:
+            return self._latency_ms(removed) if metric == "latency" else self.model.totals(removed).metric(metric)
+        return self.current_ms if metric == "latency" else self.current.metric(metric)
+
+    def _latency_layers(self, removed: np.ndarray) -> dict[str, float]:
+        """Estimated ms of every conv and linear layer, calibrated to the measured network latency."""
+        scale = self.latency.calibration
+        out = {}
+        for m in self.model.layers():
+            c_in, c_out = m.channels(removed)
+            out[m.name] = scale * self.latency.layer_ms(m.name, c_in / m.in_base, c_out / m.out_base)
+        return out
+
+    def _latency_ms(self, removed: np.ndarray) -> float:
+        return float(sum(self._latency_layers(removed).values()))
+
+    def unit_complexity(self, metric: str) -> np.ndarray:
+        if metric != "latency":
+            return self.model.unit_complexity(self.removed, metric)
+        per_layer = self._latency_layers(self.removed)
+        return np.array([sum(per_layer[m.name] for m in convs) for convs in self.model.unit_convs])
+
     def largest_reduction(self, metric: str) -> float:
-        at_floor = self.model.totals(self.original - self.least)
-        return 1 - at_floor.metric(metric) / self.before.metric(metric)
+        before = self.before_ms if metric == "latency" else self.before.metric(metric)
+        return 1 - self.smallest(metric) / before
+
+    def smallest(self, metric: str) -> float:
+        """The metric's total with every unit at its floor (every metric only grows with channels)."""
+        return self.total(metric, self.original - self.least)
 
     def reduction(self, metric: str) -> float:
-        return 1 - self.current.metric(metric) / self.before.metric(metric)
+        before = self.before_ms if metric == "latency" else self.before.metric(metric)
+        return 1 - self.total(metric) / before
 
+    # -- sampling -------------------------------------------------------------------------------
     def weights(self, metric: str) -> np.ndarray | None:
         """Complexity weights w_u = c_u / Σc over the units not yet at their floor."""
         counts = self.original - self.removed
         movable = np.array([next_count(c, lo, self.step, self.round_to) < c for c, lo in zip(counts, self.least)])
-        complexity = self.model.unit_complexity(self.removed, metric) * movable
+        complexity = np.clip(self.unit_complexity(metric), 0, None) * movable
         total = complexity.sum()
         return complexity / total if total > 0 else None
 
@@ -128,20 +196,58 @@ class _Sampler:
         self.kept[u] = np.setdiff1d(self.kept[u], gone)
         self.removed[u] += drop
         self.current = self.model.totals(self.removed)
+        if self.latency is not None:
+            self.current_ms = self._latency_ms(self.removed)
         self.steps += 1
 
-    def to_plan(self, model: nn.Module, input_shape, mode: str, target, budget=None) -> PruningPlan:
+    def to_plan(self, model: nn.Module, input_shape, mode: str, target, budget) -> PruningPlan:
         spec = getattr(model, "cdprune_spec", None) or {}
         units = tuple(UnitPlan(u.name, tuple(u.convs), u.channels, tuple(int(i) for i in kept))
                       for u, kept in zip(self.model.units, self.kept))
+        latency = {} if self.latency is None else {
+            "before_ms": round(self.before_ms, 4), "after_ms": round(self.current_ms, 4),
+            "source": "per-layer latency table on this CPU, calibrated to the measured dense network",
+            "threads": self.latency.key["threads"]}
         return PruningPlan(model=spec.get("name"), model_kwargs=dict(spec.get("kwargs", {})),
                            architecture=architecture_id(model), input_shape=tuple(input_shape), mode=mode,
                            target=target, seed=self.seed, step=self.step, floor=self.floor, round_to=self.round_to,
-                           units=units, before=self.before, after=self.current, steps=self.steps, budget=budget or {})
+                           units=units, before=self.before, after=self.current, steps=self.steps,
+                           budget=dict(budget), latency=latency)
 
 
-def _check_settings(target: float, step: float, floor: float, round_to: int) -> None:
-    if not 0 < target < 1:
+def _show(metric: str, value: float) -> str:
+    from ..report import human_bytes, human_count
+
+    if metric == "latency":
+        return f"{value:.2f}ms"
+    return human_bytes(value) if metric == "memory" else human_count(value)
+
+
+def parse_budget(text: str) -> dict[str, float]:
+    """'flops=100M,params=2M,memory=512KB,latency=5ms' -> {"flops": 1e8, ...} (memory in bytes, latency in ms)."""
+    scales = {"": 1, "k": 1e3, "m": 1e6, "g": 1e9, "b": 1, "kb": 1e3, "mb": 1e6, "gb": 1e9,
+              "kib": 2**10, "mib": 2**20, "gib": 2**30}
+    times = {"ms": 1.0, "s": 1000.0, "us": 1e-3}
+    budget = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, _, value = part.partition("=")
+        name, value = name.strip().lower(), value.strip().lower()
+        number = value.rstrip("abcdefghijklmnopqrstuvwxyz")
+        suffix = value[len(number):]
+        table = times if name == "latency" else scales
+        if name not in BUDGET_METRICS or suffix not in table:
+            raise CdpruneError(f"bad budget '{part}': use e.g. flops=100M,params=2M,memory=512KB,latency=5ms")
+        try:
+            budget[name] = float(number) * table[suffix]
+        except ValueError:
+            raise CdpruneError(f"bad budget '{part}': use e.g. flops=100M,params=2M,memory=512KB,latency=5ms") from None
+    if not budget:
+        raise CdpruneError("empty --budget: use e.g. flops=100M,params=2M")
+    return budget
+
+
+def _check_settings(target: float | None, step: float, floor: float, round_to: int) -> None:
+    if target is not None and not 0 < target < 1:
         raise CdpruneError(f"target {target:g} is outside (0, 1): give the fraction to remove, e.g. --target 0.5")
     if not 0 < step <= 1:
         raise CdpruneError(f"step {step:g} is outside (0, 1]: give the fraction of a unit's channels removed per draw, e.g. --step 0.1")

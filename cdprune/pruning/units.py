@@ -49,12 +49,18 @@ class _SizedModule:
     in_terms: list[tuple[int, int]] = field(default_factory=list)  # (unit index, channels per unit channel)
     out_terms: list[tuple[int, int]] = field(default_factory=list)
 
+    def channels(self, removed: np.ndarray) -> tuple[int, int]:
+        """(in, out) channel counts when unit u has lost removed[u] channels."""
+        out = self.out_base - sum(m * int(removed[u]) for u, m in self.out_terms)
+        if self.kind in ("vector", "depthwise"):
+            return out, out
+        return self.in_base - sum(m * int(removed[u]) for u, m in self.in_terms), out
+
     def size(self, removed: np.ndarray) -> tuple[int, int, int]:
         """(params, FLOPs, memory bytes) when unit u has lost removed[u] channels."""
-        out = self.out_base - sum(m * int(removed[u]) for u, m in self.out_terms)
+        inp, out = self.channels(removed)
         if self.kind == "vector":
             return self.vectors * out, 0, 0
-        inp = self.in_base - sum(m * int(removed[u]) for u, m in self.in_terms)
         per_filter = self.kernel if self.kind == "depthwise" else (inp // self.groups) * self.kernel
         weights = out * per_filter
         return (weights + (out if self.bias else 0), weights * self.positions * self.calls,
@@ -82,6 +88,10 @@ class ChannelModel:
         """c_u: the metric summed over the convs whose output channels form each unit."""
         index = {"params": 0, "flops": 1, "memory": 2}[metric]
         return np.array([sum(m.size(removed)[index] for m in convs) for convs in self.unit_convs], dtype=np.float64)
+
+    def layers(self) -> list[_SizedModule]:
+        """The conv and linear layers (those that run in the forward pass), in profile order."""
+        return [m for m in self.modules if m.calls]
 
 
 def architecture_id(model: nn.Module) -> str:
