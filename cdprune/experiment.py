@@ -1,21 +1,28 @@
-"""Report — dense against pruned, trained with the same budget, side by side.
+"""Report — methods trained with the same budget, side by side.
 
 `main_job` is what `cdprune run` does: plan, train the dense and the pruned
-model, measure both, and write a table, report.md and a chart. Every run
-directory is resumable, so re-running the job skips finished runs and
-continues interrupted ones.
+model, measure both, and write a table, report.md and a chart. `compare`
+puts any set of methods (the modes and the baselines) side by side over
+seeds; `sweep` draws the accuracy–resource trade-off curves. Every run
+directory is resumable, so re-running skips finished runs and continues
+interrupted ones.
 """
 from __future__ import annotations
 
 import sys
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+
+import numpy as np
 
 from . import models
 from .data import dataset_info
+from .errors import CdpruneError
 from .io import atomic_write_json, atomic_write_text
+from .methods import Job, get_method
+from .pruning import get_mode
 from .pruning import plan as make_plan
-from .report import comparison_markdown
+from .report import compare_rows, comparison_markdown, markdown_table
 from .runs import RunMetrics, RunSettings, train_run
 
 # The embedded default: small enough for about 10 minutes on a 2-core CPU.
@@ -66,3 +73,137 @@ def write_comparison(out: Path, runs: list[RunMetrics], settings: RunSettings, p
         comparison_chart(runs, out / "comparison.png")
         text += "\n![dense vs pruned](comparison.png)\n"
     atomic_write_text(out / "report.md", text)
+
+
+# ---- compare: methods side by side, over seeds -------------------------------------------------
+
+@dataclass(frozen=True)
+class MethodSummary:
+    """One method over its seeds: accuracy mean ± std (fractions), resources and training cost (means)."""
+
+    method: str
+    seeds: int
+    acc_mean: float
+    acc_std: float
+    params: float
+    flops: float
+    memory_bytes: float
+    reduction: dict
+    latency_ms: float
+    energy_mj: float
+    train_time_s: float  # every stage of the method: dense pre-training and fine-tuning included
+    train_flops: float  # MACs, every stage
+
+    @classmethod
+    def of(cls, method: str, runs: list[RunMetrics]) -> "MethodSummary":
+        acc = np.array([r.test_acc for r in runs])
+        mean = lambda attr: float(np.mean([getattr(r, attr) for r in runs]))
+        return cls(method=method, seeds=len(runs), acc_mean=float(acc.mean()),
+                   acc_std=float(acc.std(ddof=1)) if len(acc) > 1 else 0.0,
+                   params=mean("params"), flops=mean("flops"), memory_bytes=mean("memory_bytes"),
+                   reduction={m: float(np.mean([r.reduction[m] for r in runs])) for m in runs[0].reduction},
+                   latency_ms=mean("latency_ms"), energy_mj=mean("energy_mj"),
+                   train_time_s=mean("total_train_time_s"), train_flops=mean("total_train_flops"))
+
+
+def compare(out: str | Path, settings: RunSettings, methods: list[str], target: float, *, metric: str = "flops",
+            seeds: int = 1, download: bool = False, progress: bool = True) -> list[MethodSummary]:
+    """Train every method for every seed (seed, seed+1, …) to the same `target` reduction of `metric`.
+
+    Finished runs are reused, so re-running only trains what is missing. Writes compare.md,
+    compare.csv and compare.json into `out`.
+    """
+    chosen = [get_method(m) for m in methods]
+    if not 0 < target < 1:
+        raise CdpruneError(f"target {target:g} is outside (0, 1): give the fraction to remove, e.g. --target 0.5")
+    if seeds < 1:
+        raise CdpruneError(f"--seeds {seeds} must be at least 1")
+    out = Path(out)
+    runs: dict[str, list[RunMetrics]] = {m.name: [] for m in chosen}
+    for k in range(seeds):
+        seed_settings = replace(settings, seed=settings.seed + k)
+        job = Job(out / f"seed-{seed_settings.seed}", seed_settings, target, metric, progress, download)
+        for m in chosen:
+            _announce(f"{m.name} (seed {seed_settings.seed})", job.root / m.name, progress)
+            runs[m.name].append(m.run(job))
+    summaries = [MethodSummary.of(name, rs) for name, rs in runs.items()]
+    _write_compare(out, summaries, runs, settings, target, metric)
+    return summaries
+
+
+def _write_compare(out: Path, summaries, runs, settings: RunSettings, target: float, metric: str) -> None:
+    atomic_write_json(out / "compare.json", {
+        "settings": asdict(settings), "target": target, "metric": metric,
+        "summaries": [asdict(s) for s in summaries],
+        "runs": {name: [asdict(r) for r in rs] for name, rs in runs.items()}})
+    header, rows = compare_rows(summaries)
+    csv_rows = [",".join(["method", "seeds", "acc_mean", "acc_std", "params", "flops", "memory_bytes",
+                          "params_reduction", "flops_reduction", "memory_reduction", "latency_ms", "energy_mj",
+                          "train_time_s", "train_flops"])]
+    for s in summaries:
+        csv_rows.append(",".join(str(v) for v in [
+            s.method, s.seeds, s.acc_mean, s.acc_std, s.params, s.flops, s.memory_bytes, s.reduction["params"],
+            s.reduction["flops"], s.reduction["memory"], s.latency_ms, s.energy_mj, s.train_time_s, s.train_flops]))
+    atomic_write_text(out / "compare.csv", "\n".join(csv_rows) + "\n")
+    first = next(iter(runs.values()))[0]
+    text = "\n".join([
+        f"# {settings.model} on {settings.data}: methods at a {target:g} {metric} reduction", "",
+        f"{settings.epochs} epochs (fine-tuning: half as many at a tenth of the LR), {first.train_size} training "
+        f"images, {first.test_size} test images, batch {settings.batch_size}, lr {settings.lr}; accuracy is the mean ± "
+        f"std over seeds. Training cost counts every stage (dense pre-training and fine-tuning for the ranking "
+        f"methods); training FLOPs = 3 × MACs per image × images seen.", "",
+        markdown_table(header, rows), ""])
+    atomic_write_text(out / "compare.md", text)
+
+
+# ---- sweep: the trade-off curves ---------------------------------------------------------------
+
+SWEEP_FIELDS = ["method", "mode", "target", "test_acc", "params", "flops", "memory_bytes", "latency_ms", "energy_mj",
+                "cpu_percent", "train_time_s", "status"]
+
+
+def sweep(out: str | Path, settings: RunSettings, modes: list[str], targets: list[float], *, download: bool = False,
+          progress: bool = True, bench_time_s: float = 1.0) -> list[dict]:
+    """Dense plus every mode × target (each mode reduces its own metric), measured on this device.
+
+    Writes sweep.csv, sweep.json and the trade-off charts tradeoff_resources.png (accuracy
+    against params, FLOPs, memory) and tradeoff_device.png (against latency, energy, CPU).
+    Targets a mode cannot reach are recorded with status 'unreachable', not trained.
+    """
+    from .measure.bench import bench
+
+    out = Path(out)
+    for m in modes:
+        get_mode(m)
+    job = Job(out, settings, 0.5, "flops", progress, download)
+    points = []
+    for mode, target in [("dense", None)] + [(m, t) for m in modes for t in targets]:
+        name = "dense" if mode == "dense" else f"{mode}-{target:g}"
+        row = {"method": name, "mode": mode, "target": target, "status": "ok"}
+        try:
+            if mode == "dense":
+                metrics = job.train("dense")
+            else:
+                model, shape = job.base_model()
+                pruning = make_plan(model, shape, mode, target, seed=settings.seed)
+                _announce(name, out / name, progress)
+                metrics = job.train(name, pruning)
+        except CdpruneError as exc:
+            if "beyond reach" not in str(exc):
+                raise
+            row.update(status="unreachable")
+            points.append(row)
+            continue
+        measured = bench(str(out / name), min_time_s=bench_time_s, min_repeats=20)
+        row.update({k: getattr(metrics, k) for k in ("test_acc", "params", "flops", "memory_bytes", "energy_mj",
+                                                      "train_time_s")})
+        row.update(latency_ms=measured.p50_ms, cpu_percent=measured.cpu_percent)
+        points.append(row)
+    atomic_write_json(out / "sweep.json", {"settings": asdict(settings), "points": points})
+    lines = [",".join(SWEEP_FIELDS)] + [",".join("" if p.get(f) is None else str(p.get(f)) for f in SWEEP_FIELDS)
+                                        for p in points]
+    atomic_write_text(out / "sweep.csv", "\n".join(lines) + "\n")
+    from .plots import tradeoff_charts
+
+    tradeoff_charts([p for p in points if p["status"] == "ok"], out, f"{settings.model} on {settings.data}")
+    return points

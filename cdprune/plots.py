@@ -40,3 +40,35 @@ def comparison_chart(runs, path: Path) -> None:
     ax.set_ylim(0, max(1.1, ax.get_ylim()[1]))
     ax.legend(frameon=False, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=min(len(runs), 3))
     save_figure(fig, path)
+
+
+TRADEOFF_PANELS = {
+    "tradeoff_resources.png": [("params", "parameters"), ("flops", "FLOPs (MACs)"), ("memory_bytes", "memory (bytes)")],
+    "tradeoff_device.png": [("latency_ms", "CPU latency, batch 1 (ms)"), ("energy_mj", "energy / inference (mJ, est.)"),
+                            ("cpu_percent", "CPU utilisation (% of a core)")],
+}
+
+
+def tradeoff_charts(points: list[dict], out: Path, title: str) -> list[Path]:
+    """Accuracy against each resource, one line per mode and the dense model as a star (the paper's Figs. 4–5)."""
+    written = []
+    for filename, panels in TRADEOFF_PANELS.items():
+        fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4))
+        for ax, (key, label) in zip(axes, panels):
+            for mode in sorted({p["mode"] for p in points if p["mode"] != "dense"}):
+                line = sorted((p for p in points if p["mode"] == mode), key=lambda p: p[key])
+                ax.plot([p[key] for p in line], [100 * p["test_acc"] for p in line], "o-", label=mode)
+                for p in line:
+                    ax.annotate(f"{p['target']:g}", (p[key], 100 * p["test_acc"]), fontsize=7,
+                                xytext=(3, 3), textcoords="offset points")
+            for p in points:
+                if p["mode"] == "dense":
+                    ax.plot(p[key], 100 * p["test_acc"], "k*", markersize=11, label="dense")
+            ax.set_xlabel(label)
+            ax.set_ylabel("test accuracy (%)")
+            ax.grid(alpha=0.3)
+        axes[0].legend(frameon=False, fontsize=8)
+        fig.suptitle(title)
+        save_figure(fig, out / filename)
+        written.append(out / filename)
+    return written

@@ -101,7 +101,6 @@ def comparison_table(runs) -> str:
 
 def comparison_markdown(runs, settings) -> str:
     header, rows = comparison_rows(runs)
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + ["| " + " | ".join(r) + " |" for r in rows]
     base = runs[0]
     return "\n".join([
         f"# {base.model} on {base.data}: dense vs pruned",
@@ -110,10 +109,29 @@ def comparison_markdown(runs, settings) -> str:
         f"{base.train_size} training images, batch {settings.batch_size}, lr {settings.lr}, seed {settings.seed}; "
         f"tested on {base.test_size} images. Device: {base.device}.",
         "",
-        *lines,
+        markdown_table(header, rows),
         "",
         f"FLOPs are multiply-accumulates per input; memory is the conv/linear output feature maps at float32. "
         f"Latency: median of batch-1 forward passes on this CPU ({base.latency.get('threads')} threads). "
         f"Energy: {base.energy.get('source')}.",
         "",
     ])
+
+
+def markdown_table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
+
+
+def compare_rows(summaries) -> tuple[list[str], list[list[str]]]:
+    """One row per method: accuracy mean ± std, resources and reductions, latency, total training cost."""
+    header = ["method", "seeds", "test accuracy", "params", "FLOPs", "memory", "Δparams", "ΔFLOPs", "Δmemory",
+              "CPU latency", "train time (all stages)", "train FLOPs (all stages)"]
+    rows = []
+    for s in summaries:
+        r = s.reduction
+        rows.append([s.method, str(s.seeds), f"{100 * s.acc_mean:.2f} ± {100 * s.acc_std:.2f}%", human_count(s.params),
+                     human_count(s.flops), human_bytes(s.memory_bytes), f"-{r['params']:.1%}", f"-{r['flops']:.1%}",
+                     f"-{r['memory']:.1%}", f"{s.latency_ms:.2f} ms", f"{s.train_time_s:.0f} s",
+                     human_count(s.train_flops)])
+    return header, rows

@@ -83,6 +83,17 @@ class RunMetrics:
     device: str
     settings: dict = field(default_factory=dict)
     plan: dict | None = None  # mode, target, seed of the plan, if pruned
+    pretrain_time_s: float = 0.0  # earlier stages of this method (dense training before ranking)
+    pretrain_flops: float = 0.0
+
+    @property
+    def total_train_time_s(self) -> float:
+        """Wall time of every training stage of the method, pre-training included."""
+        return self.pretrain_time_s + self.train_time_s
+
+    @property
+    def total_train_flops(self) -> float:
+        return self.pretrain_flops + self.train_flops
 
     @classmethod
     def from_dict(cls, data: dict) -> "RunMetrics":
@@ -95,9 +106,12 @@ def method_name(plan: PruningPlan | None) -> str:
 
 
 def train_run(out: str | Path, settings: RunSettings, plan: PruningPlan | None = None, *, resume: bool = False,
-              download: bool = False, progress: bool = True) -> RunMetrics:
+              download: bool = False, progress: bool = True, init_from: str | Path | None = None,
+              method: str | None = None) -> RunMetrics:
     """Train `settings.model` (pruned by `plan`, if given) from scratch and write the run directory `out`.
 
+    init_from: a finished dense run whose trained weights start the model instead of a fresh
+        initialisation (fine-tuning after ranking); its training cost is counted as pre-training.
     With resume=True a finished run is returned as it is and an interrupted one continues
     from its last checkpoint; without it, a directory that already holds a run is refused.
     """
@@ -108,7 +122,14 @@ def train_run(out: str | Path, settings: RunSettings, plan: PruningPlan | None =
 
     info = dataset_info(settings.data)
     torch.manual_seed(settings.seed)  # the fresh initialisation is part of what the seed reproduces
-    model = build_model(settings.model, info.num_classes, info.input_shape, plan)
+    pretrained = read_metrics(init_from) if init_from is not None else None
+    if pretrained is not None:
+        model = build_model(settings.model, info.num_classes, info.input_shape, None)
+        model.load_state_dict(load_weights(Path(init_from) / WEIGHTS_FILE))
+        if plan is not None:
+            apply_plan(model, plan)
+    else:
+        model = build_model(settings.model, info.num_classes, info.input_shape, plan)
     train_set = load_dataset(info.name, "train", settings.data_dir, download=download, subset=settings.train_subset,
                              seed=settings.seed)
     test_set = load_dataset(info.name, "test", settings.data_dir, download=download, subset=settings.test_subset,
@@ -125,14 +146,16 @@ def train_run(out: str | Path, settings: RunSettings, plan: PruningPlan | None =
     totals = profile(model, info.input_shape).totals
     base = plan.before if plan is not None else totals
     metrics = RunMetrics(
-        method=method_name(plan), model=settings.model, data=info.name, input_shape=list(info.input_shape),
+        method=method or method_name(plan), model=settings.model, data=info.name, input_shape=list(info.input_shape),
         num_classes=info.num_classes, test_acc=result.test_acc, params=totals.params, flops=totals.flops,
         memory_bytes=totals.memory_bytes, reduction=totals.reduction_from(base),
         latency_ms=0.0, latency={}, energy_mj=0.0, energy={}, train_time_s=result.train_time_s,
         train_flops=float(TRAINING_PASSES * totals.flops * len(train_set) * settings.epochs),
         epochs=settings.epochs, train_size=len(train_set), test_size=len(test_set), device=result.device,
         settings=asdict(settings),
-        plan=None if plan is None else {"mode": plan.mode, "target": plan.target, "seed": plan.seed})
+        plan=None if plan is None else {"mode": plan.mode, "target": plan.target, "seed": plan.seed},
+        pretrain_time_s=pretrained.total_train_time_s if pretrained else 0.0,
+        pretrain_flops=pretrained.total_train_flops if pretrained else 0.0)
     _add_measurements(metrics, model, totals, info.input_shape)
     atomic_write_json(out / METRICS_FILE, asdict(metrics))
     (out / CHECKPOINT_NAME).unlink(missing_ok=True)  # the run is complete; the weights file replaces it

@@ -46,6 +46,7 @@ class PruningPlan:
     steps: int
     budget: dict = field(default_factory=dict)  # metric -> limit, for budget-driven plans
     latency: dict = field(default_factory=dict)  # estimated before/after ms, for latency-aware plans
+    target_metric: str | None = None  # the metric `target` applies to ("flops", …)
 
     @property
     def reduction(self) -> dict[str, float]:
@@ -59,7 +60,7 @@ class PruningPlan:
         body = {
             "format": FORMAT,
             "model": self.model, "model_kwargs": self.model_kwargs, "architecture": self.architecture,
-            "input_shape": list(self.input_shape), "mode": self.mode, "target": self.target, "budget": self.budget,
+            "input_shape": list(self.input_shape), "mode": self.mode, "target": self.target, "target_metric": self.target_metric, "budget": self.budget,
             "seed": self.seed, "step": self.step, "floor": self.floor, "round_to": self.round_to, "steps": self.steps,
             "before": asdict(self.before), "after": asdict(self.after), "latency": self.latency,
             "reduction": {m: round(v, 6) for m, v in self.reduction.items()},
@@ -105,7 +106,8 @@ class PruningPlan:
                        mode=str(data["mode"]), target=data["target"], seed=int(data["seed"]), step=float(data["step"]),
                        floor=float(data["floor"]), round_to=int(data["round_to"]), units=units,
                        before=Totals(**data["before"]), after=Totals(**data["after"]), steps=int(data["steps"]),
-                       budget=dict(data.get("budget") or {}), latency=dict(data.get("latency") or {}))
+                       budget=dict(data.get("budget") or {}), latency=dict(data.get("latency") or {}),
+                       target_metric=data.get("target_metric"))
         except (KeyError, TypeError, ValueError) as exc:
             raise bad(f"missing or malformed field {exc}") from None
         for u in plan.units:

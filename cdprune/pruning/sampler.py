@@ -29,8 +29,9 @@ BUDGET_METRICS = SIZE_METRICS + ("latency",)
 @dataclass(frozen=True)
 class Mode:
     name: str
-    metric: str  # "params", "flops", "memory" or "latency"
+    metric: str  # "params", "flops", "memory" or "latency": weights draws and, by default, the target
     title: str
+    equal_weights: bool = False  # draw units with equal probability (the layer-random ablation)
 
 
 MODES: dict[str, Mode] = {}
@@ -45,6 +46,8 @@ register_mode(Mode("pa", "params", "parameter-aware"))
 register_mode(Mode("fa", "flops", "FLOPs-aware"))
 register_mode(Mode("ma", "memory", "memory-aware"))
 register_mode(Mode("la", "latency", "latency-aware"))
+register_mode(Mode("layer-random", "flops", "equal-probability units (ablation of the complexity weights)",
+                   equal_weights=True))
 
 AUTO = "auto"  # budget-driven: each draw follows the metric furthest over its budget
 
@@ -70,11 +73,12 @@ def next_count(current: int, least: int, step: float, round_to: int) -> int:
 
 
 def plan(model: nn.Module, input_shape=(3, 32, 32), mode: str | None = "fa", target: float | None = 0.5, *,
-         budget: dict[str, float] | None = None, seed: int = 0, step: float = 0.1, floor: float = 0.1,
-         round_to: int = 1, refresh_latency: bool = False) -> PruningPlan:
+         budget: dict[str, float] | None = None, target_metric: str | None = None, seed: int = 0, step: float = 0.1,
+         floor: float = 0.1, round_to: int = 1, refresh_latency: bool = False) -> PruningPlan:
     """Sample a pruning plan (SPEC §3). `model` is not modified; the same arguments and seed give the same plan.
 
-    target: fraction of the mode's metric to remove, in (0, 1).
+    target: fraction to remove, in (0, 1), of the mode's metric or of `target_metric` when given
+        (e.g. mode "pa" draws by parameter share but stops at a FLOPs reduction: equal-FLOPs comparisons).
     budget: upper limits per metric ({"flops": 100e6, "params": 2e6, "memory": 512e3 (bytes),
         "latency": 5.0 (ms)}); sampling goes on until every one holds. With a budget and mode=None,
         each draw follows the metric furthest over its budget.
@@ -89,11 +93,14 @@ def plan(model: nn.Module, input_shape=(3, 32, 32), mode: str | None = "fa", tar
         if metric not in BUDGET_METRICS or not limit > 0:
             raise CdpruneError(f"bad budget {metric}={limit}: use positive limits on {', '.join(BUDGET_METRICS)}")
     _check_settings(target, step, floor, round_to)
+    stop_metric = target_metric or (chosen.metric if chosen else None)
+    if stop_metric is not None and stop_metric not in BUDGET_METRICS:
+        raise CdpruneError(f"unknown metric '{stop_metric}': choose one of {', '.join(BUDGET_METRICS)}")
     input_shape = tuple(int(s) for s in input_shape)
     base = profile_model(model, input_shape)
     channels = find_units(model, base)
     require_units(channels)
-    wants_latency = "latency" in budget or (chosen is not None and chosen.metric == "latency")
+    wants_latency = "latency" in budget or "latency" in (stop_metric, chosen.metric if chosen else None)
     latency = None
     if wants_latency:
         from ..measure.layer_latency import latency_table
@@ -102,10 +109,10 @@ def plan(model: nn.Module, input_shape=(3, 32, 32), mode: str | None = "fa", tar
     sampler = _Sampler(channels, step, floor, round_to, seed, latency)
 
     if target is not None:
-        reachable = sampler.largest_reduction(chosen.metric)
+        reachable = sampler.largest_reduction(stop_metric)
         if reachable < target:
             raise CdpruneError(f"target {target:g} is beyond reach: mode {chosen.name} can remove at most {reachable:.3f} "
-                               f"of the {chosen.metric} with floor {floor:g}; lower --target or --floor")
+                               f"of the {stop_metric} with floor {floor:g}; lower --target or --floor")
     for metric, limit in budget.items():
         least = sampler.smallest(metric)
         if least > limit:
@@ -113,16 +120,16 @@ def plan(model: nn.Module, input_shape=(3, 32, 32), mode: str | None = "fa", tar
                                f"floor {floor:g} is {_show(metric, least)}; raise the budget or lower --floor")
 
     while True:
-        short = target is not None and sampler.reduction(chosen.metric) < target
+        short = target is not None and sampler.reduction(stop_metric) < target
         over = {m: sampler.total(m) / limit for m, limit in budget.items() if sampler.total(m) > limit}
         if not short and not over:
             break
         metric = chosen.metric if chosen is not None else max(over, key=over.get)
-        weights = sampler.weights(metric)
+        weights = sampler.weights(metric, equal=chosen is not None and chosen.equal_weights)
         if weights is None:  # cannot happen after the reachability checks, kept as a guard
             raise CdpruneError("every unit is at its floor before the goal was met; lower --floor")
         sampler.draw(weights)
-    return sampler.to_plan(model, input_shape, chosen.name if chosen else AUTO, target, budget)
+    return sampler.to_plan(model, input_shape, chosen.name if chosen else AUTO, target, budget, stop_metric)
 
 
 class _Sampler:
@@ -180,11 +187,11 @@ class _Sampler:
         return 1 - self.total(metric) / before
 
     # -- sampling -------------------------------------------------------------------------------
-    def weights(self, metric: str) -> np.ndarray | None:
-        """Complexity weights w_u = c_u / Σc over the units not yet at their floor."""
+    def weights(self, metric: str, equal: bool = False) -> np.ndarray | None:
+        """Complexity weights w_u = c_u / Σc over the units not yet at their floor (equal=True: uniform)."""
         counts = self.original - self.removed
         movable = np.array([next_count(c, lo, self.step, self.round_to) < c for c, lo in zip(counts, self.least)])
-        complexity = np.clip(self.unit_complexity(metric), 0, None) * movable
+        complexity = (1.0 if equal else np.clip(self.unit_complexity(metric), 0, None)) * movable
         total = complexity.sum()
         return complexity / total if total > 0 else None
 
@@ -200,7 +207,7 @@ class _Sampler:
             self.current_ms = self._latency_ms(self.removed)
         self.steps += 1
 
-    def to_plan(self, model: nn.Module, input_shape, mode: str, target, budget) -> PruningPlan:
+    def to_plan(self, model: nn.Module, input_shape, mode: str, target, budget, target_metric=None) -> PruningPlan:
         spec = getattr(model, "cdprune_spec", None) or {}
         units = tuple(UnitPlan(u.name, tuple(u.convs), u.channels, tuple(int(i) for i in kept))
                       for u, kept in zip(self.model.units, self.kept))
@@ -212,7 +219,7 @@ class _Sampler:
                            architecture=architecture_id(model), input_shape=tuple(input_shape), mode=mode,
                            target=target, seed=self.seed, step=self.step, floor=self.floor, round_to=self.round_to,
                            units=units, before=self.before, after=self.current, steps=self.steps,
-                           budget=dict(budget), latency=latency)
+                           budget=dict(budget), latency=latency, target_metric=target_metric)
 
 
 def _show(metric: str, value: float) -> str:
