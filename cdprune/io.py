@@ -37,6 +37,7 @@ _META_KEY = "cdprune"
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """Write `data` to `path` so that `path` is never seen half-written."""
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     # os.open with mode 0o666 lets the umask decide permissions, as a plain
     # open() would (tempfile.mkstemp would force 0o600).
