@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Callable
@@ -17,9 +18,10 @@ from . import models
 from .complexity import parse_shape, profile
 from .data import DATASETS
 from .errors import CdpruneError
-from .experiment import DEFAULT_JOB, main_job
-from .pruning import MODES, PruningPlan, plan
-from .report import comparison_table, human_bytes, human_count, profile_table, reduction_table, table
+from .experiment import DEFAULT_JOB, compare, main_job, sweep
+from .methods import METHODS
+from .pruning import MODES, PruningPlan, parse_budget, plan
+from .report import compare_rows, comparison_table, human_bytes, human_count, profile_table, reduction_table, table
 from .runs import RunSettings, eval_run, train_run
 from .train import TrainingInterrupted
 
@@ -75,16 +77,21 @@ def _(p):
 
 def run_prune(args) -> None:
     model, shape = _build(args)
-    result = plan(model, shape, args.mode, args.target, seed=args.seed, step=args.step, floor=args.floor,
-                  round_to=args.round_to)
+    budget = parse_budget(args.budget) if args.budget else None
+    mode = args.mode or (None if budget else "fa")
+    target = args.target if args.target is not None else (None if budget else 0.5)
+    result = plan(model, shape, mode, target, budget=budget, seed=args.seed, step=args.step, floor=args.floor,
+                  round_to=args.round_to, refresh_latency=args.refresh)
     out = result.save(args.out)
     if args.json:
         print_json({**result.to_dict(), "plan_path": str(out)})
         return
-    mode = MODES[result.mode]
-    print(f"{args.model} · mode {result.mode} ({mode.title}) · target {result.target:g} · seed {result.seed} · "
-          f"{result.steps} draws")
-    print(reduction_table(result.before, result.after))
+    title = MODES[result.mode].title if result.mode in MODES else "each draw follows the metric furthest over budget"
+    goal = f"target {result.target:g}" if result.target is not None else ""
+    if result.budget:
+        goal += (" · " if goal else "") + "budget " + ", ".join(f"{m}≤{_budget_value(m, v)}" for m, v in result.budget.items())
+    print(f"{args.model} · mode {result.mode} ({title}) · {goal} · seed {result.seed} · {result.steps} draws")
+    print(reduction_table(result.before, result.after, result.latency))
     print()
     rows = [[u.name, str(len(u.convs)), str(u.channels), str(len(u.kept)), f"{1 - len(u.kept) / u.channels:.0%}"]
             for u in result.units]
@@ -92,15 +99,25 @@ def run_prune(args) -> None:
     print(f"\nplan written to {out}")
 
 
+def _budget_value(metric: str, value: float) -> str:
+    if metric == "latency":
+        return f"{value:g}ms"
+    return human_bytes(value) if metric == "memory" else human_count(value)
+
+
 @command("prune", "sample a complexity-driven pruning plan and write it")(run_prune)
 def _(p):
     _model_arguments(p)
-    p.add_argument("--mode", default="fa", help=f"what to reduce: {', '.join(f'{m.name} ({m.title})' for m in MODES.values())}")
-    p.add_argument("--target", type=float, default=0.5, help="fraction of the mode's metric to remove, in (0, 1)")
+    p.add_argument("--mode", default=None, help=f"what to reduce: {', '.join(f'{m.name} ({m.title})' for m in MODES.values())}; "
+                   "default fa, or with --budget the metric furthest over its budget at each draw")
+    p.add_argument("--target", type=float, default=None, help="fraction of the mode's metric to remove, in (0, 1) (default 0.5 without --budget)")
+    p.add_argument("--budget", default=None, metavar="LIMITS",
+                   help="prune until every limit holds, e.g. flops=100M,params=2M,memory=512KB,latency=5ms")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--step", type=float, default=0.1, help="fraction of a unit's channels removed per draw (default 0.1)")
     p.add_argument("--floor", type=float, default=0.1, help="fraction of a unit's channels always kept (default 0.1)")
     p.add_argument("--round-to", type=int, default=1, metavar="R", help="keep channel counts multiples of R (8 or 16 suit SIMD/tensor cores)")
+    p.add_argument("--refresh", action="store_true", help="rebuild the cached per-layer latency table (mode la, latency budgets)")
     p.add_argument("--out", default="plan.json", help="where to write the plan (default plan.json)")
 
 
@@ -212,6 +229,132 @@ def _(p):
     _training_arguments(p, DEFAULT_JOB)
 
 
+# ---- bench / export ----------------------------------------------------------------------------
+
+from .export import FORMATS, INPUT_NAME, OPSET, OUTPUT_NAME, export_run  # noqa: E402
+from .measure.bench import RUNTIMES, bench  # noqa: E402
+
+
+def run_bench(args) -> None:
+    result = bench(args.target, plan=args.plan, runtime=args.runtime, batch=args.batch, threads=args.threads,
+                   input_shape=parse_shape(args.input) if args.input else None, num_classes=args.num_classes,
+                   min_time_s=args.min_time, min_repeats=args.min_repeats, device=args.device)
+    if args.json:
+        print_json(result.to_dict())
+        return
+    r = result
+    print(f"{r.model} ({r.method}) · {r.runtime_version} · {r.device} ({r.device_name}) · "
+          f"input {'×'.join(map(str, r.input_shape))} · batch {r.batch} · {r.threads} threads")
+    print(table(["", "value"], [
+        ["latency p50", f"{r.p50_ms:.2f} ms"], ["latency p90", f"{r.p90_ms:.2f} ms"],
+        ["latency p99", f"{r.p99_ms:.2f} ms"], ["throughput", f"{r.throughput_per_s:.1f} inputs/s"],
+        ["peak memory (RSS)", f"{human_bytes(r.peak_rss_bytes)} (+{human_bytes(r.rss_increase_bytes)} to load and run the model)"],
+        ["CPU use", f"{r.cpu_percent:.0f}% of a core ({100 * r.cpu_utilisation:.0f}% of {r.threads} threads)"],
+        ["energy / inference", f"{r.energy_mj:.3f} mJ ({r.energy['kind']})"],
+        ["params", human_count(r.params)], ["FLOPs (MACs)", human_count(r.flops)],
+        ["timed runs", f"{r.repeats} in {r.timed_s:.1f} s"]]))
+    print(f"\nenergy: {r.energy['source']}")
+
+
+@command("bench", "time a run or a model in a fresh process: latency, throughput, memory, CPU, energy")(run_bench)
+def _(p):
+    p.add_argument("target", metavar="RUN_DIR|MODEL",
+                   help=f"run directory, or a registered model with fresh weights: {', '.join(models.names())}")
+    p.add_argument("--plan", help="plan.json to prune MODEL with (a run directory holds its own)")
+    p.add_argument("--input", default=None, metavar="C,H,W", help="input shape for MODEL (default 3,32,32)")
+    p.add_argument("--num-classes", type=int, default=10, metavar="N", help="classifier outputs for MODEL (default 10)")
+    p.add_argument("--batch", type=int, default=1, help="inputs per run (default 1)")
+    p.add_argument("--threads", type=int, default=None, help="intra-op threads (default: torch's default)")
+    p.add_argument("--runtime", choices=RUNTIMES, default="torch", help="default torch")
+    p.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N (torch runtime only)")
+    p.add_argument("--min-time", type=float, default=2.0, metavar="S", help="time at least S seconds (default 2)")
+    p.add_argument("--min-repeats", type=int, default=50, metavar="N", help="and at least N runs (default 50)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+def run_export(args) -> None:
+    path = export_run(args.run, args.format, args.out)
+    info = {"path": str(path), "format": args.format, "bytes": path.stat().st_size}
+    if args.format == "onnx":
+        info.update(opset=OPSET, input=INPUT_NAME, output=OUTPUT_NAME, dynamic_batch=True)
+    if args.json:
+        print_json(info)
+        return
+    print(f"{args.format} model written to {path} ({human_bytes(info['bytes'])})")
+
+
+@command("export", "write a run's model as ONNX or TorchScript for deployment")(run_export)
+def _(p):
+    p.add_argument("run", metavar="RUN_DIR", help="run directory written by 'cdprune train'")
+    p.add_argument("--format", choices=list(FORMATS), default="onnx", help="default onnx")
+    p.add_argument("--out", default=None, metavar="FILE", help="default RUN_DIR/model.onnx or RUN_DIR/model.pt")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+# ---- compare / sweep ---------------------------------------------------------------------------
+
+def _csv(text: str, kind=str) -> list:
+    try:
+        return [kind(part.strip()) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise CdpruneError(f"bad list '{text}': give comma-separated values, e.g. 0.3,0.5,0.7") from None
+
+
+def run_compare(args) -> None:
+    settings = _settings(args, args.model)
+    out = args.out or f"runs/compare-{args.model}-{args.data}-{args.metric}{args.target:g}"
+    summaries = compare(out, settings, _csv(args.methods), args.target, metric=args.metric, seeds=args.seeds,
+                        download=args.download, progress=not args.no_progress)
+    if args.json:
+        print_json({"out": out, "summaries": [asdict(s) for s in summaries]})
+        return
+    print(f"{args.model} on {args.data}: every method at a {args.target:g} {args.metric} reduction, "
+          f"{args.seeds} seed(s), {settings.epochs} epochs")
+    print(table(*compare_rows(summaries)))
+    print(f"\ntables: {out}/compare.md, {out}/compare.csv, {out}/compare.json")
+
+
+@command("compare", "train methods and baselines to the same target and compare accuracy and cost")(run_compare)
+def _(p):
+    p.add_argument("--model", required=True, help=f"registered model: {', '.join(models.names())}")
+    p.add_argument("--target", type=float, default=0.5, help="reduction every method reaches (default 0.5)")
+    p.add_argument("--metric", default="flops", choices=["params", "flops", "memory"],
+                   help="the metric the target applies to, for every method (default flops)")
+    p.add_argument("--methods", default="dense,pa,fa,ma,uniform,layer-random,l1",
+                   help=f"comma-separated, from {', '.join(METHODS)} (default dense,pa,fa,ma,uniform,layer-random,l1)")
+    p.add_argument("--seeds", type=int, default=1, help="seeds per method: --seed, --seed+1, … (default 1)")
+    p.add_argument("--out", default=None, help="output directory (default runs/compare-MODEL-DATA-METRICTARGET)")
+    _training_arguments(p, {})
+
+
+def run_sweep(args) -> None:
+    settings = _settings(args, args.model)
+    out = args.out or f"runs/sweep-{args.model}-{args.data}"
+    points = sweep(out, settings, _csv(args.modes), _csv(args.targets, float), download=args.download,
+                   progress=not args.no_progress, bench_time_s=args.bench_time)
+    if args.json:
+        print_json({"out": out, "points": points})
+        return
+    rows = [[p["method"], p["status"]] + ([f"{100 * p['test_acc']:.2f}%", human_count(p["params"]),
+                                           human_count(p["flops"]), human_bytes(p["memory_bytes"]),
+                                           f"{p['latency_ms']:.2f} ms", f"{p['energy_mj']:.3f} mJ",
+                                           f"{p['cpu_percent']:.0f}%"] if p["status"] == "ok" else [""] * 7)
+            for p in points]
+    print(table(["run", "status", "accuracy", "params", "FLOPs", "memory", "latency", "energy (est.)", "CPU"], rows))
+    print(f"\ndata: {out}/sweep.csv; charts: {out}/tradeoff_resources.png, {out}/tradeoff_device.png")
+
+
+@command("sweep", "trade-off curves: accuracy against params, FLOPs, memory, latency, energy, CPU")(run_sweep)
+def _(p):
+    p.add_argument("--model", required=True, help=f"registered model: {', '.join(models.names())}")
+    p.add_argument("--modes", default="pa,fa,ma", help="comma-separated modes (default pa,fa,ma)")
+    p.add_argument("--targets", default="0.3,0.5,0.7,0.9", help="comma-separated targets (default 0.3,0.5,0.7,0.9)")
+    p.add_argument("--bench-time", type=float, default=1.0, metavar="S",
+                   help="seconds of timed inference per point for latency and CPU (default 1)")
+    p.add_argument("--out", default=None, help="output directory (default runs/sweep-MODEL-DATA)")
+    _training_arguments(p, {})
+
+
 # ---- entry point -------------------------------------------------------------------------------
 
 class _Parser(argparse.ArgumentParser):
@@ -244,6 +387,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("cdprune: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # output piped into `head` and the like
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     return 0
 
 

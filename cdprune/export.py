@@ -1,0 +1,69 @@
+"""Export a trained (pruned or dense) model to a deployable file: ONNX or TorchScript.
+
+ONNX files use opset 17, one input named `input` (N×C×H×W float32) and one output
+named `logits` (N×classes), with a dynamic batch axis N. TorchScript files are a
+CPU trace in eval mode, for `torch.jit.load` on the device. Files are written
+atomically, so a reader never sees half of one.
+"""
+from __future__ import annotations
+
+import copy
+import io
+import warnings
+from pathlib import Path
+
+import torch
+
+from .errors import CdpruneError
+from .io import atomic_write_bytes
+from .runs import load_run
+
+OPSET = 17
+INPUT_NAME, OUTPUT_NAME = "input", "logits"
+FORMATS = {"onnx": "model.onnx", "torchscript": "model.pt"}  # format -> default file name in a run directory
+
+
+def require_deploy(module: str):
+    """Import `module` (onnx, onnxruntime) or say, in one line, how to install it."""
+    try:
+        return __import__(module)
+    except ImportError:
+        raise CdpruneError(f"{module} is not installed: pip install 'cdprune[deploy]'") from None
+
+
+def export_model(model: torch.nn.Module, input_shape, format: str, path: str | Path) -> Path:
+    """Write `model` for inputs of shape (C, H, W) to `path` as `format` ("onnx" or "torchscript").
+
+    The model itself is left as it was (device and train/eval mode): a CPU copy is exported.
+    """
+    if format not in FORMATS:
+        raise CdpruneError(f"unknown export format '{format}': choose one of {', '.join(FORMATS)}")
+    if format == "onnx":
+        onnx = require_deploy("onnx")
+    model = copy.deepcopy(model).cpu().eval()
+    example = torch.randn(1, *input_shape)
+    buffer = io.BytesIO()
+    # Both exporters are deprecated in favour of torch.export, but they are the ones that
+    # give a plain ONNX file / a loadable TorchScript archive quickly on every torch >= 2.3.
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        if format == "onnx":
+            torch.onnx.export(model, (example,), buffer, dynamo=False, opset_version=OPSET,
+                              input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+                              dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}})
+        else:
+            torch.jit.save(torch.jit.trace(model, example), buffer)
+    data = buffer.getvalue()
+    if format == "onnx":
+        onnx.checker.check_model(onnx.load_from_string(data))  # fail here, not on the device
+    path = Path(path)
+    atomic_write_bytes(path, data)
+    return path
+
+
+def export_run(run_dir: str | Path, format: str, out: str | Path | None = None) -> Path:
+    """Export a finished run's model (rebuilt from plan + weights); default file: RUN_DIR/model.onnx or model.pt."""
+    if format not in FORMATS:
+        raise CdpruneError(f"unknown export format '{format}': choose one of {', '.join(FORMATS)}")
+    model, metrics = load_run(run_dir)
+    return export_model(model, tuple(metrics.input_shape), format, out or Path(run_dir) / FORMATS[format])

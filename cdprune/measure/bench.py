@@ -1,0 +1,166 @@
+"""Benchmark a model on this device: latency, throughput, memory, CPU use and energy per inference.
+
+The measurement runs in a fresh child process (`cdprune.measure.worker`), so the figures
+belong to the model and its runtime alone, not to whatever this process did before.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from .. import models
+from ..complexity import Totals, profile
+from ..errors import CdpruneError
+from ..export import export_model, require_deploy
+from ..pruning import PruningPlan
+from ..runs import build_model, load_run, method_name, read_metrics
+from .energy import estimate_energy
+
+RUNTIMES = ("torch", "onnxruntime")
+DEFAULT_INPUT = (3, 32, 32)
+
+
+@dataclass(frozen=True)
+class BenchResult:
+    """One benchmark. Times in ms, memory in bytes, energy in mJ per input, FLOPs in MACs per input."""
+
+    model: str  # registry name
+    method: str  # "dense" or "<mode>-<target>"
+    run_dir: str | None
+    runtime: str  # "torch" or "onnxruntime"
+    runtime_version: str
+    device: str  # "cpu", "cuda", ...
+    device_name: str
+    batch: int
+    threads: int  # intra-op threads
+    input_shape: list[int]
+    num_classes: int
+    params: int
+    flops: int
+    memory_bytes: int  # activation memory, from the profile
+    p50_ms: float  # latency of one batch
+    p90_ms: float
+    p99_ms: float
+    mean_ms: float
+    repeats: int  # timed runs, after warm-up
+    timed_s: float  # wall time of the timed loop
+    throughput_per_s: float  # inputs per second at the median latency
+    peak_rss_bytes: int  # peak resident memory of the measuring process while it runs the model
+    rss_increase_bytes: int  # that peak minus its RSS just before the model was loaded
+    peak_rss_scope: str  # "inference": warm-up and timing only (Linux); "process": loading included
+    cpu_percent: float  # process CPU time ÷ wall time in the timed loop, in % of one core
+    cpu_utilisation: float  # the same as a fraction of the `threads` cores it may use
+    energy_mj: float  # per input
+    energy: dict  # kind ("measured" or "estimated"), source and the details
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def bench(target: str, plan: str | None = None, runtime: str = "torch", batch: int = 1, threads: int | None = None,
+          input_shape=None, num_classes: int = 10, min_time_s: float = 2.0, *, min_repeats: int = 50,
+          device: str = "cpu", sysfs_root: str = "/") -> BenchResult:
+    """Benchmark a run directory or a registered model name (pruned by the plan file `plan`, if given).
+
+    The timed loop lasts at least `min_time_s` seconds and `min_repeats` runs. `threads`
+    defaults to torch's default. `input_shape` (C, H, W) and `num_classes` apply to a model
+    name; a run directory brings its own. Energy is measured where `sysfs_root` or NVML
+    exposes a meter, and estimated otherwise.
+    """
+    _check_arguments(runtime, batch, threads, min_time_s, min_repeats, device)
+    if runtime == "onnxruntime":
+        require_deploy("onnxruntime")
+    target_dir = Path(target)
+    if target_dir.is_dir():
+        if plan is not None:
+            raise CdpruneError(f"{target} is a run directory, which holds its own plan: drop --plan")
+        metrics = read_metrics(target_dir)
+        name, method, run_dir = metrics.model, metrics.method, str(target_dir)
+        input_shape, num_classes = tuple(metrics.input_shape), metrics.num_classes
+        totals = Totals(metrics.params, metrics.flops, metrics.memory_bytes)
+        # The torch worker loads the run itself; onnxruntime needs the exported file.
+        model = load_run(target_dir)[0] if runtime == "onnxruntime" else None
+    else:
+        if target not in models.names():
+            raise CdpruneError(f"'{target}' is neither a run directory nor a registered model "
+                               f"({', '.join(models.names())})")
+        input_shape = tuple(input_shape or DEFAULT_INPUT)
+        pruning = PruningPlan.load(plan) if plan else None
+        model = build_model(target, num_classes, input_shape, pruning)  # checks that the plan fits
+        totals = profile(model, input_shape).totals
+        name, method, run_dir = target, method_name(pruning), None
+
+    # Absolute paths, so the child does not depend on sharing this process's working directory.
+    spec = {"runtime": runtime, "run_dir": run_dir and str(Path(run_dir).resolve()), "model": name,
+            "plan": str(Path(plan).resolve()) if plan else None,
+            "num_classes": num_classes, "input_shape": list(input_shape), "onnx_path": None, "batch": batch,
+            "threads": threads, "device": device, "min_time_s": min_time_s, "min_repeats": min_repeats,
+            "sysfs_root": str(sysfs_root)}
+    with tempfile.TemporaryDirectory(prefix="cdprune-bench-") as tmp:
+        if runtime == "onnxruntime":
+            spec["onnx_path"] = str(export_model(model, input_shape, "onnx", Path(tmp) / "model.onnx"))
+        del model  # the child loads its own copy
+        raw = run_worker(spec)
+
+    inputs = raw["repeats"] * batch
+    if raw["energy_j"] is not None:
+        energy = {"energy_mj": raw["energy_j"] * 1e3 / inputs, "kind": "measured", "source": raw["energy_source"],
+                  "joules": raw["energy_j"], "inputs": inputs, "timed_s": raw["timed_s"]}
+    else:
+        energy = estimate_energy(totals, input_shape).to_dict()
+    cpu_percent = 100.0 * raw["cpu_time_s"] / raw["timed_s"]
+    return BenchResult(
+        model=name, method=method, run_dir=run_dir, runtime=runtime, runtime_version=raw["runtime_version"],
+        device=device, device_name=raw["device_name"], batch=batch, threads=raw["threads"],
+        input_shape=list(input_shape), num_classes=num_classes, params=totals.params, flops=totals.flops,
+        memory_bytes=totals.memory_bytes, p50_ms=raw["p50_ms"], p90_ms=raw["p90_ms"], p99_ms=raw["p99_ms"],
+        mean_ms=raw["mean_ms"], repeats=raw["repeats"], timed_s=raw["timed_s"],
+        throughput_per_s=batch * 1000.0 / raw["p50_ms"], peak_rss_bytes=raw["peak_rss_bytes"],
+        rss_increase_bytes=raw["peak_rss_bytes"] - raw["rss_before_bytes"], peak_rss_scope=raw["peak_rss_scope"],
+        cpu_percent=cpu_percent,
+        cpu_utilisation=cpu_percent / 100.0 / raw["threads"], energy_mj=energy["energy_mj"], energy=energy)
+
+
+def _check_arguments(runtime, batch, threads, min_time_s, min_repeats, device) -> None:
+    if runtime not in RUNTIMES:
+        raise CdpruneError(f"unknown runtime '{runtime}': choose one of {', '.join(RUNTIMES)}")
+    if batch < 1:
+        raise CdpruneError(f"batch must be at least 1, got {batch}")
+    if threads is not None and threads < 1:
+        raise CdpruneError(f"threads must be at least 1, got {threads}")
+    if min_time_s < 0 or min_repeats < 1:
+        raise CdpruneError("min-time must be >= 0 seconds and min-repeats >= 1")
+    if runtime == "onnxruntime" and device != "cpu":
+        raise CdpruneError(f"the onnxruntime runtime measures on the CPU only: use --runtime torch for {device}")
+    try:
+        kind = torch.device(device).type
+    except RuntimeError:
+        raise CdpruneError(f"unknown device '{device}': use cpu, cuda or cuda:N") from None
+    if kind not in ("cpu", "cuda") or (kind == "cuda" and not torch.cuda.is_available()):
+        raise CdpruneError(f"device '{device}' is not available here: use --device cpu")
+
+
+def run_worker(spec: dict) -> dict:
+    """Run the measuring process on `spec` and return its JSON result; a failure is one CdpruneError line."""
+    env = dict(os.environ)
+    # The child must import this very cdprune, installed or not.
+    package_root = str(Path(__file__).resolve().parents[2])
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
+    proc = subprocess.run([sys.executable, "-m", "cdprune.measure.worker", json.dumps(spec)],
+                          capture_output=True, text=True, env=env)
+    if proc.returncode != 0:
+        lines = proc.stderr.strip().splitlines()
+        cause = lines[-1] if lines else f"exit code {proc.returncode}" + \
+            (" (killed: out of memory?)" if proc.returncode < 0 else "")
+        raise CdpruneError(f"the measurement failed: {cause}")
+    try:
+        return json.loads(proc.stdout.strip().splitlines()[-1])
+    except (IndexError, json.JSONDecodeError):
+        raise CdpruneError("the measuring process printed no result") from None

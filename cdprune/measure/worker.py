@@ -1,0 +1,178 @@
+"""The measuring process of `cdprune bench`: python -m cdprune.measure.worker SPEC_JSON.
+
+It runs in a fresh interpreter so that the parent's memory, threads and caches do not
+leak into the figures. It records its RSS, loads the model (a torch model from the
+registry or a run directory, or an ONNX file for onnxruntime), warms it up, times a loop,
+and prints one JSON object on stdout:
+
+    p50_ms, p90_ms, p99_ms, mean_ms   latency of one batch, ms
+    repeats, timed_s                  timed runs and the loop's wall time, s
+    cpu_time_s                        process CPU time during the loop (all threads), s
+    threads                           intra-op threads used
+    rss_before_bytes                  RSS before the model was loaded
+    peak_rss_bytes, peak_rss_scope    peak RSS during warm-up and timing ("inference"; Linux), or
+                                      over the whole process where the peak cannot be reset ("process")
+    energy_j, energy_source           energy of the loop from a device meter, or null
+    runtime_version, device_name
+
+A failure ends it with one line on stderr and a non-zero exit code.
+"""
+from __future__ import annotations
+
+import gc
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import psutil
+import torch
+
+from ..errors import CdpruneError
+from .meters import discover_meter
+
+WARMUP_RUNS = 10
+WARMUP_FRACTION = 0.25  # of min_time_s, so clocks and caches settle before timing
+
+
+def peak_rss_bytes() -> int:
+    """The process's peak resident set size in bytes."""
+    # VmHWM belongs to this process image only; getrusage's ru_maxrss would carry over the
+    # parent's peak across fork + exec on Linux.
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    info = psutil.Process().memory_info()
+    if hasattr(info, "peak_wset"):  # Windows
+        return int(info.peak_wset)
+    import resource  # macOS: ru_maxrss in bytes
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+
+
+def reset_peak_rss() -> bool:
+    """Restart the peak-RSS count from the current RSS (Linux >= 4.0); False where that is not possible."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+def device_name(device: str) -> str:
+    """A readable name for the device that runs the model."""
+    if device.startswith("cuda"):
+        return torch.cuda.get_device_name(torch.device(device))
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def torch_step(spec: dict):
+    """A function that runs one forward pass of the torch model on a random batch."""
+    from ..pruning import PruningPlan
+    from ..runs import build_model, load_run
+
+    if spec["run_dir"]:
+        model, _ = load_run(spec["run_dir"])
+    else:
+        plan = PruningPlan.load(spec["plan"]) if spec["plan"] else None
+        model = build_model(spec["model"], spec["num_classes"], tuple(spec["input_shape"]), plan)
+    device = torch.device(spec["device"])
+    model = model.to(device).eval()
+    x = torch.randn(spec["batch"], *spec["input_shape"], device=device)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+
+    def step():
+        with torch.inference_mode():
+            model(x)
+        sync()  # on CUDA, time the kernels, not their launch
+
+    return step, f"torch {torch.__version__}"
+
+
+def onnxruntime_step(spec: dict, threads: int):
+    """A function that runs one inference of the ONNX file with onnxruntime on the CPU."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1  # sequential graph: intra-op threads are the only parallelism
+    session = ort.InferenceSession(spec["onnx_path"], options, providers=["CPUExecutionProvider"])
+    feed = {session.get_inputs()[0].name: np.random.default_rng(0).standard_normal(
+        (spec["batch"], *spec["input_shape"]), dtype=np.float32)}
+    return (lambda: session.run(None, feed)), f"onnxruntime {ort.__version__}"
+
+
+def timed_loop(step, min_repeats: int, min_time_s: float) -> tuple[list[float], float, float]:
+    """Run `step` until both `min_repeats` runs and `min_time_s` seconds are done.
+
+    Returns the per-run times (ms), the loop's wall time (s) and the process CPU time (s).
+    """
+    times: list[float] = []
+    cpu0, start = time.process_time(), time.perf_counter()
+    while len(times) < min_repeats or time.perf_counter() - start < min_time_s:
+        t0 = time.perf_counter()
+        step()
+        times.append((time.perf_counter() - t0) * 1000.0)
+    return times, time.perf_counter() - start, time.process_time() - cpu0
+
+
+def measure(spec: dict) -> dict:
+    """Load, warm up and time the model described by `spec` (see cdprune.measure.bench)."""
+    rss_before = psutil.Process().memory_info().rss
+    threads = spec["threads"] or torch.get_num_threads()
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    if spec["runtime"] == "onnxruntime":
+        step, version = onnxruntime_step(spec, threads)
+    else:
+        step, version = torch_step(spec)
+    # Pruning a model builds the dense one first; that transient is construction, not inference.
+    gc.collect()
+    peak_scope = "inference" if reset_peak_rss() else "process"
+
+    warmup_s, start, runs = WARMUP_FRACTION * spec["min_time_s"], time.perf_counter(), 0
+    while runs < WARMUP_RUNS or time.perf_counter() - start < warmup_s:
+        step()
+        runs += 1
+
+    meter = discover_meter(spec["device"], spec.get("sysfs_root", "/"))
+    if meter:
+        meter.start()
+    times, wall_s, cpu_s = timed_loop(step, spec["min_repeats"], spec["min_time_s"])
+    energy_j = meter.stop() if meter else None
+
+    ms = np.array(times)
+    return {"p50_ms": float(np.percentile(ms, 50)), "p90_ms": float(np.percentile(ms, 90)),
+            "p99_ms": float(np.percentile(ms, 99)), "mean_ms": float(ms.mean()), "repeats": len(times),
+            "timed_s": wall_s, "cpu_time_s": cpu_s, "threads": threads, "rss_before_bytes": rss_before,
+            "peak_rss_bytes": peak_rss_bytes(), "peak_rss_scope": peak_scope, "energy_j": energy_j,
+            "energy_source": meter.source if meter else None, "runtime_version": version,
+            "device_name": device_name(spec["device"])}
+
+
+def main(argv: list[str]) -> int:
+    try:
+        result = measure(json.loads(argv[0]))
+    except CdpruneError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    except Exception as exc:  # the parent shows the last stderr line: make it the cause, in one line
+        message = " ".join(str(exc).split())[:300]
+        print(f"{type(exc).__name__}: {message}" if message else type(exc).__name__, file=sys.stderr)
+        return 1
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
