@@ -9,16 +9,16 @@ import argparse
 import json
 import os
 import sys
-from pathlib import Path
-from typing import Callable
-
 from dataclasses import asdict
+from typing import Callable
 
 from . import models
 from .complexity import parse_shape, profile
 from .data import DATASETS
 from .errors import CdpruneError
 from .experiment import DEFAULT_JOB, compare, main_job, sweep
+from .export import FORMATS, INPUT_NAME, OPSET, OUTPUT_NAME, export_run
+from .measure.bench import RUNTIMES, bench
 from .methods import METHODS
 from .pruning import MODES, PruningPlan, parse_budget, plan
 from .report import compare_rows, comparison_table, human_bytes, human_count, profile_table, reduction_table, table
@@ -230,10 +230,6 @@ def _(p):
 
 
 # ---- bench / export ----------------------------------------------------------------------------
-
-from .export import FORMATS, INPUT_NAME, OPSET, OUTPUT_NAME, export_run  # noqa: E402
-from .measure.bench import RUNTIMES, bench  # noqa: E402
-
 
 def run_bench(args) -> None:
     result = bench(args.target, plan=args.plan, runtime=args.runtime, batch=args.batch, threads=args.threads,

@@ -10,38 +10,21 @@ import pytest
 
 import cdprune
 from cdprune import models
-from cdprune.cli import main
 from cdprune.complexity import profile
 from cdprune.measure import Ina3221Meter, NvmlMeter, RaplMeter, discover_meter
 from cdprune.measure.bench import bench
 from cdprune.measure.energy import SOURCE, estimate_energy
 from cdprune.measure.meters import RAPL_SOURCE
 from cdprune.report import human_count
-from cdprune.runs import RunSettings, train_run
+from support import run_cli as run
 
 SHAPE = (3, 32, 32)
 QUICK = ["--min-time", "0.2", "--min-repeats", "20"]
 
 
-def run(capsys, *argv):
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
 def assert_one_line_error(code, err, message):
     assert code == 2 and err.startswith("cdprune: error:") and len(err.strip().splitlines()) == 1
     assert message in err and "Traceback" not in err
-
-
-@pytest.fixture(scope="module")
-def pruned_run(tmp_path_factory):
-    """alexnet pruned FA-0.5, trained for one epoch on synthetic data."""
-    out = tmp_path_factory.getbasetemp() / "alexnet-fa0.5"  # shared with the other test file: resume reuses it
-    plan = cdprune.plan(models.create("alexnet"), SHAPE, "fa", 0.5)
-    settings = RunSettings("alexnet", "synthetic", epochs=1, train_subset=64, test_subset=32, batch_size=32)
-    train_run(out, settings, plan, resume=True, progress=False)
-    return out
 
 
 # ---- the measurement ----------------------------------------------------------------------------

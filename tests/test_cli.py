@@ -4,13 +4,7 @@ import sys
 
 import pytest
 
-from cdprune.cli import main
-
-
-def run(capsys, *argv):
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
+from support import run_cli as run
 
 
 def test_profile_table_has_rows_and_totals(capsys):

@@ -13,25 +13,10 @@ import cdprune
 from cdprune import models
 from cdprune.cli import main
 from cdprune.export import export_model, export_run
-from cdprune.runs import RunSettings, load_run, train_run
+from cdprune.runs import load_run
+from support import run_cli as run
 
 SHAPE = (3, 32, 32)
-
-
-def run(capsys, *argv):
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-@pytest.fixture(scope="module")
-def pruned_run(tmp_path_factory):
-    """alexnet pruned FA-0.5, trained for one epoch on synthetic data."""
-    out = tmp_path_factory.getbasetemp() / "alexnet-fa0.5"  # shared with the other test file: resume reuses it
-    plan = cdprune.plan(models.create("alexnet"), SHAPE, "fa", 0.5)
-    settings = RunSettings("alexnet", "synthetic", epochs=1, train_subset=64, test_subset=32, batch_size=32)
-    train_run(out, settings, plan, resume=True, progress=False)
-    return out
 
 
 def torch_outputs(model, x: np.ndarray) -> np.ndarray:

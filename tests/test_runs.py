@@ -5,20 +5,15 @@ import pytest
 import torch
 
 import cdprune
-from cdprune import data, models
+from cdprune import data
 from cdprune.cli import main
 from cdprune.io import load_weights
 from cdprune.runs import RunSettings, eval_run, train_run
 from cdprune.train import TrainConfig, evaluate, train
+from support import run_cli as run
 
 TINY = ["--data", "synthetic", "--epochs", "1", "--train-subset", "120", "--test-subset", "60", "--batch-size", "32",
         "--no-progress"]
-
-
-def run(capsys, *argv):
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.fixture(scope="module")
