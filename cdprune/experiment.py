@@ -30,15 +30,6 @@ DEFAULT_JOB = dict(model="vgg16", data="fashion-mnist", mode="fa", target=0.5, e
                    test_subset=2000, batch_size=32, lr=0.02)
 
 
-def pruned_run(out: Path, settings: RunSettings, mode: str, target: float, plan_seed: int | None = None,
-               *, download: bool = False, progress: bool = True) -> RunMetrics:
-    """Plan with `mode` at `target` on the data's input shape, then train the pruned model from scratch."""
-    info = dataset_info(settings.data)
-    base = models.create(settings.model, num_classes=info.num_classes, in_channels=info.input_shape[0])
-    plan = make_plan(base, info.input_shape, mode, target, seed=settings.seed if plan_seed is None else plan_seed)
-    return train_run(out, settings, plan, resume=True, download=download, progress=progress)
-
-
 def main_job(out: str | Path, settings: RunSettings, mode: str = "fa", target: float = 0.5, *,
              download: bool = False, progress: bool = True, plot: bool = True) -> list[RunMetrics]:
     """Train dense and `mode`-pruned models with the same settings; write the comparison into `out`."""
@@ -46,12 +37,12 @@ def main_job(out: str | Path, settings: RunSettings, mode: str = "fa", target: f
     pruned_name = f"{mode}-{target:g}"
     # Planning first: an unreachable target fails before any training time is spent.
     info = dataset_info(settings.data)
-    make_plan(models.create(settings.model, num_classes=info.num_classes, in_channels=info.input_shape[0]),
-              info.input_shape, mode, target, seed=settings.seed)
+    pruning = make_plan(models.create(settings.model, num_classes=info.num_classes, in_channels=info.input_shape[0]),
+                        info.input_shape, mode, target, seed=settings.seed)
     _announce("dense", out / "dense", progress)
     dense = train_run(out / "dense", settings, resume=True, download=download, progress=progress)
     _announce(pruned_name, out / pruned_name, progress)
-    pruned = pruned_run(out / pruned_name, settings, mode, target, download=download, progress=progress)
+    pruned = train_run(out / pruned_name, settings, pruning, resume=True, download=download, progress=progress)
     runs = [dense, pruned]
     write_comparison(out, runs, settings, plot=plot)
     return runs
