@@ -6,13 +6,16 @@ one line on stderr and exit code 2.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import os
 import sys
 from dataclasses import asdict
 from typing import Callable
 
-from . import models
+from . import distributed, models
+from .backends import BACKENDS, Resources
 from .complexity import parse_shape, profile
 from .data import DATASETS
 from .errors import CdpruneError
@@ -296,11 +299,30 @@ def _csv(text: str, kind=str) -> list:
         raise CdpruneError(f"bad list '{text}': give comma-separated values, e.g. 0.3,0.5,0.7") from None
 
 
+def _backend_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--backend", choices=BACKENDS, default="local",
+                   help="local: one run after another here (default); ray: each run as a Ray task")
+    p.add_argument("--address", default=None,
+                   help="Ray cluster to join ('auto', or ray://HOST:10001); default: start one on this machine")
+    p.add_argument("--task-cpus", type=float, default=1, metavar="N",
+                   help="CPUs each Ray task reserves, also its PyTorch threads (default 1)")
+    p.add_argument("--task-gpus", type=float, default=0, metavar="N", help="GPUs each Ray task reserves (default 0)")
+
+
+def _resources(args) -> Resources:
+    if args.backend == "local" and (args.address or args.task_cpus != 1 or args.task_gpus):
+        raise CdpruneError("--address, --task-cpus and --task-gpus apply to --backend ray only: add --backend ray")
+    if args.task_cpus < 1 or args.task_gpus < 0:
+        raise CdpruneError(f"--task-cpus must be >= 1 and --task-gpus >= 0 (got {args.task_cpus:g}, {args.task_gpus:g})")
+    return Resources(cpus=args.task_cpus, gpus=args.task_gpus, address=args.address)
+
+
 def run_compare(args) -> None:
     settings = _settings(args, args.model)
     out = args.out or f"runs/compare-{args.model}-{args.data}-{args.metric}{args.target:g}"
     summaries = compare(out, settings, _csv(args.methods), args.target, metric=args.metric, seeds=args.seeds,
-                        download=args.download, progress=not args.no_progress)
+                        download=args.download, progress=not args.no_progress, backend=args.backend,
+                        resources=_resources(args))
     if args.json:
         print_json({"out": out, "summaries": [asdict(s) for s in summaries]})
         return
@@ -321,13 +343,15 @@ def _(p):
     p.add_argument("--seeds", type=int, default=1, help="seeds per method: --seed, --seed+1, … (default 1)")
     p.add_argument("--out", default=None, help="output directory (default runs/compare-MODEL-DATA-METRICTARGET)")
     _training_arguments(p, {})
+    _backend_arguments(p)
 
 
 def run_sweep(args) -> None:
     settings = _settings(args, args.model)
     out = args.out or f"runs/sweep-{args.model}-{args.data}"
     points = sweep(out, settings, _csv(args.modes), _csv(args.targets, float), download=args.download,
-                   progress=not args.no_progress, bench_time_s=args.bench_time)
+                   progress=not args.no_progress, bench_time_s=args.bench_time, backend=args.backend,
+                   resources=_resources(args))
     if args.json:
         print_json({"out": out, "points": points})
         return
@@ -349,6 +373,7 @@ def _(p):
                    help="seconds of timed inference per point for latency and CPU (default 1)")
     p.add_argument("--out", default=None, help="output directory (default runs/sweep-MODEL-DATA)")
     _training_arguments(p, {})
+    _backend_arguments(p)
 
 
 # ---- entry point -------------------------------------------------------------------------------
@@ -370,10 +395,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Only training splits into data-parallel processes; the other commands would all write the same files.
+TORCHRUN_COMMANDS = ("train",)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        args.handler(args)
+        group = distributed.from_environment()
+        if group.active and args.command not in TORCHRUN_COMMANDS:
+            raise CdpruneError(f"'cdprune {args.command}' does not run under torchrun; only 'cdprune train' does "
+                               "(spread compare and sweep over machines with --backend ray)")
+        # Rank 0 prints the results, once.
+        with contextlib.nullcontext() if group.is_main else contextlib.redirect_stdout(io.StringIO()):
+            args.handler(args)
     except TrainingInterrupted as exc:
         print(f"cdprune: {exc}", file=sys.stderr)
         return 130
@@ -386,6 +421,8 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # output piped into `head` and the like
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
+    finally:
+        distributed.shutdown()
     return 0
 
 

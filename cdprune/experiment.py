@@ -5,7 +5,8 @@ model, measure both, and write a table, report.md and a chart. `compare`
 puts any set of methods (the modes and the baselines) side by side over
 seeds; `sweep` draws the accuracy–resource trade-off curves. Every run
 directory is resumable, so re-running skips finished runs and continues
-interrupted ones.
+interrupted ones. With backend="ray" the trainings of `compare` and `sweep` run as
+Ray tasks (see backends.py) and land in the same tables.
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from . import models
+from .backends import Resources, Task, run_tasks
 from .data import dataset_info
 from .errors import CdpruneError
 from .io import atomic_write_json, atomic_write_text
@@ -98,11 +100,13 @@ class MethodSummary:
 
 
 def compare(out: str | Path, settings: RunSettings, methods: list[str], target: float, *, metric: str = "flops",
-            seeds: int = 1, download: bool = False, progress: bool = True) -> list[MethodSummary]:
+            seeds: int = 1, download: bool = False, progress: bool = True, backend: str = "local",
+            resources: Resources = Resources()) -> list[MethodSummary]:
     """Train every method for every seed (seed, seed+1, …) to the same `target` reduction of `metric`.
 
     Finished runs are reused, so re-running only trains what is missing. Writes compare.md,
-    compare.csv and compare.json into `out`.
+    compare.csv and compare.json into `out`. backend="ray" trains the runs as Ray tasks; `out`
+    must then be on storage that every node of the cluster sees.
     """
     chosen = [get_method(m) for m in methods]
     if not 0 < target < 1:
@@ -110,16 +114,37 @@ def compare(out: str | Path, settings: RunSettings, methods: list[str], target: 
     if seeds < 1:
         raise CdpruneError(f"--seeds {seeds} must be at least 1")
     out = Path(out)
-    runs: dict[str, list[RunMetrics]] = {m.name: [] for m in chosen}
+    local = backend == "local"
+    tasks = []
     for k in range(seeds):
         seed_settings = replace(settings, seed=settings.seed + k)
-        job = Job(out / f"seed-{seed_settings.seed}", seed_settings, target, metric, progress, download)
+        job = Job(out / f"seed-{seed_settings.seed}", seed_settings, target, metric, progress and local, download)
+        dense = _task_name("dense", seed_settings.seed)
+        # Ranking methods start from the seed's dense run: train it once, before them.
+        if any(m.needs_dense for m in chosen) and "dense" not in methods:
+            tasks.append(Task(dense, _run_method, ("dense", job)))
         for m in chosen:
-            _announce(f"{m.name} (seed {seed_settings.seed})", job.root / m.name, progress)
-            runs[m.name].append(m.run(job))
-    summaries = [MethodSummary.of(name, rs) for name, rs in runs.items()]
-    _write_compare(out, summaries, runs, settings, target, metric)
+            tasks.append(Task(_task_name(m.name, seed_settings.seed), _run_method, (m.name, job),
+                              after=dense if m.needs_dense else None))
+    outcome = run_tasks(tasks, backend, resources, progress)
+    runs = {m.name: [outcome.results[name] for k in range(seeds)
+                     if (name := _task_name(m.name, settings.seed + k)) in outcome.results] for m in chosen}
+    runs = {name: rs for name, rs in runs.items() if rs}
+    if runs:
+        summaries = [MethodSummary.of(name, rs) for name, rs in runs.items()]
+        _write_compare(out, summaries, runs, settings, target, metric)
+    outcome.raise_failures()
     return summaries
+
+
+def _task_name(method: str, seed: int) -> str:
+    return f"{method} (seed {seed})"
+
+
+def _run_method(name: str, job: Job) -> RunMetrics:
+    """One method for one seed (a module-level function, so that Ray can ship it)."""
+    _announce(_task_name(name, job.settings.seed), job.root / name, job.progress)
+    return get_method(name).run(job)
 
 
 def _write_compare(out: Path, summaries, runs, settings: RunSettings, target: float, metric: str) -> None:
@@ -154,42 +179,25 @@ SWEEP_FIELDS = ["method", "mode", "target", "test_acc", "params", "flops", "memo
 
 
 def sweep(out: str | Path, settings: RunSettings, modes: list[str], targets: list[float], *, download: bool = False,
-          progress: bool = True, bench_time_s: float = 1.0) -> list[dict]:
+          progress: bool = True, bench_time_s: float = 1.0, backend: str = "local",
+          resources: Resources = Resources()) -> list[dict]:
     """Dense plus every mode × target (each mode reduces its own metric), measured on this device.
 
     Writes sweep.csv, sweep.json and the trade-off charts tradeoff_resources.png (accuracy
     against params, FLOPs, memory) and tradeoff_device.png (against latency, energy, CPU).
     Targets a mode cannot reach are recorded with status 'unreachable', not trained.
+    backend="ray" trains and measures each point as a Ray task, on the node that runs it.
     """
-    from .measure.bench import bench
-
     out = Path(out)
     for m in modes:
         get_mode(m)
-    job = Job(out, settings, 0.5, "flops", progress, download)
-    points = []
-    for mode, target in [("dense", None)] + [(m, t) for m in modes for t in targets]:
-        name = "dense" if mode == "dense" else f"{mode}-{target:g}"
-        row = {"method": name, "mode": mode, "target": target, "status": "ok"}
-        try:
-            if mode == "dense":
-                metrics = job.train("dense")
-            else:
-                model, shape = job.base_model()
-                pruning = make_plan(model, shape, mode, target, seed=settings.seed)
-                _announce(name, out / name, progress)
-                metrics = job.train(name, pruning)
-        except CdpruneError as exc:
-            if "beyond reach" not in str(exc):
-                raise
-            row.update(status="unreachable")
-            points.append(row)
-            continue
-        measured = bench(str(out / name), min_time_s=bench_time_s, min_repeats=20)
-        row.update({k: getattr(metrics, k) for k in ("test_acc", "params", "flops", "memory_bytes", "energy_mj",
-                                                      "train_time_s")})
-        row.update(latency_ms=measured.p50_ms, cpu_percent=measured.cpu_percent)
-        points.append(row)
+    local = backend == "local"
+    configs = [("dense", None)] + [(m, t) for m in modes for t in targets]
+    tasks = [Task(_point_name(mode, target), _sweep_point, (out, settings, mode, target, bench_time_s,
+                                                           progress and local, download))
+             for mode, target in configs]
+    outcome = run_tasks(tasks, backend, resources, progress)
+    points = [outcome.results[t.name] for t in tasks if t.name in outcome.results]
     atomic_write_json(out / "sweep.json", {"settings": asdict(settings), "points": points})
     lines = [",".join(SWEEP_FIELDS)] + [",".join("" if p.get(f) is None else str(p.get(f)) for f in SWEEP_FIELDS)
                                         for p in points]
@@ -197,4 +205,35 @@ def sweep(out: str | Path, settings: RunSettings, modes: list[str], targets: lis
     from .plots import tradeoff_charts
 
     tradeoff_charts([p for p in points if p["status"] == "ok"], out, f"{settings.model} on {settings.data}")
+    outcome.raise_failures()
     return points
+
+
+def _point_name(mode: str, target: float | None) -> str:
+    return "dense" if mode == "dense" else f"{mode}-{target:g}"
+
+
+def _sweep_point(out: Path, settings: RunSettings, mode: str, target: float | None, bench_time_s: float,
+                 progress: bool, download: bool) -> dict:
+    """Train (or reuse) one point of the sweep and measure it: one row of sweep.csv."""
+    from .measure.bench import bench
+
+    job = Job(out, settings, 0.5, "flops", progress, download)
+    name = _point_name(mode, target)
+    row = {"method": name, "mode": mode, "target": target, "status": "ok"}
+    _announce(name, out / name, progress)
+    try:
+        if mode == "dense":
+            metrics = job.train("dense")
+        else:
+            model, shape = job.base_model()
+            metrics = job.train(name, make_plan(model, shape, mode, target, seed=settings.seed))
+    except CdpruneError as exc:
+        if "beyond reach" not in str(exc):
+            raise
+        return {**row, "status": "unreachable"}
+    measured = bench(str(out / name), min_time_s=bench_time_s, min_repeats=20)
+    row.update({k: getattr(metrics, k) for k in ("test_acc", "params", "flops", "memory_bytes", "energy_mj",
+                                                  "train_time_s")})
+    row.update(latency_ms=measured.p50_ms, cpu_percent=measured.cpu_percent)
+    return row

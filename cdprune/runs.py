@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from . import models
+from . import distributed, models
 from .complexity import Totals, profile
 from .data import dataset_info, load_dataset
 from .errors import CdpruneError
@@ -85,6 +85,7 @@ class RunMetrics:
     plan: dict | None = None  # mode, target, seed of the plan, if pruned
     pretrain_time_s: float = 0.0  # earlier stages of this method (dense training before ranking)
     pretrain_flops: float = 0.0
+    processes: int = 1  # data-parallel training processes (torchrun)
 
     @property
     def total_train_time_s(self) -> float:
@@ -114,6 +115,8 @@ def train_run(out: str | Path, settings: RunSettings, plan: PruningPlan | None =
         initialisation (fine-tuning after ranking); its training cost is counted as pre-training.
     With resume=True a finished run is returned as it is and an interrupted one continues
     from its last checkpoint; without it, a directory that already holds a run is refused.
+    Under torchrun every process trains its share and only rank 0 writes the run directory;
+    every rank returns rank 0's metrics.
     """
     out = Path(out)
     _guard_directory(out, settings, resume)
@@ -135,11 +138,15 @@ def train_run(out: str | Path, settings: RunSettings, plan: PruningPlan | None =
     test_set = load_dataset(info.name, "test", settings.data_dir, download=download, subset=settings.test_subset,
                             seed=settings.seed)
 
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(out / SETTINGS_FILE, asdict(settings))
-    if plan is not None:
-        plan.save(out / PLAN_FILE)
+    main = distributed.from_environment().is_main
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(out / SETTINGS_FILE, asdict(settings))
+        if plan is not None:
+            plan.save(out / PLAN_FILE)
     result = train(model, train_set, test_set, settings.train_config(progress), out, resume=resume)
+    if not main:
+        return RunMetrics.from_dict(distributed.share_from_main(None))
     save_weights(out / WEIGHTS_FILE, model.state_dict())
 
     model = model.cpu().to(memory_format=torch.contiguous_format)
@@ -155,10 +162,12 @@ def train_run(out: str | Path, settings: RunSettings, plan: PruningPlan | None =
         settings=asdict(settings),
         plan=None if plan is None else {"mode": plan.mode, "target": plan.target, "seed": plan.seed},
         pretrain_time_s=pretrained.total_train_time_s if pretrained else 0.0,
-        pretrain_flops=pretrained.total_train_flops if pretrained else 0.0)
+        pretrain_flops=pretrained.total_train_flops if pretrained else 0.0, processes=result.processes)
     _add_measurements(metrics, model, totals, info.input_shape)
     atomic_write_json(out / METRICS_FILE, asdict(metrics))
     (out / CHECKPOINT_NAME).unlink(missing_ok=True)  # the run is complete; the weights file replaces it
+    if result.processes > 1:
+        distributed.share_from_main(asdict(metrics))
     return metrics
 
 

@@ -5,6 +5,11 @@ After every epoch `out_dir/checkpoint.safetensors` and `out_dir/history.csv`
 are rewritten atomically, so Ctrl-C (or a crash) loses at most the epoch in
 progress, and `train(..., resume=True)` continues to the same final weights,
 bit for bit on CPU, as a run that was never interrupted.
+
+Under torchrun the same function trains data-parallel (DistributedDataParallel):
+each of the N processes takes 1/N of every batch, so `batch_size` stays the
+global batch and the LR schedule means the same thing; rank 0 evaluates,
+writes every file and shows the progress bar.
 """
 from __future__ import annotations
 
@@ -19,9 +24,11 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, Dataset
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm import tqdm
 
+from . import distributed
 from .errors import CdpruneError
 from .io import atomic_write_text, load_checkpoint, read_checkpoint_meta, save_checkpoint
 
@@ -78,6 +85,7 @@ class TrainResult:
     train_time_s: float = 0.0
     epochs: int = 0
     device: str = "cpu"
+    processes: int = 1  # data-parallel processes (torchrun), 1 otherwise
 
 
 class TrainingInterrupted(CdpruneError):
@@ -143,9 +151,16 @@ def train(model: torch.nn.Module, train_set: Dataset, test_set: Dataset, config:
     Ctrl-C raises TrainingInterrupted once the stderr notice is printed.
     """
     _check_config(config, train_set)
-    device = resolve_device(config.device)
+    world_size = distributed.from_environment().world_size
+    if config.batch_size % world_size:
+        raise CdpruneError(f"batch size {config.batch_size} does not split over {world_size} processes: "
+                           f"use a multiple of {world_size}")
+    group, device = distributed.setup(config.device)
+    device = device or resolve_device(config.device)
+    local_batch = config.batch_size // group.world_size
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    if group.is_main:
+        out_dir.mkdir(parents=True, exist_ok=True)
     ckpt_path, history_path = out_dir / CHECKPOINT_NAME, out_dir / HISTORY_NAME
 
     use_amp = device.type == "cuda" and config.amp is not False
@@ -163,12 +178,18 @@ def train(model: torch.nn.Module, train_set: Dataset, test_set: Dataset, config:
     # bf16 has fp32's exponent range, so only fp16 needs loss scaling.
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
     run = {**{k: getattr(config, k) for k in _RUN_KEYS}, "train_size": len(train_set)}
+    if group.active:  # half-batch BN statistics make a 2-process trajectory differ from a 1-process one
+        run["processes"] = group.world_size
+    # DDP starts every rank from rank 0's weights; the raw model is what gets saved and evaluated.
+    net = DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None) \
+        if group.active else model
 
     history: list[EpochRecord] = []
     if resume and ckpt_path.exists():
         history = _restore(ckpt_path, model, optimizer, scheduler, scaler, run, device)
-        _write_history(history_path, history)  # the crash may have come between the two writes
-    else:
+        if group.is_main:
+            _write_history(history_path, history)  # the crash may have come between the two writes
+    elif group.is_main:
         # A stale checkpoint must not be resumed later in place of this run.
         ckpt_path.unlink(missing_ok=True)
         history_path.unlink(missing_ok=True)
@@ -178,32 +199,52 @@ def train(model: torch.nn.Module, train_set: Dataset, test_set: Dataset, config:
         for epoch in range(len(history) + 1, config.epochs + 1):
             t0 = time.perf_counter()
             lr = optimizer.param_groups[0]["lr"]
-            # A fresh generator per epoch makes the shuffle order a function of
-            # (seed, epoch) alone, so a resumed run shuffles like an unbroken one.
-            shuffle = torch.Generator().manual_seed(config.seed * 100_003 + epoch)
-            loader = DataLoader(train_set, batch_size=config.batch_size, shuffle=True, generator=shuffle,
-                                num_workers=config.num_workers, pin_memory=device.type == "cuda",
-                                drop_last=len(train_set) % config.batch_size == 1)  # BN fails on a batch of 1
-            with tqdm(total=len(loader), desc=f"epoch {epoch}/{config.epochs}", unit="batch",
-                      file=sys.stderr, disable=not config.progress, dynamic_ncols=True) as bar:
-                train_loss, train_acc = _train_epoch(model, loader, optimizer, scaler, device,
+            loader = _train_loader(train_set, config, epoch, group, local_batch, device)
+            with tqdm(total=len(loader), desc=f"epoch {epoch}/{config.epochs}", unit="batch", file=sys.stderr,
+                      disable=not (config.progress and group.is_main), dynamic_ncols=True) as bar:
+                train_loss, train_acc = _train_epoch(net, loader, optimizer, scaler, device,
                                                      use_amp, amp_dtype, config.channels_last, bar)
                 train_time = time.perf_counter() - t0
-                test_loss, test_acc = evaluate(model, test_set, 2 * config.batch_size, device,
-                                               config.num_workers, config.channels_last)
+                # One process tests on the whole set, so the recorded accuracy is exactly what
+                # `cdprune eval` reproduces; the others wait for its figures.
+                scores = evaluate(model, test_set, 2 * config.batch_size, device, config.num_workers,
+                                  config.channels_last) if group.is_main else None
+                test_loss, test_acc = distributed.share_from_main(scores)
                 bar.set_postfix(loss=f"{train_loss:.3f}", acc=f"{train_acc:.3f}", test_acc=f"{test_acc:.3f}")
             history.append(EpochRecord(epoch, lr, train_loss, train_acc, test_loss, test_acc,
                                        train_time, time.perf_counter() - t0))
             scheduler.step()
-            save_checkpoint(ckpt_path, model, optimizer, _meta(run, history, scheduler, scaler, device))
+            if group.is_main:
+                save_checkpoint(ckpt_path, model, optimizer, _meta(run, history, scheduler, scaler, device))
+                _write_history(history_path, history)
             saved_epoch = epoch
-            _write_history(history_path, history)
     except KeyboardInterrupt:
         raise TrainingInterrupted(saved_epoch) from None
 
     return TrainResult(history=history, test_acc=history[-1].test_acc,
-                       train_time_s=sum(r.train_time_s for r in history),
-                       epochs=config.epochs, device=str(device))
+                       train_time_s=sum(r.train_time_s for r in history), epochs=config.epochs,
+                       device=device.type if group.active else str(device), processes=group.world_size)
+
+
+def _train_loader(train_set: Dataset, config: TrainConfig, epoch: int, group: distributed.Group,
+                  local_batch: int, device: torch.device) -> DataLoader:
+    """This process's share of one epoch, shuffled as a function of (seed, epoch) alone,
+    so that a resumed run shuffles like an unbroken one."""
+    shuffle_seed = config.seed * 100_003 + epoch
+    if group.active:
+        # The same permutation on every rank, dealt out rank by rank: together the N local
+        # batches of a step are exactly the global batch a single process would draw.
+        sampler = DistributedSampler(train_set, group.world_size, group.rank, shuffle=True, seed=shuffle_seed)
+        # Augmentation and dropout draw from the global RNGs: a per-(seed, epoch, rank) state
+        # keeps ranks apart and lets a resumed run draw what an unbroken one would.
+        _seed_everything(shuffle_seed * 1009 + group.rank)
+        per_rank = len(sampler)
+        return DataLoader(train_set, batch_size=local_batch, sampler=sampler, num_workers=config.num_workers,
+                          pin_memory=device.type == "cuda", drop_last=per_rank % local_batch == 1)
+    generator = torch.Generator().manual_seed(shuffle_seed)
+    return DataLoader(train_set, batch_size=local_batch, shuffle=True, generator=generator,
+                      num_workers=config.num_workers, pin_memory=device.type == "cuda",
+                      drop_last=len(train_set) % local_batch == 1)  # BN fails on a batch of 1
 
 
 def _to_device(x: torch.Tensor, device: torch.device, channels_last: bool) -> torch.Tensor:
@@ -234,7 +275,9 @@ def _train_epoch(model, loader, optimizer, scaler, device, use_amp, amp_dtype, c
         bar.update(1)
         if not bar.disable and (step % 20 == 0 or step == len(loader)):
             bar.set_postfix(loss=f"{loss_sum.item() / seen:.3f}", acc=f"{correct.item() / seen:.3f}")
-    return loss_sum.item() / seen, correct.item() / seen
+    # Figures over every rank's samples (the set as a whole, not rank 0's share).
+    loss_sum, correct, seen = distributed.all_sum(loss_sum, correct, torch.tensor(seen, device=device))
+    return loss_sum.item() / seen.item(), correct.item() / seen.item()
 
 
 def _check_config(config: TrainConfig, train_set: Dataset) -> None:
