@@ -1,6 +1,6 @@
 """Complexity-driven pruning against the baselines: VGG-16 on Fashion-MNIST, FLOPs target 0.5, 3 seeds.
 
-    python benchmarks/compare_fashion_mnist.py            # about 100 minutes on a 2-core CPU
+    python benchmarks/compare_fashion_mnist.py            # about 50 minutes on a 2-core CPU
     python benchmarks/compare_fashion_mnist.py --smoke    # a minute, synthetic data: checks the script
 
 Runs live in benchmarks/runs/compare/ (resumable: re-running continues or reuses them); results go to
@@ -20,7 +20,7 @@ from cdprune.runs import RunSettings
 HERE = Path(__file__).parent
 METHODS = ["dense", "pa", "fa", "ma", "uniform", "layer-random", "l1"]
 # Sized so that 3 seeds × 7 methods (l1 reuses each seed's dense run) finish in well under 2 hours on 2 cores
-# (about 100 min measured); 10000 images would take about 2.5 hours.
+# (about 50 min measured).
 BUDGET = dict(epochs=3, train_subset=8000, test_subset=2000, batch_size=64, lr=0.02)
 
 
