@@ -1,7 +1,7 @@
 """Data-parallel training under torchrun: one process per device, gradients averaged by DDP.
 
 torchrun sets RANK, WORLD_SIZE and LOCAL_RANK (and the rendezvous address) in every
-process it starts; `setup` reads them and joins the process group — gloo on the CPU,
+process it starts; `from_environment` reads them and `join` enters the process group — gloo on the CPU,
 NCCL on CUDA. Without torchrun (or with one process) nothing here does anything, so the
 same code path trains on a single process.
 """
@@ -44,15 +44,14 @@ def from_environment() -> Group:
     return Group(rank, world, local)
 
 
-def setup(device: str) -> tuple[Group, torch.device | None]:
-    """Join torchrun's process group (once); return the group and the device this rank trains on.
+def join(group: Group, device: str) -> torch.device | None:
+    """Join torchrun's process group (once); return the device this rank trains on.
 
-    The device is None when not distributed: the caller resolves `device` as usual.
+    None when not distributed: the caller resolves `device` as usual.
     Under torchrun, "auto" and "cuda" mean this process's own GPU (cuda:LOCAL_RANK).
     """
-    group = from_environment()
     if not group.active:
-        return group, None
+        return None
     if device == "cpu" or (device == "auto" and not torch.cuda.is_available()):
         chosen, backend = torch.device("cpu"), "gloo"
     elif device in ("auto", "cuda"):
@@ -68,7 +67,7 @@ def setup(device: str) -> tuple[Group, torch.device | None]:
                            "use auto, cuda or cpu under torchrun (each process takes GPU LOCAL_RANK)")
     if not dist.is_initialized():
         dist.init_process_group(backend)
-    return group, chosen
+    return chosen
 
 
 def shutdown() -> None:
@@ -78,15 +77,11 @@ def shutdown() -> None:
 
 
 def all_sum(*values: torch.Tensor) -> list[torch.Tensor]:
-    """Element-wise sums over all ranks (the values themselves when not distributed)."""
-    if not (dist.is_available() and dist.is_initialized()):
-        return list(values)
-    out = []
-    for v in values:
-        v = v.clone()
-        dist.all_reduce(v)
-        out.append(v)
-    return out
+    """The values, each summed in place over all ranks when distributed."""
+    if dist.is_available() and dist.is_initialized():
+        for v in values:
+            dist.all_reduce(v)
+    return list(values)
 
 
 def share_from_main(obj):

@@ -129,9 +129,9 @@ def compare(out: str | Path, settings: RunSettings, methods: list[str], target: 
     outcome = run_tasks(tasks, backend, resources, progress)
     runs = {m.name: [outcome.results[name] for k in range(seeds)
                      if (name := _task_name(m.name, settings.seed + k)) in outcome.results] for m in chosen}
-    runs = {name: rs for name, rs in runs.items() if rs}
-    if runs:
-        summaries = [MethodSummary.of(name, rs) for name, rs in runs.items()]
+    runs = {name: rs for name, rs in runs.items() if rs}  # a method whose every seed failed has no row
+    summaries = [MethodSummary.of(name, rs) for name, rs in runs.items()]
+    if summaries:
         _write_compare(out, summaries, runs, settings, target, metric)
     outcome.raise_failures()
     return summaries

@@ -151,12 +151,11 @@ def train(model: torch.nn.Module, train_set: Dataset, test_set: Dataset, config:
     Ctrl-C raises TrainingInterrupted once the stderr notice is printed.
     """
     _check_config(config, train_set)
-    world_size = distributed.from_environment().world_size
-    if config.batch_size % world_size:
-        raise CdpruneError(f"batch size {config.batch_size} does not split over {world_size} processes: "
-                           f"use a multiple of {world_size}")
-    group, device = distributed.setup(config.device)
-    device = device or resolve_device(config.device)
+    group = distributed.from_environment()
+    if config.batch_size % group.world_size:
+        raise CdpruneError(f"batch size {config.batch_size} does not split over {group.world_size} processes: "
+                           f"use a multiple of {group.world_size}")
+    device = distributed.join(group, config.device) or resolve_device(config.device)
     local_batch = config.batch_size // group.world_size
     out_dir = Path(out_dir)
     if group.is_main:
