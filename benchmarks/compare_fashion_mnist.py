@@ -14,7 +14,8 @@ from pathlib import Path
 
 from cdprune.experiment import compare
 from cdprune.io import atomic_write_json, atomic_write_text
-from cdprune.report import compare_rows, markdown_table
+from cdprune.formatting import markdown_table
+from cdprune.report import compare_rows
 from cdprune.runs import RunSettings
 
 HERE = Path(__file__).parent

@@ -13,7 +13,7 @@ from pathlib import Path
 import cdprune
 from cdprune import models
 from cdprune.io import atomic_write_json, atomic_write_text
-from cdprune.measure.bench import bench
+from cdprune.deploy import bench
 
 MODELS = ["vgg16", "resnet50", "mobilenetv2", "alexnet"]
 RUNTIMES = ["torch", "onnxruntime"]
@@ -27,7 +27,7 @@ def main():
     rows, la_rows = [], []
     with tempfile.TemporaryDirectory() as tmp:
         for name in MODELS:
-            fa = cdprune.plan(models.create(name), SHAPE, "fa", 0.5, seed=0).save(Path(tmp) / f"{name}-fa.json")
+            fa = cdprune.make_plan(models.create(name), SHAPE, "fa", 0.5, seed=0).save(Path(tmp) / f"{name}-fa.json")
             for runtime in RUNTIMES:
                 for threads in THREADS:
                     dense = bench(name, runtime=runtime, threads=threads, min_time_s=MIN_TIME_S)
@@ -42,8 +42,8 @@ def main():
                     print(row, flush=True)
         for name in ["vgg16", "resnet50"]:
             net = models.create(name)
-            fa = cdprune.plan(net, SHAPE, "fa", 0.5, seed=0)
-            la = cdprune.plan(net, SHAPE, "la", 0.5, target_metric="flops", seed=0)
+            fa = cdprune.make_plan(net, SHAPE, "fa", 0.5, seed=0)
+            la = cdprune.make_plan(net, SHAPE, "la", 0.5, target_metric="flops", seed=0)
             paths = {m: p.save(Path(tmp) / f"{name}-{m}-eq.json") for m, p in (("fa", fa), ("la", la))}
             for threads in THREADS:
                 timed = {m: bench(name, plan=str(path), threads=threads, min_time_s=MIN_TIME_S)

@@ -16,7 +16,7 @@ import torch
 
 from cdprune.experiment import DEFAULT_JOB, main_job
 from cdprune.io import atomic_write_json, atomic_write_text
-from cdprune.measure.worker import device_name
+from cdprune.deploy.worker import device_name
 from cdprune.runs import RunSettings
 
 HERE = Path(__file__).parent

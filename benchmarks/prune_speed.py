@@ -38,8 +38,8 @@ def main():
         net = models.create(name)
         row = {"profile_s": median_time(lambda _: cdprune.profile(net, SHAPE))}
         for mode in ("pa", "fa", "ma"):
-            plan = cdprune.plan(net, SHAPE, mode, 0.5)
-            row[f"plan_{mode}_s"] = median_time(lambda _: cdprune.plan(net, SHAPE, mode, 0.5))
+            plan = cdprune.make_plan(net, SHAPE, mode, 0.5)
+            row[f"plan_{mode}_s"] = median_time(lambda _: cdprune.make_plan(net, SHAPE, mode, 0.5))
             row[f"apply_{mode}_s"] = median_time(lambda fresh: cdprune.apply_plan(fresh, plan), lambda: models.create(name))
             row[f"plan_apply_{mode}_s"] = row[f"plan_{mode}_s"] + row[f"apply_{mode}_s"]
         row["plan_apply_s"] = max(row[f"plan_apply_{m}_s"] for m in ("pa", "fa", "ma"))  # worst mode

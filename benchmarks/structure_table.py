@@ -29,7 +29,7 @@ def main():
         for mode in MODES:
             for target in TARGETS:
                 try:
-                    plans = [cdprune.plan(net, SHAPE, mode, target, seed=s) for s in SEEDS]
+                    plans = [cdprune.make_plan(net, SHAPE, mode, target, seed=s) for s in SEEDS]
                 except CdpruneError as exc:
                     rows.append({"model": name, "mode": mode, "target": target, "error": str(exc)})
                     continue

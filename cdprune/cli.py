@@ -20,11 +20,11 @@ from .complexity import parse_shape, profile
 from .data import DATASETS
 from .errors import CdpruneError
 from .experiment import DEFAULT_JOB, compare, main_job, sweep
-from .export import FORMATS, INPUT_NAME, OPSET, OUTPUT_NAME, export_run
-from .measure.bench import RUNTIMES, bench
+from .deploy import FORMATS, INPUT_NAME, OPSET, OUTPUT_NAME, RUNTIMES, bench, export_run
 from .methods import METHODS
-from .pruning import MODES, PruningPlan, parse_budget, plan
-from .report import compare_rows, comparison_table, human_bytes, human_count, profile_table, reduction_table, table
+from .pruning import MODES, PruningPlan, make_plan, parse_budget
+from .formatting import human_bytes, human_count, table
+from .report import compare_rows, comparison_table, profile_table, reduction_table
 from .runs import RunSettings, eval_run, train_run
 from .train import TrainingInterrupted
 
@@ -83,7 +83,7 @@ def run_prune(args) -> None:
     budget = parse_budget(args.budget) if args.budget else None
     mode = args.mode or (None if budget else "fa")
     target = args.target if args.target is not None else (None if budget else 0.5)
-    result = plan(model, shape, mode, target, budget=budget, seed=args.seed, step=args.step, floor=args.floor,
+    result = make_plan(model, shape, mode, target, budget=budget, seed=args.seed, step=args.step, floor=args.floor,
                   round_to=args.round_to, refresh_latency=args.refresh)
     out = result.save(args.out)
     if args.json:

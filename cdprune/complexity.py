@@ -10,6 +10,7 @@ hooks, so any `nn.Module` works. Units (SPEC §2):
 """
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import asdict, dataclass
 
@@ -159,3 +160,9 @@ def _share(value: int, total: int) -> float:
 
 def kernel_volume(layer: LayerComplexity) -> int:
     return math.prod(layer.kernel_size) if layer.kernel_size else 1
+
+
+def architecture_id(model: nn.Module) -> str:
+    """A fingerprint of the model's parameter and buffer names and shapes."""
+    text = ";".join(f"{k}:{tuple(v.shape)}" for k, v in model.state_dict().items())
+    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()

@@ -19,12 +19,13 @@ import numpy as np
 from . import models
 from .backends import Resources, Task, run_tasks
 from .data import dataset_info
-from .errors import CdpruneError
+from .errors import CdpruneError, UnreachableTarget
 from .io import atomic_write_json, atomic_write_text
 from .methods import Job, get_method
 from .pruning import get_mode
-from .pruning import plan as make_plan
-from .report import compare_rows, comparison_markdown, markdown_table
+from .pruning import make_plan
+from .formatting import markdown_table
+from .report import compare_rows, comparison_markdown
 from .runs import RunMetrics, RunSettings, train_run
 
 # The embedded default: small enough for about 10 minutes on a 2-core CPU.
@@ -216,7 +217,7 @@ def _point_name(mode: str, target: float | None) -> str:
 def _sweep_point(out: Path, settings: RunSettings, mode: str, target: float | None, bench_time_s: float,
                  progress: bool, download: bool) -> dict:
     """Train (or reuse) one point of the sweep and measure it: one row of sweep.csv."""
-    from .measure.bench import bench
+    from .deploy import bench
 
     job = Job(out, settings, 0.5, "flops", progress, download)
     name = _point_name(mode, target)
@@ -228,9 +229,7 @@ def _sweep_point(out: Path, settings: RunSettings, mode: str, target: float | No
         else:
             model, shape = job.base_model()
             metrics = job.train(name, make_plan(model, shape, mode, target, seed=settings.seed))
-    except CdpruneError as exc:
-        if "beyond reach" not in str(exc):
-            raise
+    except UnreachableTarget:
         return {**row, "status": "unreachable"}
     measured = bench(str(out / name), min_time_s=bench_time_s, min_repeats=20)
     row.update({k: getattr(metrics, k) for k in ("test_acc", "params", "flops", "memory_bytes", "energy_mj",

@@ -13,7 +13,7 @@ from typing import Callable
 from . import models
 from .data import dataset_info
 from .errors import CdpruneError
-from .pruning import MODES, plan
+from .pruning import MODES, make_plan
 from .pruning.baselines import l1_plan, magnitude_plan, uniform_plan
 from .runs import RunMetrics, RunSettings, load_run, train_run
 
@@ -74,7 +74,7 @@ def _dense(job: Job) -> RunMetrics:
 def _sampled(mode: str):
     def run(job: Job) -> RunMetrics:
         model, shape = job.base_model()
-        return job.train(mode, plan(model, shape, mode, job.target, target_metric=job.metric, seed=job.settings.seed))
+        return job.train(mode, make_plan(model, shape, mode, job.target, target_metric=job.metric, seed=job.settings.seed))
     return run
 
 

@@ -12,10 +12,10 @@ import cdprune
 from cdprune import models
 from cdprune.complexity import profile
 from cdprune.measure import Ina3221Meter, NvmlMeter, RaplMeter, discover_meter
-from cdprune.measure.bench import bench
+from cdprune.deploy import bench
 from cdprune.measure.energy import SOURCE, estimate_energy
 from cdprune.measure.meters import RAPL_SOURCE
-from cdprune.report import human_count
+from cdprune.formatting import human_count
 from support import run_cli as run
 
 SHAPE = (3, 32, 32)

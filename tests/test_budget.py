@@ -23,7 +23,7 @@ def test_parse_budget_units():
 
 
 def test_every_budget_holds_and_the_furthest_over_leads():
-    plan = cdprune.plan(models.create("vgg16"), SHAPE, None, None, budget={"flops": 100e6, "params": 2e6})
+    plan = cdprune.make_plan(models.create("vgg16"), SHAPE, None, None, budget={"flops": 100e6, "params": 2e6})
     assert plan.after.flops <= 100e6 and plan.after.params <= 2e6
     assert plan.mode == "auto" and plan.target is None and plan.budget == {"flops": 100e6, "params": 2e6}
     pruned = cdprune.apply_plan(models.create("vgg16"), plan)
@@ -31,8 +31,8 @@ def test_every_budget_holds_and_the_furthest_over_leads():
 
 
 def test_budget_with_a_fixed_mode_samples_by_that_mode():
-    by_memory = cdprune.plan(models.create("vgg16"), SHAPE, "ma", None, budget={"params": 8e6}, seed=1)
-    auto = cdprune.plan(models.create("vgg16"), SHAPE, None, None, budget={"params": 8e6}, seed=1)
+    by_memory = cdprune.make_plan(models.create("vgg16"), SHAPE, "ma", None, budget={"params": 8e6}, seed=1)
+    auto = cdprune.make_plan(models.create("vgg16"), SHAPE, None, None, budget={"params": 8e6}, seed=1)
     assert by_memory.after.params <= 8e6 and auto.after.params <= 8e6
     # Memory-weighted draws hit the early, memory-heavy layers that a params budget alone leaves alone.
     assert by_memory.reduction["memory"] > auto.reduction["memory"]
@@ -40,7 +40,7 @@ def test_budget_with_a_fixed_mode_samples_by_that_mode():
 
 def test_unreachable_budget_names_the_budget():
     with pytest.raises(cdprune.CdpruneError, match=r"budget flops=1.00M cannot be met: the least .* is \d"):
-        cdprune.plan(models.create("vgg16"), SHAPE, None, None, budget={"flops": 1e6})
+        cdprune.make_plan(models.create("vgg16"), SHAPE, None, None, budget={"flops": 1e6})
 
 
 def test_cli_budget(capsys, tmp_path):
@@ -61,7 +61,7 @@ def latency_cache(tmp_path_factory):
 
 
 def test_latency_aware_plan_uses_a_cached_table(latency_cache):
-    plan = cdprune.plan(models.create("alexnet"), SHAPE, "la", 0.3, seed=0)
+    plan = cdprune.make_plan(models.create("alexnet"), SHAPE, "la", 0.3, seed=0)
     assert plan.latency["after_ms"] <= 0.7 * plan.latency["before_ms"]
     tables = list(latency_cache.iterdir())
     assert len(tables) == 1
@@ -70,18 +70,18 @@ def test_latency_aware_plan_uses_a_cached_table(latency_cache):
                                    "classifier.1", "classifier.4", "classifier.6"}
     stamp = tables[0].stat().st_mtime_ns
 
-    again = cdprune.plan(models.create("alexnet"), SHAPE, "la", 0.3, seed=0)  # same architecture: reused
+    again = cdprune.make_plan(models.create("alexnet"), SHAPE, "la", 0.3, seed=0)  # same architecture: reused
     assert tables[0].stat().st_mtime_ns == stamp and again.latency == plan.latency
     pruned = cdprune.apply_plan(models.create("alexnet"), plan)
     assert cdprune.profile(pruned, SHAPE).totals == plan.after
 
 
 def test_latency_budget(latency_cache):
-    dense_ms = cdprune.plan(models.create("alexnet"), SHAPE, "la", 0.05).latency["before_ms"]
-    plan = cdprune.plan(models.create("alexnet"), SHAPE, None, None, budget={"latency": 0.75 * dense_ms})
+    dense_ms = cdprune.make_plan(models.create("alexnet"), SHAPE, "la", 0.05).latency["before_ms"]
+    plan = cdprune.make_plan(models.create("alexnet"), SHAPE, None, None, budget={"latency": 0.75 * dense_ms})
     assert plan.latency["after_ms"] <= 0.75 * dense_ms
     with pytest.raises(cdprune.CdpruneError, match="budget latency=.* cannot be met"):
-        cdprune.plan(models.create("alexnet"), SHAPE, None, None, budget={"latency": 1e-6})
+        cdprune.make_plan(models.create("alexnet"), SHAPE, None, None, budget={"latency": 1e-6})
 
 
 def test_refresh_rebuilds_the_table(tmp_path, monkeypatch):

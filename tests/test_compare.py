@@ -26,7 +26,7 @@ def test_baselines_hit_the_target_within_one_point(name, metric):
 
 @pytest.mark.parametrize("mode", ["pa", "ma", "layer-random"])
 def test_modes_reach_a_common_metric_target(mode):
-    plan = cdprune.plan(models.create("vgg16"), SHAPE, mode, 0.5, target_metric="flops")
+    plan = cdprune.make_plan(models.create("vgg16"), SHAPE, mode, 0.5, target_metric="flops")
     assert 0.5 <= plan.reduction["flops"] <= 0.51 and plan.target_metric == "flops"
 
 
@@ -47,8 +47,8 @@ def test_l1_keeps_the_largest_filters():
 
 
 def test_layer_random_ignores_the_complexity_weights():
-    by_memory = [cdprune.plan(models.create("vgg16"), SHAPE, "ma", 0.5, target_metric="flops", seed=s) for s in range(4)]
-    random = [cdprune.plan(models.create("vgg16"), SHAPE, "layer-random", 0.5, target_metric="flops", seed=s)
+    by_memory = [cdprune.make_plan(models.create("vgg16"), SHAPE, "ma", 0.5, target_metric="flops", seed=s) for s in range(4)]
+    random = [cdprune.make_plan(models.create("vgg16"), SHAPE, "layer-random", 0.5, target_metric="flops", seed=s)
               for s in range(4)]
     first = lambda plans: np.mean([1 - len(p.units[0].kept) / p.units[0].channels for p in plans])
     assert first(by_memory) > first(random)  # the memory-heavy first conv is drawn far more often by ma

@@ -12,7 +12,7 @@ import torch
 import cdprune
 from cdprune import models
 from cdprune.cli import main
-from cdprune.export import export_model, export_run
+from cdprune.deploy import export_model, export_run
 from cdprune.runs import load_run
 from support import run_cli as run
 

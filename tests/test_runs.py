@@ -146,7 +146,7 @@ def test_user_module_pruned_and_trained_on_real_fashion_mnist(tmp_path):
     train_set = data.load_dataset("fashion-mnist", "train", subset=600, seed=0)
     test_set = data.load_dataset("fashion-mnist", "test", subset=500, seed=0)
     torch.manual_seed(0)
-    plan = cdprune.plan(small_cnn(), (1, 28, 28), "fa", 0.3, seed=0)
+    plan = cdprune.make_plan(small_cnn(), (1, 28, 28), "fa", 0.3, seed=0)
     model = cdprune.apply_plan(small_cnn(), plan)
     result = train(model, train_set, test_set, TrainConfig(epochs=1, batch_size=16, lr=0.02, progress=False), tmp_path)
     assert result.test_acc > 0.5

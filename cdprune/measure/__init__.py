@@ -1,7 +1,7 @@
 """Measure — what a model costs on this device: latency, energy.
 
-`cdprune.measure.bench.bench` benchmarks a model in a fresh process (it is not imported
-here, since it builds on cdprune.runs, which imports this package).
+These are the primitives a training run records; benchmarking a whole run in a fresh
+process, export and deployment live one layer up, in `cdprune.deploy`.
 """
 from .energy import EnergyEstimate, estimate_energy
 from .latency import LatencyStats, measure_latency

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from ..complexity import architecture_id
 from ..errors import CdpruneError
 from ..io import atomic_write_json
 from .latency import measure_latency
@@ -73,8 +74,6 @@ def _interp(x: float, values) -> float:
 
 def latency_table(model: nn.Module, input_shape, refresh: bool = False, progress: bool = False) -> LatencyTable:
     """The cached table for `model` at `input_shape` on this CPU, built (tens of seconds) when missing."""
-    from ..pruning.units import architecture_id
-
     key = {"architecture": architecture_id(model), "input_shape": list(input_shape), "device": "cpu",
            "threads": torch.get_num_threads(), "torch": torch.__version__, "machine": platform.machine(),
            "processor": platform.processor(), "fractions": list(FRACTIONS)}

@@ -1,8 +1,9 @@
 """Complexity-driven pruning: where channels are coupled (units), which go (sampler), how they go (apply)."""
 from .apply import apply_plan
 from .pruning_plan import PruningPlan, UnitPlan
-from .sampler import AUTO, MODES, Mode, get_mode, parse_budget, plan, register_mode
-from .units import architecture_id, find_units
+from .sampler import AUTO, MODES, Mode, get_mode, make_plan, parse_budget, register_mode
+from ..complexity import architecture_id
+from .units import find_units
 
-__all__ = ["apply_plan", "PruningPlan", "UnitPlan", "AUTO", "MODES", "Mode", "get_mode", "parse_budget", "plan", "register_mode",
+__all__ = ["apply_plan", "PruningPlan", "UnitPlan", "AUTO", "MODES", "Mode", "get_mode", "parse_budget", "make_plan", "register_mode",
            "architecture_id", "find_units"]

@@ -6,7 +6,8 @@ import torch.nn as nn
 
 from ..errors import CdpruneError
 from .pruning_plan import PruningPlan
-from .units import architecture_id, build_graph
+from ..complexity import architecture_id
+from .units import build_graph
 
 
 def apply_plan(model: nn.Module, plan: PruningPlan) -> nn.Module:

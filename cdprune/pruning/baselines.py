@@ -20,7 +20,7 @@ import torch.nn as nn
 import torch_pruning as tp
 
 from ..complexity import profile as profile_model
-from ..errors import CdpruneError
+from ..errors import CdpruneError, UnreachableTarget
 from .pruning_plan import PruningPlan
 from .sampler import BUDGET_METRICS, _Sampler, _check_settings
 from .units import build_graph, find_units, require_units
@@ -34,7 +34,7 @@ def _setup(model: nn.Module, input_shape, target: float, metric: str, floor: flo
     require_units(channels)
     state = _Sampler(channels, 0.1, floor, 1, seed)
     if state.largest_reduction(metric) < target:
-        raise CdpruneError(f"target {target:g} is beyond reach: at most {state.largest_reduction(metric):.3f} of the "
+        raise UnreachableTarget(f"target {target:g} is beyond reach: at most {state.largest_reduction(metric):.3f} of the "
                            f"{metric} can go with floor {floor:g}; lower --target or --floor")
     return state
 

@@ -17,10 +17,12 @@ from dataclasses import dataclass
 import numpy as np
 import torch.nn as nn
 
+from ..complexity import architecture_id
 from ..complexity import profile as profile_model
-from ..errors import CdpruneError
+from ..errors import CdpruneError, UnreachableTarget
+from ..formatting import human_bytes, human_count
 from .pruning_plan import PruningPlan, UnitPlan
-from .units import ChannelModel, architecture_id, find_units, require_units
+from .units import ChannelModel, find_units, require_units
 
 SIZE_METRICS = ("params", "flops", "memory")
 BUDGET_METRICS = SIZE_METRICS + ("latency",)
@@ -72,7 +74,7 @@ def next_count(current: int, least: int, step: float, round_to: int) -> int:
     return min(current, max(new, least))
 
 
-def plan(model: nn.Module, input_shape=(3, 32, 32), mode: str | None = "fa", target: float | None = 0.5, *,
+def make_plan(model: nn.Module, input_shape=(3, 32, 32), mode: str | None = "fa", target: float | None = 0.5, *,
          budget: dict[str, float] | None = None, target_metric: str | None = None, seed: int = 0, step: float = 0.1,
          floor: float = 0.1, round_to: int = 1, refresh_latency: bool = False) -> PruningPlan:
     """Sample a pruning plan (SPEC §3). `model` is not modified; the same arguments and seed give the same plan.
@@ -111,12 +113,12 @@ def plan(model: nn.Module, input_shape=(3, 32, 32), mode: str | None = "fa", tar
     if target is not None:
         reachable = sampler.largest_reduction(stop_metric)
         if reachable < target:
-            raise CdpruneError(f"target {target:g} is beyond reach: mode {chosen.name} can remove at most {reachable:.3f} "
+            raise UnreachableTarget(f"target {target:g} is beyond reach: mode {chosen.name} can remove at most {reachable:.3f} "
                                f"of the {stop_metric} with floor {floor:g}; lower --target or --floor")
     for metric, limit in budget.items():
         least = sampler.smallest(metric)
         if least > limit:
-            raise CdpruneError(f"budget {metric}={_show(metric, limit)} cannot be met: the least this model reaches with "
+            raise UnreachableTarget(f"budget {metric}={_show(metric, limit)} cannot be met: the least this model reaches with "
                                f"floor {floor:g} is {_show(metric, least)}; raise the budget or lower --floor")
 
     while True:
@@ -223,8 +225,6 @@ class _Sampler:
 
 
 def _show(metric: str, value: float) -> str:
-    from ..report import human_bytes, human_count
-
     if metric == "latency":
         return f"{value:.2f}ms"
     return human_bytes(value) if metric == "memory" else human_count(value)

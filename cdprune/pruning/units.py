@@ -8,7 +8,6 @@ planner can evaluate thousands of candidate steps without touching the network.
 """
 from __future__ import annotations
 
-import hashlib
 import math
 from dataclasses import dataclass, field
 
@@ -92,12 +91,6 @@ class ChannelModel:
     def layers(self) -> list[_SizedModule]:
         """The conv and linear layers (those that run in the forward pass), in profile order."""
         return [m for m in self.modules if m.calls]
-
-
-def architecture_id(model: nn.Module) -> str:
-    """A fingerprint of the model's parameter and buffer names and shapes."""
-    text = ";".join(f"{k}:{tuple(v.shape)}" for k, v in model.state_dict().items())
-    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
 
 
 def build_graph(model: nn.Module, input_shape) -> tp.DependencyGraph:

@@ -1,4 +1,4 @@
-"""The measuring process of `cdprune bench`: python -m cdprune.measure.worker SPEC_JSON.
+"""The measuring process of `cdprune bench`: python -m cdprune.deploy.worker SPEC_JSON.
 
 It runs in a fresh interpreter so that the parent's memory, threads and caches do not
 leak into the figures. It records its RSS, loads the model (a torch model from the
@@ -31,7 +31,7 @@ import psutil
 import torch
 
 from ..errors import CdpruneError
-from .meters import discover_meter
+from ..measure.meters import discover_meter
 
 WARMUP_RUNS = 10
 WARMUP_FRACTION = 0.25  # of min_time_s, so clocks and caches settle before timing
@@ -127,7 +127,7 @@ def timed_loop(step, min_repeats: int, min_time_s: float) -> tuple[list[float], 
 
 
 def measure(spec: dict) -> dict:
-    """Load, warm up and time the model described by `spec` (see cdprune.measure.bench)."""
+    """Load, warm up and time the model described by `spec` (see cdprune.deploy.bench)."""
     rss_before = psutil.Process().memory_info().rss
     threads = spec["threads"] or torch.get_num_threads()
     torch.set_num_threads(threads)

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import torch
 
-from .errors import CdpruneError
-from .io import atomic_write_bytes
-from .runs import load_run
+from ..errors import CdpruneError
+from ..io import atomic_write_bytes
+from ..runs import load_run
 
 OPSET = 17
 INPUT_NAME, OUTPUT_NAME = "input", "logits"

@@ -1,6 +1,6 @@
 """Benchmark a model on this device: latency, throughput, memory, CPU use and energy per inference.
 
-The measurement runs in a fresh child process (`cdprune.measure.worker`), so the figures
+The measurement runs in a fresh child process (`cdprune.deploy.worker`), so the figures
 belong to the model and its runtime alone, not to whatever this process did before.
 """
 from __future__ import annotations
@@ -18,10 +18,10 @@ import torch
 from .. import models
 from ..complexity import Totals, profile
 from ..errors import CdpruneError
-from ..export import export_model, require_deploy
+from ..measure.energy import estimate_energy
+from .export import export_model, require_deploy
 from ..pruning import PruningPlan
 from ..runs import build_model, load_run, method_name, read_metrics
-from .energy import estimate_energy
 
 RUNTIMES = ("torch", "onnxruntime")
 DEFAULT_INPUT = (3, 32, 32)
@@ -153,7 +153,7 @@ def run_worker(spec: dict) -> dict:
     # The child must import this very cdprune, installed or not.
     package_root = str(Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
-    proc = subprocess.run([sys.executable, "-m", "cdprune.measure.worker", json.dumps(spec)],
+    proc = subprocess.run([sys.executable, "-m", "cdprune.deploy.worker", json.dumps(spec)],
                           capture_output=True, text=True, env=env)
     if proc.returncode != 0:
         lines = proc.stderr.strip().splitlines()
