@@ -31,7 +31,7 @@ def main():
             for runtime in RUNTIMES:
                 for threads in THREADS:
                     dense = bench(name, runtime=runtime, threads=threads, min_time_s=MIN_TIME_S)
-                    pruned = bench(name, plan=str(fa), runtime=runtime, threads=threads, min_time_s=MIN_TIME_S)
+                    pruned = bench(name, plan_path=str(fa), runtime=runtime, threads=threads, min_time_s=MIN_TIME_S)
                     row = {"model": name, "runtime": runtime, "threads": threads,
                            "dense_p50_ms": dense.p50_ms, "fa_p50_ms": pruned.p50_ms,
                            "speedup": dense.p50_ms / pruned.p50_ms, "flops_ratio": dense.flops / pruned.flops,
@@ -46,7 +46,7 @@ def main():
             la = cdprune.make_plan(net, SHAPE, "la", 0.5, target_metric="flops", seed=0)
             paths = {m: p.save(Path(tmp) / f"{name}-{m}-eq.json") for m, p in (("fa", fa), ("la", la))}
             for threads in THREADS:
-                timed = {m: bench(name, plan=str(path), threads=threads, min_time_s=MIN_TIME_S)
+                timed = {m: bench(name, plan_path=str(path), threads=threads, min_time_s=MIN_TIME_S)
                          for m, path in paths.items()}
                 la_row = {"model": name, "threads": threads, "fa_flops": fa.after.flops, "la_flops": la.after.flops,
                           "fa_params": fa.after.params, "la_params": la.after.params,

@@ -1,16 +1,29 @@
 """cdprune — complexity-driven structured pruning of CNNs for edge devices.
 
+The public API; the `cdprune` command uses nothing else (docs/design.md, "Layout").
+
     >>> import cdprune
     >>> net = cdprune.models.create("vgg16", num_classes=10)
     >>> cdprune.profile(net, (3, 32, 32)).totals
-    >>> p = cdprune.make_plan(net, (3, 32, 32), mode="fa", target=0.5, seed=0)
-    >>> small = cdprune.apply_plan(cdprune.models.create("vgg16"), p)
+    >>> plan = cdprune.make_plan(net, (3, 32, 32), mode="fa", target=0.5, seed=0)
+    >>> small = cdprune.apply_plan(cdprune.models.create("vgg16"), plan)
 """
-from . import models
-from .complexity import LayerComplexity, Profile, Totals, profile
-from .errors import CdpruneError
-from .pruning import MODES, PruningPlan, apply_plan, make_plan
+from . import data, distributed, models, report
+from .backends import BACKENDS, Resources
+from .complexity import LayerComplexity, Profile, Totals, parse_shape, profile
+from .data import AUGMENTATIONS, DATASETS
+from .deploy import FORMATS, RUNTIMES, BenchResult, ExportResult, bench, export_run
+from .errors import CdpruneError, UnreachableTarget
+from .experiment import DEFAULT_JOB, CompareResult, RunComparison, SweepResult, compare, main_job, sweep
+from .methods import METHODS
+from .pruning import MODES, PruningPlan, apply_plan, make_plan, parse_budget
+from .runs import EvalResult, RunMetrics, RunSettings, eval_run, load_run, train_run
+from .train import TrainingInterrupted
 
 __version__ = "0.1.0"
-__all__ = ["models", "profile", "make_plan", "apply_plan", "PruningPlan", "Profile", "LayerComplexity", "Totals",
-           "CdpruneError", "MODES"]
+__all__ = ["data", "distributed", "models", "report", "BACKENDS", "Resources", "LayerComplexity", "Profile", "Totals",
+           "parse_shape", "profile", "AUGMENTATIONS", "DATASETS", "FORMATS", "RUNTIMES", "BenchResult", "ExportResult", "bench",
+           "export_run", "CdpruneError", "UnreachableTarget", "DEFAULT_JOB", "CompareResult", "RunComparison",
+           "SweepResult", "compare", "main_job", "sweep", "METHODS", "MODES", "PruningPlan", "apply_plan", "make_plan",
+           "parse_budget", "EvalResult", "RunMetrics", "RunSettings", "eval_run", "load_run", "train_run",
+           "TrainingInterrupted"]

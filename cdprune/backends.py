@@ -1,11 +1,14 @@
 """Where the trainings of `compare` and `sweep` run: here, one after another, or as Ray tasks.
 
 A `Task` is one configuration (one method and seed, or one sweep point): a module-level
-function and its arguments, so that Ray can ship it to any node. Both backends return the
-results by task name. The local backend runs the tasks in order and lets the first error
-through, as a plain loop would. The Ray backend runs them side by side with the CPUs and GPUs
-each needs, shows a bar over the tasks as they finish, retries a failed task once, and names
-every task that still failed; the results of the others are kept either way.
+function and its arguments, so that Ray can ship it to any node. A task may wait for another
+(`after`): both backends start it only once that one has finished, wherever the two stand in
+the list, and otherwise keep the list's order. Both backends return the results by task name.
+The local backend runs the tasks one by one and lets the first error through, as a plain loop
+would. The Ray backend runs them side by side with the CPUs and GPUs each needs, shows a bar
+over the tasks as they finish, retries a failed task once, and names every task that still
+failed (a task whose dependency failed is not run, and is named too); the results of the
+others are kept either way.
 """
 from __future__ import annotations
 
@@ -55,18 +58,45 @@ class Resources:
 
 def run_tasks(tasks: list[Task], backend: str = "local", resources: Resources = Resources(),
               progress: bool = True) -> Outcome:
+    if backend not in BACKENDS:
+        raise CdpruneError(f"unknown backend '{backend}': choose from {', '.join(BACKENDS)}")
+    ordered = dependency_order(tasks)
     if backend == "local":
-        return Outcome({t.name: t.fn(*t.args) for t in tasks}, {})
-    if backend == "ray":
-        return _run_on_ray(tasks, resources, progress)
-    raise CdpruneError(f"unknown backend '{backend}': choose from {', '.join(BACKENDS)}")
+        done = {t.name: t.fn(*t.args) for t in ordered}
+        return Outcome({t.name: done[t.name] for t in tasks}, {})
+    return _run_on_ray(ordered, resources, progress)
 
 
-def _threads_then(threads: int, fn: Callable, args: tuple, *_done):
-    """Run `fn` in a Ray worker with as many PyTorch threads as the task reserved CPUs.
+def dependency_order(tasks: list[Task]) -> list[Task]:
+    """The tasks reordered so that each comes after the task it waits for: at every point the
+    first listed task that no longer waits comes next, so a list that needs no reordering keeps
+    its order."""
+    names = {t.name for t in tasks}
+    for t in tasks:
+        if t.after is not None and t.after not in names:
+            raise CdpruneError(f"task {t.name!r} waits for {t.after!r}, which is not among the tasks: "
+                               "add that task or drop the dependency")
+    ordered: list[Task] = []
+    placed: set[str] = set()
+    rest = list(tasks)
+    while rest:
+        ready = next((i for i, t in enumerate(rest) if t.after is None or t.after in placed), None)
+        if ready is None:  # every task left waits for another one left: follow the chain round
+            after = {t.name: t.after for t in rest}
+            chain = [rest[0].name]
+            while after[chain[-1]] not in chain:
+                chain.append(after[chain[-1]])
+            cycle = chain[chain.index(after[chain[-1]]):] + [after[chain[-1]]]
+            raise CdpruneError(f"tasks wait for each other in a cycle ({' -> '.join(cycle)}): "
+                               "break the cycle by dropping one dependency")
+        task = rest.pop(ready)
+        ordered.append(task)
+        placed.add(task.name)
+    return ordered
 
-    The trailing arguments are the results of the tasks this one waits for; Ray resolves
-    them before the call, which is all they are for."""
+
+def _threads_then(threads: int, fn: Callable, args: tuple):
+    """Run `fn` in a Ray worker with as many PyTorch threads as the task reserved CPUs."""
     import torch
 
     torch.set_num_threads(max(1, threads))
@@ -94,20 +124,29 @@ def _connect(resources: Resources):
 
 
 def _run_on_ray(tasks: list[Task], resources: Resources, progress: bool) -> Outcome:
+    """Run `tasks`, given in dependency order, as Ray tasks.
+
+    A waiting task is submitted only once its dependency has succeeded, not up front with the
+    dependency's result as an argument: a failed attempt that is retried would otherwise fail its
+    dependents too (Ray passes the error on), spending their retry and leaving them failed even
+    when the retry succeeds."""
     ray = _connect(resources)
     remote = ray.remote(_threads_then).options(num_cpus=resources.cpus, num_gpus=resources.gpus, max_retries=0)
-    by_name = {t.name: t for t in tasks}
-    refs: dict[str, Any] = {}      # task name -> ObjectRef of its current attempt
+    waiting: dict[str, list[Task]] = {}  # task name -> the tasks that wait for it, in order
+    for task in tasks:
+        if task.after is not None:
+            waiting.setdefault(task.after, []).append(task)
+    pending: dict[Any, str] = {}  # ObjectRef of a running attempt -> task name
     attempts: dict[str, int] = {}
+    by_name = {t.name: t for t in tasks}
 
-    def submit(task: Task):
-        waits = [refs[task.after]] if task.after in refs else []
-        refs[task.name] = remote.remote(int(resources.cpus), task.fn, task.args, *waits)
+    def submit(task: Task) -> None:
+        pending[remote.remote(int(resources.cpus), task.fn, task.args)] = task.name
         attempts[task.name] = attempts.get(task.name, 0) + 1
 
     for task in tasks:
-        submit(task)
-    pending = {ref: name for name, ref in refs.items()}
+        if task.after is None:
+            submit(task)
     results, failures = {}, {}
     start = time.perf_counter()
     with tqdm(total=len(tasks), desc="configurations", unit="run", file=sys.stderr, disable=not progress,
@@ -115,6 +154,13 @@ def _run_on_ray(tasks: list[Task], resources: Resources, progress: bool) -> Outc
         def say(line: str) -> None:
             if progress:
                 bar.write(line, file=sys.stderr)
+
+        def skip_dependents(name: str) -> None:
+            for task in waiting.pop(name, []):
+                failures[task.name] = f"not run: {name} failed"
+                say(f"{task.name}: NOT RUN ({name} failed)")
+                bar.update(1)
+                skip_dependents(task.name)
 
         while pending:
             [ready], _ = ray.wait(list(pending), num_returns=1)
@@ -126,13 +172,16 @@ def _run_on_ray(tasks: list[Task], resources: Resources, progress: bool) -> Outc
                 if attempts[name] <= RETRIES:
                     say(f"{name}: failed ({error}); retrying")
                     submit(by_name[name])
-                    pending[refs[name]] = name
                     continue
                 failures[name] = error
                 say(f"{name}: FAILED ({error})")
+                bar.update(1)
+                skip_dependents(name)
             else:
                 say(f"{name}: done after {time.perf_counter() - start:.0f} s")
-            bar.update(1)
+                bar.update(1)
+                for task in waiting.pop(name, []):
+                    submit(task)
     return Outcome(results, failures)
 
 

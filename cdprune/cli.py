@@ -1,32 +1,25 @@
-"""The `cdprune` command: parse arguments, call the public API, print.
+"""The `cdprune` command: parse arguments, call the public API (`cdprune/__init__.py`), print what
+`cdprune.report` formatted.
 
-Each subcommand is one `@command` function; user errors (CdpruneError) become
-one line on stderr and exit code 2.
+Each subcommand is one `@command` function; user errors (CdpruneError, and OS errors such
+as an unwritable --out) become one line on stderr and exit code 2.
 """
 from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import io
 import json
+import math
 import os
 import sys
-from dataclasses import asdict
+from pathlib import Path
 from typing import Callable
 
-from . import distributed, models
-from .backends import BACKENDS, Resources
-from .complexity import parse_shape, profile
-from .data import DATASETS
-from .errors import CdpruneError
-from .experiment import DEFAULT_JOB, compare, main_job, sweep
-from .deploy import FORMATS, INPUT_NAME, OPSET, OUTPUT_NAME, RUNTIMES, bench, export_run
-from .methods import METHODS
-from .pruning import MODES, PruningPlan, make_plan, parse_budget
-from .formatting import human_bytes, human_count, table
-from .report import compare_rows, comparison_table, profile_table, reduction_table
-from .runs import RunSettings, eval_run, train_run
-from .train import TrainingInterrupted
+from . import (AUGMENTATIONS, BACKENDS, DATASETS, DEFAULT_JOB, FORMATS, METHODS, MODES, RUNTIMES, CdpruneError, PruningPlan,
+               Resources, RunSettings, TrainingInterrupted, bench, compare, distributed, eval_run, export_run,
+               main_job, make_plan, models, parse_budget, parse_shape, profile, report, sweep, train_run)
 
 _COMMANDS: dict[str, tuple[Callable, Callable, str]] = {}
 
@@ -47,8 +40,38 @@ def print_json(obj) -> None:
     print(json.dumps(obj, indent=2))
 
 
+def print_record(record, args, text: str) -> None:
+    """The record as JSON with --json, else the formatted text."""
+    if args.json:
+        print(record.to_json(), end="")
+    else:
+        print(text)
+
+
+def number(text: str) -> float:
+    """An argparse type: a finite number (NaN and infinity would train to NaN weights or plan to nothing)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
+MODEL_HELP = (f"a registered model ({', '.join(models.names())}), or a reference package.module:callable or "
+              "path/to/file.py:callable (e.g. timm:create_model with --model-args '{\"model_name\": \"resnet18\"}')")
+
+
+def _model_args_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model-args", default=None, metavar="JSON",
+                   help="keyword arguments of the model's constructor as a JSON object, e.g. '{\"width\": 0.5}' "
+                        "(num_classes and in_channels come from the data where the constructor takes them)")
+
+
 def _model_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("model", help=f"registered model: {', '.join(models.names())}")
+    p.add_argument("model", help=MODEL_HELP)
+    _model_args_argument(p)
     p.add_argument("--input", default="3,32,32", metavar="C,H,W", help="input shape (default 3,32,32)")
     p.add_argument("--num-classes", type=int, default=10, metavar="N", help="classifier outputs (default 10)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
@@ -56,7 +79,9 @@ def _model_arguments(p: argparse.ArgumentParser) -> None:
 
 def _build(args) -> tuple:
     shape = parse_shape(args.input)
-    return models.create(args.model, num_classes=args.num_classes, in_channels=shape[0]), shape
+    model = models.create(args.model, num_classes=args.num_classes, in_channels=shape[0],
+                          model_args=models.parse_model_args(args.model_args))
+    return model, shape
 
 
 # ---- profile -----------------------------------------------------------------------------------
@@ -68,7 +93,7 @@ def run_profile(args) -> None:
         print_json({"model": args.model, **result.to_dict()})
         return
     print(f"{args.model} · input {'×'.join(map(str, shape))} · {args.num_classes} classes")
-    print(profile_table(result))
+    print(report.profile_table(result))
 
 
 @command("profile", "per-layer parameters, FLOPs and memory with their shares")(run_profile)
@@ -83,29 +108,14 @@ def run_prune(args) -> None:
     budget = parse_budget(args.budget) if args.budget else None
     mode = args.mode or (None if budget else "fa")
     target = args.target if args.target is not None else (None if budget else 0.5)
-    result = make_plan(model, shape, mode, target, budget=budget, seed=args.seed, step=args.step, floor=args.floor,
-                  round_to=args.round_to, refresh_latency=args.refresh)
-    out = result.save(args.out)
+    plan = make_plan(model, shape, mode, target, budget=budget, seed=args.seed, step=args.step, floor=args.floor,
+                     round_to=args.round_to, refresh_latency=args.refresh)
+    plan_path = plan.save(args.out)
     if args.json:
-        print_json({**result.to_dict(), "plan_path": str(out)})
+        print_json({**plan.to_dict(), "plan_path": str(plan_path)})
         return
-    title = MODES[result.mode].title if result.mode in MODES else "each draw follows the metric furthest over budget"
-    goal = f"target {result.target:g}" if result.target is not None else ""
-    if result.budget:
-        goal += (" · " if goal else "") + "budget " + ", ".join(f"{m}≤{_budget_value(m, v)}" for m, v in result.budget.items())
-    print(f"{args.model} · mode {result.mode} ({title}) · {goal} · seed {result.seed} · {result.steps} draws")
-    print(reduction_table(result.before, result.after, result.latency))
-    print()
-    rows = [[u.name, str(len(u.convs)), str(u.channels), str(len(u.kept)), f"{1 - len(u.kept) / u.channels:.0%}"]
-            for u in result.units]
-    print(table(["unit", "convs", "channels", "kept", "removed"], rows))
-    print(f"\nplan written to {out}")
-
-
-def _budget_value(metric: str, value: float) -> str:
-    if metric == "latency":
-        return f"{value:g}ms"
-    return human_bytes(value) if metric == "memory" else human_count(value)
+    title = MODES[plan.mode].title if plan.mode in MODES else "each draw follows the metric furthest over budget"
+    print(report.plan_text(plan, args.model, title, plan_path))
 
 
 @command("prune", "sample a complexity-driven pruning plan and write it")(run_prune)
@@ -113,18 +123,30 @@ def _(p):
     _model_arguments(p)
     p.add_argument("--mode", default=None, help=f"what to reduce: {', '.join(f'{m.name} ({m.title})' for m in MODES.values())}; "
                    "default fa, or with --budget the metric furthest over its budget at each draw")
-    p.add_argument("--target", type=float, default=None, help="fraction of the mode's metric to remove, in (0, 1) (default 0.5 without --budget)")
+    p.add_argument("--target", type=number, default=None, help="fraction of the mode's metric to remove, in (0, 1) (default 0.5 without --budget)")
     p.add_argument("--budget", default=None, metavar="LIMITS",
                    help="prune until every limit holds, e.g. flops=100M,params=2M,memory=512KB,latency=5ms")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--step", type=float, default=0.1, help="fraction of a unit's channels removed per draw (default 0.1)")
-    p.add_argument("--floor", type=float, default=0.1, help="fraction of a unit's channels always kept (default 0.1)")
+    p.add_argument("--step", type=number, default=0.1, help="fraction of a unit's channels removed per draw (default 0.1)")
+    p.add_argument("--floor", type=number, default=0.1, help="fraction of a unit's channels always kept (default 0.1)")
     p.add_argument("--round-to", type=int, default=1, metavar="R", help="keep channel counts multiples of R (8 or 16 suit SIMD/tensor cores)")
     p.add_argument("--refresh", action="store_true", help="rebuild the cached per-layer latency table (mode la, latency budgets)")
     p.add_argument("--out", default="plan.json", help="where to write the plan (default plan.json)")
 
 
 # ---- train / eval / run -----------------------------------------------------------------------
+
+def _slug(ref: str) -> str:
+    """A folder-name piece for a model reference or data path: 'nets/edge.py:EdgeNet' -> 'EdgeNet'."""
+    name = ref.rpartition(":")[2] or ref
+    return Path(name.rstrip("/")).name.removesuffix(".npz") or "data"
+
+
+def _run_model_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default=None, metavar="REF",
+                   help="the model reference the run was trained with, when it is not a registered model "
+                        "(cdprune imports code only when you name it)")
+
 
 def _subset(text: str) -> int | None:
     """'all' -> None (the whole split), else a positive count."""
@@ -138,13 +160,22 @@ def _subset(text: str) -> int | None:
 
 def _training_arguments(p: argparse.ArgumentParser, defaults: dict) -> None:
     p.add_argument("--data", default=defaults.get("data"), required="data" not in defaults,
-                   help=f"dataset: {', '.join(DATASETS)}")
+                   help=f"a dataset ({', '.join(DATASETS)}), a folder of class folders (with or without train/ "
+                        "and val/), or a .npz file with x_train, y_train, x_test, y_test")
     p.add_argument("--data-dir", default=None, help="folder with the dataset files")
+    p.add_argument("--input", default=None, metavar="C,H,W",
+                   help="convert images to C channels and resize them to H×W (folder and .npz data)")
+    p.add_argument("--augment", default=None, choices=AUGMENTATIONS,
+                   help="training augmentation (default: crop-flip from 32 px up, crop below; the registered "
+                        "datasets keep their own)")
+    p.add_argument("--val-fraction", type=number, default=0.2, metavar="F",
+                   help="share of each class held out for testing when a folder has no val/ or test/ (default 0.2)")
+    _model_args_argument(p)
     p.add_argument("--download", action="store_true", help="fetch CIFAR into --data-dir when missing (needs a network)")
     p.add_argument("--epochs", type=int, default=defaults.get("epochs", 10), help=f"default {defaults.get('epochs', 10)}")
     p.add_argument("--batch-size", type=int, default=defaults.get("batch_size", 128),
                    help=f"default {defaults.get('batch_size', 128)}")
-    p.add_argument("--lr", type=float, default=defaults.get("lr", 0.05),
+    p.add_argument("--lr", type=number, default=defaults.get("lr", 0.05),
                    help=f"initial learning rate, cosine-annealed (default {defaults.get('lr', 0.05)})")
     p.add_argument("--seed", type=int, default=0)
     for split in ("train", "test"):
@@ -158,76 +189,57 @@ def _training_arguments(p: argparse.ArgumentParser, defaults: dict) -> None:
 
 
 def _settings(args, model: str) -> RunSettings:
-    return RunSettings(model=model, data=args.data, data_dir=args.data_dir, epochs=args.epochs,
+    return RunSettings(model=model, data=args.data, data_dir=args.data_dir,
+                       model_args=models.parse_model_args(args.model_args),
+                       input_shape=list(parse_shape(args.input)) if args.input else None, augment=args.augment,
+                       val_fraction=args.val_fraction, epochs=args.epochs,
                        batch_size=args.batch_size, lr=args.lr, seed=args.seed, train_subset=args.train_subset,
                        test_subset=args.test_subset, device=args.device, num_workers=args.workers)
 
 
-def _print_run(metrics) -> None:
-    print(table(["", metrics.method], [
-        ["test accuracy", f"{100 * metrics.test_acc:.2f}%"],
-        ["params", human_count(metrics.params)], ["FLOPs", human_count(metrics.flops)],
-        ["memory", human_bytes(metrics.memory_bytes)], ["CPU latency, batch 1", f"{metrics.latency_ms:.2f} ms"],
-        ["energy (est.)", f"{metrics.energy_mj:.3f} mJ"], ["training wall time", f"{metrics.train_time_s:.0f} s"]]))
-
-
 def run_train(args) -> None:
     settings = _settings(args, args.model)
-    pruning = PruningPlan.load(args.plan) if args.plan else None
-    metrics = train_run(args.out, settings, pruning, resume=args.resume, download=args.download,
+    plan = PruningPlan.load(args.plan_path) if args.plan_path else None
+    metrics = train_run(args.out, settings, plan, resume=args.resume, download=args.download,
                         progress=not args.no_progress)
-    if args.json:
-        print_json(asdict(metrics))
-        return
-    _print_run(metrics)
-    print(f"\nrun written to {args.out}")
+    print_record(metrics, args, f"{report.run_text(metrics)}\n\nrun written to {args.out}")
 
 
 @command("train", "train a dense or pruned model from scratch and write a run directory")(run_train)
 def _(p):
-    p.add_argument("model", help=f"registered model: {', '.join(models.names())}")
-    p.add_argument("--plan", help="plan.json from 'cdprune prune' (omit for the dense model)")
+    p.add_argument("model", help=MODEL_HELP)
+    p.add_argument("--plan", dest="plan_path", help="plan.json from 'cdprune prune' (omit for the dense model)")
     p.add_argument("--out", required=True, help="run directory to write")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
     _training_arguments(p, {})
 
 
 def run_eval(args) -> None:
-    result = eval_run(args.run, data_dir=args.data_dir, device=args.device)
-    if args.json:
-        print_json({**asdict(result), "matches": result.matches})
-        return
-    verdict = "matches the record" if result.matches else "DIFFERS from the record"
-    print(f"test accuracy {100 * result.test_acc:.2f}% on {result.test_size} images "
-          f"(recorded {100 * result.recorded_acc:.2f}%: {verdict})")
+    result = eval_run(args.run, data_dir=args.data_dir, device=args.device, model=args.model)
+    print_record(result, args, report.eval_text(result))
 
 
 @command("eval", "rebuild a run's model from plan + weights and re-test it")(run_eval)
 def _(p):
     p.add_argument("run", help="run directory written by 'cdprune train'")
     p.add_argument("--data-dir", default=None, help="where the dataset lives now (default: as recorded)")
+    _run_model_argument(p)
     p.add_argument("--device", default=None, help="default: the device it was trained on")
     p.add_argument("--json", action="store_true")
 
 
 def run_main(args) -> None:
     settings = _settings(args, args.model)
-    out = args.out or f"runs/{args.model}-{args.data}-{args.mode}{args.target:g}"
-    runs = main_job(out, settings, args.mode, args.target, download=args.download, progress=not args.no_progress)
-    if args.json:
-        print_json({"out": out, "runs": [asdict(r) for r in runs]})
-        return
-    print(f"{args.model} on {args.data}: dense vs {args.mode} at target {args.target:g}, "
-          f"{settings.epochs} epochs on {runs[0].train_size} images, tested on {runs[0].test_size}")
-    print(comparison_table(runs))
-    print(f"\nreport: {out}/report.md, chart: {out}/comparison.png")
+    out = args.out or f"runs/{_slug(args.model)}-{_slug(args.data)}-{args.mode}{args.target:g}"
+    result = main_job(out, settings, args.mode, args.target, download=args.download, progress=not args.no_progress)
+    print_record(result, args, report.main_job_text(result))
 
 
 @command("run", "the main job: plan, train dense and pruned, compare (default: VGG-16, Fashion-MNIST, FA 0.5)")(run_main)
 def _(p):
-    p.add_argument("--model", default=DEFAULT_JOB["model"], help=f"default {DEFAULT_JOB['model']}")
+    p.add_argument("--model", default=DEFAULT_JOB["model"], help=f"{MODEL_HELP} (default {DEFAULT_JOB['model']})")
     p.add_argument("--mode", default=DEFAULT_JOB["mode"], help=f"default {DEFAULT_JOB['mode']}")
-    p.add_argument("--target", type=float, default=DEFAULT_JOB["target"], help=f"default {DEFAULT_JOB['target']}")
+    p.add_argument("--target", type=number, default=DEFAULT_JOB["target"], help=f"default {DEFAULT_JOB['target']}")
     p.add_argument("--out", default=None, help="output directory (default runs/MODEL-DATA-MODETARGET)")
     _training_arguments(p, DEFAULT_JOB)
 
@@ -235,56 +247,40 @@ def _(p):
 # ---- bench / export ----------------------------------------------------------------------------
 
 def run_bench(args) -> None:
-    result = bench(args.target, plan=args.plan, runtime=args.runtime, batch=args.batch, threads=args.threads,
-                   input_shape=parse_shape(args.input) if args.input else None, num_classes=args.num_classes,
-                   min_time_s=args.min_time, min_repeats=args.min_repeats, device=args.device)
-    if args.json:
-        print_json(result.to_dict())
-        return
-    r = result
-    print(f"{r.model} ({r.method}) · {r.runtime_version} · {r.device} ({r.device_name}) · "
-          f"input {'×'.join(map(str, r.input_shape))} · batch {r.batch} · {r.threads} threads")
-    print(table(["", "value"], [
-        ["latency p50", f"{r.p50_ms:.2f} ms"], ["latency p90", f"{r.p90_ms:.2f} ms"],
-        ["latency p99", f"{r.p99_ms:.2f} ms"], ["throughput", f"{r.throughput_per_s:.1f} inputs/s"],
-        ["peak memory (RSS)", f"{human_bytes(r.peak_rss_bytes)} (+{human_bytes(r.rss_increase_bytes)} to load and run the model)"],
-        ["CPU use", f"{r.cpu_percent:.0f}% of a core ({100 * r.cpu_utilisation:.0f}% of {r.threads} threads)"],
-        ["energy / inference", f"{r.energy_mj:.3f} mJ ({r.energy['kind']})"],
-        ["params", human_count(r.params)], ["FLOPs (MACs)", human_count(r.flops)],
-        ["timed runs", f"{r.repeats} in {r.timed_s:.1f} s"]]))
-    print(f"\nenergy: {r.energy['source']}")
+    result = bench(args.source, plan_path=args.plan_path, runtime=args.runtime, batch=args.batch,
+                   threads=args.threads, input_shape=parse_shape(args.input) if args.input else None,
+                   num_classes=args.num_classes, min_time_s=args.min_time, min_repeats=args.min_repeats,
+                   device=args.device, model=args.model, model_args=models.parse_model_args(args.model_args))
+    print_record(result, args, report.bench_text(result))
 
 
 @command("bench", "time a run or a model in a fresh process: latency, throughput, memory, CPU, energy")(run_bench)
 def _(p):
-    p.add_argument("target", metavar="RUN_DIR|MODEL",
-                   help=f"run directory, or a registered model with fresh weights: {', '.join(models.names())}")
-    p.add_argument("--plan", help="plan.json to prune MODEL with (a run directory holds its own)")
+    p.add_argument("source", metavar="RUN_DIR|MODEL",
+                   help=f"run directory, or a model with fresh weights: {MODEL_HELP}")
+    _run_model_argument(p)
+    _model_args_argument(p)
+    p.add_argument("--plan", dest="plan_path", help="plan.json to prune MODEL with (a run directory holds its own)")
     p.add_argument("--input", default=None, metavar="C,H,W", help="input shape for MODEL (default 3,32,32)")
     p.add_argument("--num-classes", type=int, default=10, metavar="N", help="classifier outputs for MODEL (default 10)")
     p.add_argument("--batch", type=int, default=1, help="inputs per run (default 1)")
     p.add_argument("--threads", type=int, default=None, help="intra-op threads (default: torch's default)")
     p.add_argument("--runtime", choices=RUNTIMES, default="torch", help="default torch")
     p.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N (torch runtime only)")
-    p.add_argument("--min-time", type=float, default=2.0, metavar="S", help="time at least S seconds (default 2)")
+    p.add_argument("--min-time", type=number, default=2.0, metavar="S", help="time at least S seconds (default 2)")
     p.add_argument("--min-repeats", type=int, default=50, metavar="N", help="and at least N runs (default 50)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
 
 def run_export(args) -> None:
-    path = export_run(args.run, args.format, args.out)
-    info = {"path": str(path), "format": args.format, "bytes": path.stat().st_size}
-    if args.format == "onnx":
-        info.update(opset=OPSET, input=INPUT_NAME, output=OUTPUT_NAME, dynamic_batch=True)
-    if args.json:
-        print_json(info)
-        return
-    print(f"{args.format} model written to {path} ({human_bytes(info['bytes'])})")
+    result = export_run(args.run, args.format, args.out, model=args.model)
+    print_record(result, args, report.export_text(result))
 
 
 @command("export", "write a run's model as ONNX or TorchScript for deployment")(run_export)
 def _(p):
     p.add_argument("run", metavar="RUN_DIR", help="run directory written by 'cdprune train'")
+    _run_model_argument(p)
     p.add_argument("--format", choices=list(FORMATS), default="onnx", help="default onnx")
     p.add_argument("--out", default=None, metavar="FILE", help="default RUN_DIR/model.onnx or RUN_DIR/model.pt")
     p.add_argument("--json", action="store_true", help="machine-readable output")
@@ -304,9 +300,9 @@ def _backend_arguments(p: argparse.ArgumentParser) -> None:
                    help="local: one run after another here (default); ray: each run as a Ray task")
     p.add_argument("--address", default=None,
                    help="Ray cluster to join ('auto', or ray://HOST:10001); default: start one on this machine")
-    p.add_argument("--task-cpus", type=float, default=1, metavar="N",
+    p.add_argument("--task-cpus", type=number, default=1, metavar="N",
                    help="CPUs each Ray task reserves, also its PyTorch threads (default 1)")
-    p.add_argument("--task-gpus", type=float, default=0, metavar="N", help="GPUs each Ray task reserves (default 0)")
+    p.add_argument("--task-gpus", type=number, default=0, metavar="N", help="GPUs each Ray task reserves (default 0)")
 
 
 def _resources(args) -> Resources:
@@ -319,23 +315,17 @@ def _resources(args) -> Resources:
 
 def run_compare(args) -> None:
     settings = _settings(args, args.model)
-    out = args.out or f"runs/compare-{args.model}-{args.data}-{args.metric}{args.target:g}"
-    summaries = compare(out, settings, _csv(args.methods), args.target, metric=args.metric, seeds=args.seeds,
-                        download=args.download, progress=not args.no_progress, backend=args.backend,
-                        resources=_resources(args))
-    if args.json:
-        print_json({"out": out, "summaries": [asdict(s) for s in summaries]})
-        return
-    print(f"{args.model} on {args.data}: every method at a {args.target:g} {args.metric} reduction, "
-          f"{args.seeds} seed(s), {settings.epochs} epochs")
-    print(table(*compare_rows(summaries)))
-    print(f"\ntables: {out}/compare.md, {out}/compare.csv, {out}/compare.json")
+    out = args.out or f"runs/compare-{_slug(args.model)}-{_slug(args.data)}-{args.metric}{args.target:g}"
+    result = compare(out, settings, _csv(args.methods), args.target, metric=args.metric, seeds=args.seeds,
+                     download=args.download, progress=not args.no_progress, backend=args.backend,
+                     resources=_resources(args))
+    print_record(result, args, report.compare_text(result, settings))
 
 
 @command("compare", "train methods and baselines to the same target and compare accuracy and cost")(run_compare)
 def _(p):
-    p.add_argument("--model", required=True, help=f"registered model: {', '.join(models.names())}")
-    p.add_argument("--target", type=float, default=0.5, help="reduction every method reaches (default 0.5)")
+    p.add_argument("--model", required=True, help=MODEL_HELP)
+    p.add_argument("--target", type=number, default=0.5, help="reduction every method reaches (default 0.5)")
     p.add_argument("--metric", default="flops", choices=["params", "flops", "memory"],
                    help="the metric the target applies to, for every method (default flops)")
     p.add_argument("--methods", default="dense,pa,fa,ma,uniform,layer-random,l1",
@@ -348,28 +338,19 @@ def _(p):
 
 def run_sweep(args) -> None:
     settings = _settings(args, args.model)
-    out = args.out or f"runs/sweep-{args.model}-{args.data}"
-    points = sweep(out, settings, _csv(args.modes), _csv(args.targets, float), download=args.download,
+    out = args.out or f"runs/sweep-{_slug(args.model)}-{_slug(args.data)}"
+    result = sweep(out, settings, _csv(args.modes), _csv(args.targets, float), download=args.download,
                    progress=not args.no_progress, bench_time_s=args.bench_time, backend=args.backend,
                    resources=_resources(args))
-    if args.json:
-        print_json({"out": out, "points": points})
-        return
-    rows = [[p["method"], p["status"]] + ([f"{100 * p['test_acc']:.2f}%", human_count(p["params"]),
-                                           human_count(p["flops"]), human_bytes(p["memory_bytes"]),
-                                           f"{p['latency_ms']:.2f} ms", f"{p['energy_mj']:.3f} mJ",
-                                           f"{p['cpu_percent']:.0f}%"] if p["status"] == "ok" else [""] * 7)
-            for p in points]
-    print(table(["run", "status", "accuracy", "params", "FLOPs", "memory", "latency", "energy (est.)", "CPU"], rows))
-    print(f"\ndata: {out}/sweep.csv; charts: {out}/tradeoff_resources.png, {out}/tradeoff_device.png")
+    print_record(result, args, report.sweep_text(result))
 
 
 @command("sweep", "trade-off curves: accuracy against params, FLOPs, memory, latency, energy, CPU")(run_sweep)
 def _(p):
-    p.add_argument("--model", required=True, help=f"registered model: {', '.join(models.names())}")
+    p.add_argument("--model", required=True, help=MODEL_HELP)
     p.add_argument("--modes", default="pa,fa,ma", help="comma-separated modes (default pa,fa,ma)")
     p.add_argument("--targets", default="0.3,0.5,0.7,0.9", help="comma-separated targets (default 0.3,0.5,0.7,0.9)")
-    p.add_argument("--bench-time", type=float, default=1.0, metavar="S",
+    p.add_argument("--bench-time", type=number, default=1.0, metavar="S",
                    help="seconds of timed inference per point for latency and CPU (default 1)")
     p.add_argument("--out", default=None, help="output directory (default runs/sweep-MODEL-DATA)")
     _training_arguments(p, {})
@@ -409,6 +390,9 @@ def main(argv: list[str] | None = None) -> int:
         # Rank 0 prints the results, once.
         with contextlib.nullcontext() if group.is_main else contextlib.redirect_stdout(io.StringIO()):
             args.handler(args)
+    except BrokenPipeError:  # output piped into `head` and the like (an OSError: caught before them)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except TrainingInterrupted as exc:
         print(f"cdprune: {exc}", file=sys.stderr)
         return 130
@@ -418,12 +402,20 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("cdprune: interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:  # output piped into `head` and the like
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 141
+    except OSError as exc:  # an unwritable --out, a full disk: the user's to fix, not a crash
+        print(f"cdprune: error: {_os_error(exc)}", file=sys.stderr)
+        return 1 if exc.errno == errno.ENOSPC else 2
     finally:
         distributed.shutdown()
     return 0
+
+
+def _os_error(exc: OSError) -> str:
+    where = exc.filename if exc.filename is not None else ""
+    if exc.errno == errno.ENOSPC:
+        return f"the disk is full while writing {where}: free some space and run the same command again (finished work is kept)"
+    reason = exc.strerror or str(exc)
+    return f"cannot write or read {where} ({reason}): choose a path you can write to, e.g. another --out"
 
 
 if __name__ == "__main__":

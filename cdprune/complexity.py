@@ -1,7 +1,7 @@
 """Profile — where do the parameters, FLOPs and memory sit?
 
 Counting observes one real forward pass (batch 1, float32) through forward
-hooks, so any `nn.Module` works. Units (SPEC §2):
+hooks, so any `nn.Module` works. Units (docs/design.md, "Complexity"):
 
 - params: weights and biases; the network total is every parameter of the model.
 - FLOPs: multiply-accumulates of conv and linear layers (the pruning literature's
@@ -18,6 +18,7 @@ import torch
 import torch.nn as nn
 
 from .errors import CdpruneError
+from .records import Record
 
 METRICS = ("params", "flops", "memory")
 CONV_TYPES = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
@@ -67,7 +68,7 @@ class Totals:
 
 
 @dataclass(frozen=True)
-class Profile:
+class Profile(Record):
     """Per-layer complexities of a network for one input shape (C, H, W)."""
 
     input_shape: tuple[int, ...]

@@ -1,12 +1,12 @@
 """Report — methods trained with the same budget, side by side.
 
-`main_job` is what `cdprune run` does: plan, train the dense and the pruned
-model, measure both, and write a table, report.md and a chart. `compare`
-puts any set of methods (the modes and the baselines) side by side over
-seeds; `sweep` draws the accuracy–resource trade-off curves. Every run
-directory is resumable, so re-running skips finished runs and continues
-interrupted ones. With backend="ray" the trainings of `compare` and `sweep` run as
-Ray tasks (see backends.py) and land in the same tables.
+`main_job` is what `cdprune run` does: plan, train the dense and the pruned model,
+measure both, and write a table, report.md and a chart. `compare` puts any set of
+methods (the modes and the baselines) side by side over seeds; `sweep` draws the
+accuracy–resource trade-off curves. All three train through the methods registry
+(`methods.run_method`). Every run directory is resumable, so re-running skips finished
+runs and continues interrupted ones. With backend="ray" the trainings of `compare` and
+`sweep` run as Ray tasks (see backends.py) and land in the same tables.
 """
 from __future__ import annotations
 
@@ -16,53 +16,61 @@ from pathlib import Path
 
 import numpy as np
 
-from . import models
 from .backends import Resources, Task, run_tasks
-from .data import dataset_info
+from .deploy import bench
 from .errors import CdpruneError, UnreachableTarget
+from .formatting import csv_text
 from .io import atomic_write_json, atomic_write_text
-from .methods import Job, get_method
+from .methods import Goal, Job, check_goal, get_method, plan_goal, run_method
 from .pruning import get_mode
-from .pruning import make_plan
-from .formatting import markdown_table
-from .report import compare_rows, comparison_markdown
-from .runs import RunMetrics, RunSettings, train_run
+from .records import Record
+from .report import compare_markdown, comparison_markdown
+from .runs import METRICS_FILE, RunMetrics, RunSettings, run_name
 
 # The embedded default: small enough for about 10 minutes on a 2-core CPU.
 DEFAULT_JOB = dict(model="vgg16", data="fashion-mnist", mode="fa", target=0.5, epochs=3, train_subset=4000,
                    test_subset=2000, batch_size=32, lr=0.02)
 
 
+@dataclass(frozen=True)
+class RunComparison(Record):
+    """The main job's result: the dense run first, then the pruned one."""
+
+    out: str
+    settings: RunSettings
+    runs: list[RunMetrics]
+
+
 def main_job(out: str | Path, settings: RunSettings, mode: str = "fa", target: float = 0.5, *,
-             download: bool = False, progress: bool = True, plot: bool = True) -> list[RunMetrics]:
+             download: bool = False, progress: bool = True, plot: bool = True) -> RunComparison:
     """Train dense and `mode`-pruned models with the same settings; write the comparison into `out`."""
     out = Path(out)
-    pruned_name = f"{mode}-{target:g}"
+    job, goal = Job(out, settings, progress, download), check_goal(Goal(mode, target))
+    get_mode(mode)  # the main job compares a complexity-driven mode with dense
     # Planning first: an unreachable target fails before any training time is spent.
-    info = dataset_info(settings.data)
-    pruning = make_plan(models.create(settings.model, num_classes=info.num_classes, in_channels=info.input_shape[0]),
-                        info.input_shape, mode, target, seed=settings.seed)
-    _announce("dense", out / "dense", progress)
-    dense = train_run(out / "dense", settings, resume=True, download=download, progress=progress)
-    _announce(pruned_name, out / pruned_name, progress)
-    pruned = train_run(out / pruned_name, settings, pruning, resume=True, download=download, progress=progress)
+    plan = plan_goal(job, goal)
+    dense = _run(job, Goal("dense"))
+    pruned = _run(job, goal, plan)
     runs = [dense, pruned]
     write_comparison(out, runs, settings, plot=plot)
-    return runs
+    return RunComparison(str(out), settings, runs)
 
 
-def _announce(name: str, run_dir: Path, progress: bool) -> None:
-    if progress:
-        state = "finished, reused" if (run_dir / "metrics.json").exists() else "training"
-        print(f"{name}: {state} -> {run_dir}", file=sys.stderr)
+def _run(job: Job, goal: Goal, plan=None, label: str | None = None) -> RunMetrics:
+    """One method for one seed (module level, so that Ray can ship it), announced on stderr."""
+    if job.progress:
+        run_dir = job.root / goal.name
+        state = "finished, reused" if (run_dir / METRICS_FILE).exists() else "training"
+        print(f"{label or goal.name}: {state} -> {run_dir}", file=sys.stderr)
+    return run_method(job, goal, plan)
 
 
 def write_comparison(out: Path, runs: list[RunMetrics], settings: RunSettings, plot: bool = True) -> None:
     """summary.json, report.md and comparison.png for runs whose first entry is the dense baseline."""
-    atomic_write_json(out / "summary.json", {"settings": asdict(settings), "runs": [asdict(r) for r in runs]})
+    atomic_write_json(out / "summary.json", {"settings": asdict(settings), "runs": [r.to_dict() for r in runs]})
     text = comparison_markdown(runs, settings)
     if plot:
-        from .plots import comparison_chart
+        from .plots import comparison_chart  # matplotlib takes a second to import: only when drawing
 
         comparison_chart(runs, out / "comparison.png")
         text += "\n![dense vs pruned](comparison.png)\n"
@@ -72,7 +80,7 @@ def write_comparison(out: Path, runs: list[RunMetrics], settings: RunSettings, p
 # ---- compare: methods side by side, over seeds -------------------------------------------------
 
 @dataclass(frozen=True)
-class MethodSummary:
+class MethodSummary(Record):
     """One method over its seeds: accuracy mean ± std (fractions), resources and training cost (means)."""
 
     method: str
@@ -100,88 +108,113 @@ class MethodSummary:
                    train_time_s=mean("total_train_time_s"), train_flops=mean("total_train_flops"))
 
 
+@dataclass(frozen=True)
+class CompareResult(Record):
+    """Every method at one target: one summary per method, over seeds."""
+
+    out: str
+    target: float
+    metric: str
+    seeds: int
+    epochs: int
+    summaries: list[MethodSummary]
+
+
+COMPARE_CSV_FIELDS = ["method", "seeds", "acc_mean", "acc_std", "params", "flops", "memory_bytes", "params_reduction",
+                      "flops_reduction", "memory_reduction", "latency_ms", "energy_mj", "train_time_s", "train_flops"]
+
+
 def compare(out: str | Path, settings: RunSettings, methods: list[str], target: float, *, metric: str = "flops",
             seeds: int = 1, download: bool = False, progress: bool = True, backend: str = "local",
-            resources: Resources = Resources()) -> list[MethodSummary]:
+            resources: Resources = Resources()) -> CompareResult:
     """Train every method for every seed (seed, seed+1, …) to the same `target` reduction of `metric`.
 
     Finished runs are reused, so re-running only trains what is missing. Writes compare.md,
     compare.csv and compare.json into `out`. backend="ray" trains the runs as Ray tasks; `out`
     must then be on storage that every node of the cluster sees.
     """
-    chosen = [get_method(m) for m in methods]
-    if not 0 < target < 1:
-        raise CdpruneError(f"target {target:g} is outside (0, 1): give the fraction to remove, e.g. --target 0.5")
+    # The folder holds one target, so runs are named by their method alone.
+    goals = [check_goal(Goal(m, None if m == "dense" else target, metric, name=run_name(m))) for m in methods]
     if seeds < 1:
-        raise CdpruneError(f"--seeds {seeds} must be at least 1")
+        raise CdpruneError(f"seeds {seeds} must be at least 1 (--seeds)")
     out = Path(out)
     local = backend == "local"
     tasks = []
     for k in range(seeds):
-        seed_settings = replace(settings, seed=settings.seed + k)
-        job = Job(out / f"seed-{seed_settings.seed}", seed_settings, target, metric, progress and local, download)
-        dense = _task_name("dense", seed_settings.seed)
+        job = Job(out / f"seed-{settings.seed + k}", replace(settings, seed=settings.seed + k), progress and local,
+                  download)
+        dense = _task_name("dense", job.settings.seed)
+        ranking = any(get_method(g.method).needs_dense for g in goals)
         # Ranking methods start from the seed's dense run: train it once, before them.
-        if any(m.needs_dense for m in chosen) and "dense" not in methods:
-            tasks.append(Task(dense, _run_method, ("dense", job)))
-        for m in chosen:
-            tasks.append(Task(_task_name(m.name, seed_settings.seed), _run_method, (m.name, job),
-                              after=dense if m.needs_dense else None))
+        if ranking and "dense" not in methods:
+            tasks.append(Task(dense, _run, (job, Goal("dense"), None, dense)))
+        for goal in goals:
+            name = _task_name(goal.method, job.settings.seed)
+            tasks.append(Task(name, _run, (job, goal, None, name),
+                              after=dense if get_method(goal.method).needs_dense else None))
     outcome = run_tasks(tasks, backend, resources, progress)
-    runs = {m.name: [outcome.results[name] for k in range(seeds)
-                     if (name := _task_name(m.name, settings.seed + k)) in outcome.results] for m in chosen}
+    runs = {g.method: [outcome.results[name] for k in range(seeds)
+                       if (name := _task_name(g.method, settings.seed + k)) in outcome.results] for g in goals}
     runs = {name: rs for name, rs in runs.items() if rs}  # a method whose every seed failed has no row
-    summaries = [MethodSummary.of(name, rs) for name, rs in runs.items()]
-    if summaries:
-        _write_compare(out, summaries, runs, settings, target, metric)
+    result = CompareResult(str(out), target, metric, seeds, settings.epochs,
+                           [MethodSummary.of(name, rs) for name, rs in runs.items()])
+    if result.summaries:
+        _write_compare(out, result, runs, settings)
     outcome.raise_failures()
-    return summaries
+    return result
 
 
 def _task_name(method: str, seed: int) -> str:
     return f"{method} (seed {seed})"
 
 
-def _run_method(name: str, job: Job) -> RunMetrics:
-    """One method for one seed (a module-level function, so that Ray can ship it)."""
-    _announce(_task_name(name, job.settings.seed), job.root / name, job.progress)
-    return get_method(name).run(job)
-
-
-def _write_compare(out: Path, summaries, runs, settings: RunSettings, target: float, metric: str) -> None:
+def _write_compare(out: Path, result: CompareResult, runs: dict[str, list[RunMetrics]], settings: RunSettings) -> None:
     atomic_write_json(out / "compare.json", {
-        "settings": asdict(settings), "target": target, "metric": metric,
-        "summaries": [asdict(s) for s in summaries],
-        "runs": {name: [asdict(r) for r in rs] for name, rs in runs.items()}})
-    header, rows = compare_rows(summaries)
-    csv_rows = [",".join(["method", "seeds", "acc_mean", "acc_std", "params", "flops", "memory_bytes",
-                          "params_reduction", "flops_reduction", "memory_reduction", "latency_ms", "energy_mj",
-                          "train_time_s", "train_flops"])]
-    for s in summaries:
-        csv_rows.append(",".join(str(v) for v in [
-            s.method, s.seeds, s.acc_mean, s.acc_std, s.params, s.flops, s.memory_bytes, s.reduction["params"],
-            s.reduction["flops"], s.reduction["memory"], s.latency_ms, s.energy_mj, s.train_time_s, s.train_flops]))
-    atomic_write_text(out / "compare.csv", "\n".join(csv_rows) + "\n")
+        "settings": asdict(settings), "target": result.target, "metric": result.metric,
+        "summaries": [s.to_dict() for s in result.summaries],
+        "runs": {name: [r.to_dict() for r in rs] for name, rs in runs.items()}})
+    rows = [[s.method, s.seeds, s.acc_mean, s.acc_std, s.params, s.flops, s.memory_bytes, s.reduction["params"],
+             s.reduction["flops"], s.reduction["memory"], s.latency_ms, s.energy_mj, s.train_time_s, s.train_flops]
+            for s in result.summaries]
+    atomic_write_text(out / "compare.csv", csv_text(COMPARE_CSV_FIELDS, rows))
     first = next(iter(runs.values()))[0]
-    text = "\n".join([
-        f"# {settings.model} on {settings.data}: methods at a {target:g} {metric} reduction", "",
-        f"{settings.epochs} epochs (fine-tuning: half as many at a tenth of the LR), {first.train_size} training "
-        f"images, {first.test_size} test images, batch {settings.batch_size}, lr {settings.lr}; accuracy is the mean ± "
-        f"std over seeds. Training cost counts every stage (dense pre-training and fine-tuning for the ranking "
-        f"methods); training FLOPs = 3 × MACs per image × images seen.", "",
-        markdown_table(header, rows), ""])
-    atomic_write_text(out / "compare.md", text)
+    atomic_write_text(out / "compare.md", compare_markdown(result, settings, first.train_size, first.test_size))
 
 
 # ---- sweep: the trade-off curves ---------------------------------------------------------------
 
-SWEEP_FIELDS = ["method", "mode", "target", "test_acc", "params", "flops", "memory_bytes", "latency_ms", "energy_mj",
-                "cpu_percent", "train_time_s", "status"]
+@dataclass(frozen=True)
+class SweepPoint(Record):
+    """One point of the trade-off curves: a mode at a target (or dense), trained and measured on this device."""
+
+    method: str  # the run's name
+    mode: str
+    target: float | None
+    status: str  # "ok", or "unreachable": the mode cannot remove that much (nothing trained)
+    test_acc: float | None = None
+    params: int | None = None
+    flops: int | None = None
+    memory_bytes: int | None = None
+    latency_ms: float | None = None  # median, batch 1, measured in a fresh process
+    energy_mj: float | None = None
+    cpu_percent: float | None = None  # process CPU time ÷ wall time in the timed loop, in % of one core
+    train_time_s: float | None = None
+
+
+@dataclass(frozen=True)
+class SweepResult(Record):
+    out: str
+    title: str
+    points: list[SweepPoint]
+
+
+SWEEP_CSV_FIELDS = ["method", "mode", "target", "test_acc", "params", "flops", "memory_bytes", "latency_ms", "energy_mj",
+                    "cpu_percent", "train_time_s", "status"]
 
 
 def sweep(out: str | Path, settings: RunSettings, modes: list[str], targets: list[float], *, download: bool = False,
           progress: bool = True, bench_time_s: float = 1.0, backend: str = "local",
-          resources: Resources = Resources()) -> list[dict]:
+          resources: Resources = Resources()) -> SweepResult:
     """Dense plus every mode × target (each mode reduces its own metric), measured on this device.
 
     Writes sweep.csv, sweep.json and the trade-off charts tradeoff_resources.png (accuracy
@@ -189,50 +222,34 @@ def sweep(out: str | Path, settings: RunSettings, modes: list[str], targets: lis
     Targets a mode cannot reach are recorded with status 'unreachable', not trained.
     backend="ray" trains and measures each point as a Ray task, on the node that runs it.
     """
-    out = Path(out)
     for m in modes:
         get_mode(m)
-    local = backend == "local"
-    configs = [("dense", None)] + [(m, t) for m in modes for t in targets]
-    tasks = [Task(_point_name(mode, target), _sweep_point, (out, settings, mode, target, bench_time_s,
-                                                           progress and local, download))
-             for mode, target in configs]
+    # Every goal is checked before the first training, so a bad target costs nothing.
+    goals = [Goal("dense")] + [check_goal(Goal(m, t)) for m in modes for t in targets]
+    out = Path(out)
+    job = Job(out, settings, progress and backend == "local", download)
+    tasks = [Task(g.name, _sweep_point, (job, g, bench_time_s)) for g in goals]
     outcome = run_tasks(tasks, backend, resources, progress)
-    points = [outcome.results[t.name] for t in tasks if t.name in outcome.results]
-    atomic_write_json(out / "sweep.json", {"settings": asdict(settings), "points": points})
-    lines = [",".join(SWEEP_FIELDS)] + [",".join("" if p.get(f) is None else str(p.get(f)) for f in SWEEP_FIELDS)
-                                        for p in points]
-    atomic_write_text(out / "sweep.csv", "\n".join(lines) + "\n")
-    from .plots import tradeoff_charts
+    result = SweepResult(str(out), f"{settings.model} on {settings.data}",
+                         [outcome.results[t.name] for t in tasks if t.name in outcome.results])
+    atomic_write_json(out / "sweep.json", {"settings": asdict(settings), "points": [p.to_dict() for p in result.points]})
+    rows = [[getattr(p, f) for f in SWEEP_CSV_FIELDS] for p in result.points]
+    atomic_write_text(out / "sweep.csv", csv_text(SWEEP_CSV_FIELDS, rows))
+    from .plots import tradeoff_charts  # matplotlib takes a second to import: only when drawing
 
-    tradeoff_charts([p for p in points if p["status"] == "ok"], out, f"{settings.model} on {settings.data}")
+    tradeoff_charts([p for p in result.points if p.status == "ok"], out, result.title)
     outcome.raise_failures()
-    return points
+    return result
 
 
-def _point_name(mode: str, target: float | None) -> str:
-    return "dense" if mode == "dense" else f"{mode}-{target:g}"
-
-
-def _sweep_point(out: Path, settings: RunSettings, mode: str, target: float | None, bench_time_s: float,
-                 progress: bool, download: bool) -> dict:
+def _sweep_point(job: Job, goal: Goal, bench_time_s: float) -> SweepPoint:
     """Train (or reuse) one point of the sweep and measure it: one row of sweep.csv."""
-    from .deploy import bench
-
-    job = Job(out, settings, 0.5, "flops", progress, download)
-    name = _point_name(mode, target)
-    row = {"method": name, "mode": mode, "target": target, "status": "ok"}
-    _announce(name, out / name, progress)
     try:
-        if mode == "dense":
-            metrics = job.train("dense")
-        else:
-            model, shape = job.base_model()
-            metrics = job.train(name, make_plan(model, shape, mode, target, seed=settings.seed))
+        metrics = _run(job, goal)
     except UnreachableTarget:
-        return {**row, "status": "unreachable"}
-    measured = bench(str(out / name), min_time_s=bench_time_s, min_repeats=20)
-    row.update({k: getattr(metrics, k) for k in ("test_acc", "params", "flops", "memory_bytes", "energy_mj",
-                                                  "train_time_s")})
-    row.update(latency_ms=measured.p50_ms, cpu_percent=measured.cpu_percent)
-    return row
+        return SweepPoint(goal.name, goal.method, goal.target, "unreachable")
+    measured = bench(str(job.root / goal.name), min_time_s=bench_time_s, min_repeats=20)
+    return SweepPoint(goal.name, goal.method, goal.target, "ok", test_acc=metrics.test_acc, params=metrics.params,
+                      flops=metrics.flops, memory_bytes=metrics.memory_bytes, latency_ms=measured.p50_ms,
+                      energy_mj=metrics.energy_mj, cpu_percent=measured.cpu_percent,
+                      train_time_s=metrics.train_time_s)

@@ -4,6 +4,9 @@ At the bottom of the package so that every layer (the planner's messages, the re
 """
 from __future__ import annotations
 
+import csv
+import io
+
 
 def human_count(n: float) -> str:
     """1234567 -> '1.23M' (decimal K/M/G)."""
@@ -36,3 +39,12 @@ def table(header: list[str], rows: list[list[str]], right: set[int] | None = Non
 def markdown_table(header: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
+
+
+def csv_text(header: list[str], rows: list[list]) -> str:
+    """CSV through the standard module (quoting where needed); None becomes an empty field."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows([["" if v is None else v for v in row] for row in rows])
+    return buf.getvalue()

@@ -1,21 +1,25 @@
 """Pruning methods behind one interface: each trains one run directory for one seed.
 
-The complexity-driven modes and the baselines they are compared against are
-registered here; adding a method is one function and one `@method` line.
+The complexity-driven modes and the baselines they are compared against are registered
+here, and `run`, `compare` and `sweep` all train through `run_method`. A `Job` says where
+and how (folder, data, training settings, device); a `Goal` says what (method, target,
+metric). Adding a method is one `register_method` call with the function that plans it.
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
+import torch.nn as nn
+
 from . import models
-from .data import dataset_info
 from .errors import CdpruneError
-from .pruning import MODES, make_plan
+from .pruning import MODES, PruningPlan, make_plan
 from .pruning.baselines import l1_plan, magnitude_plan, uniform_plan
-from .runs import RunMetrics, RunSettings, load_run, train_run
+from .pruning.sampler import BUDGET_METRICS, SIZE_METRICS
+from .runs import RunMetrics, RunSettings, load_run, run_name, train_run
 
 FINETUNE_EPOCH_FRACTION = 0.5  # fine-tuning after ranking gets half the epochs…
 FINETUNE_LR_FACTOR = 0.1  # …at a tenth of the learning rate (Li et al. 2017 fine-tune at a low rate)
@@ -23,41 +27,61 @@ FINETUNE_LR_FACTOR = 0.1  # …at a tenth of the learning rate (Li et al. 2017 f
 
 @dataclass(frozen=True)
 class Job:
-    """One method, one seed: where to write, what to train, which reduction to reach."""
+    """Where and how: the folder a seed's runs go to, and what they train on with which settings."""
 
-    root: Path  # the seed's folder; the run goes to root / method name
-    settings: RunSettings
-    target: float
-    metric: str  # the metric every method reduces by `target`
+    root: Path
+    settings: RunSettings  # model, data, training budget, device
     progress: bool = True
     download: bool = False
 
-    def train(self, name: str, pruning=None, **kwargs) -> RunMetrics:
-        return train_run(self.root / name, self.settings, pruning, resume=True, download=self.download,
-                         progress=self.progress, method=name, **kwargs)
+    def base_model(self) -> tuple[nn.Module, tuple[int, ...]]:
+        info = self.settings.dataset_info()
+        model = models.create(self.settings.model, info.num_classes, info.input_shape[0], self.settings.model_args)
+        return model, info.input_shape
 
-    def base_model(self):
-        info = dataset_info(self.settings.data)
-        return models.create(self.settings.model, num_classes=info.num_classes, in_channels=info.input_shape[0]), \
-            info.input_shape
+    def train(self, goal: "Goal", plan: PruningPlan | None, settings: RunSettings | None = None,
+              init_from: Path | None = None) -> RunMetrics:
+        """Train (or reuse, or resume) the run `goal.name` under `root`; `settings` overrides the job's."""
+        return train_run(self.root / goal.name, settings or self.settings, plan, resume=True, download=self.download,
+                         progress=self.progress, method=goal.name, init_from=init_from)
+
+
+@dataclass(frozen=True)
+class Goal:
+    """What to reach: a method, the fraction `target` of `metric` to remove (None: the mode's own metric).
+
+    `name` is the run's folder and label; by default `run_name(method, target)`.
+    """
+
+    method: str
+    target: float | None = None
+    metric: str | None = None
+    name: str = field(default="")
+
+    def __post_init__(self):
+        if not self.name:
+            object.__setattr__(self, "name", run_name(self.method, self.target))
 
 
 @dataclass(frozen=True)
 class Method:
     name: str
     title: str
-    run: Callable[[Job], RunMetrics]
-    needs_dense: bool = False  # starts from the trained dense model (train → rank → prune → fine-tune)
+    plan: Callable[[Job, Goal], PruningPlan | None] | None  # from-scratch methods: the plan, made before training
+    rank: Callable[..., PruningPlan] | None = None  # train → rank → prune → fine-tune: plan from trained weights
+
+    @property
+    def needs_dense(self) -> bool:
+        """Starts from the seed's trained dense model, so that run must finish first."""
+        return self.rank is not None
 
 
 METHODS: dict[str, Method] = {}
 
 
-def method(name: str, title: str, needs_dense: bool = False):
-    def add(fn: Callable[[Job], RunMetrics]):
-        METHODS[name] = Method(name, title, fn, needs_dense)
-        return fn
-    return add
+def register_method(m: Method) -> Method:
+    METHODS[m.name] = m
+    return m
 
 
 def get_method(name: str) -> Method:
@@ -66,43 +90,71 @@ def get_method(name: str) -> Method:
     return METHODS[name]
 
 
-@method("dense", "unpruned model, trained from scratch")
-def _dense(job: Job) -> RunMetrics:
-    return job.train("dense")
+def check_goal(goal: Goal) -> Goal:
+    """Refuse a goal that cannot be trained (unknown method, target outside (0, 1), unknown metric) before any work."""
+    get_method(goal.method)
+    if goal.method == "dense":
+        return goal
+    if goal.target is None or not 0 < goal.target < 1:  # NaN fails this test too
+        raise CdpruneError(f"target {goal.target} is outside (0, 1): give the fraction to remove, e.g. target 0.5 "
+                           "(--target, --targets)")
+    if goal.metric is not None and goal.metric not in BUDGET_METRICS:
+        raise CdpruneError(f"unknown metric '{goal.metric}': choose one of {', '.join(BUDGET_METRICS)}")
+    if goal.metric == "latency" and goal.method not in MODES:
+        raise CdpruneError(f"method {goal.method} cannot aim at latency: use a metric of {', '.join(SIZE_METRICS)}")
+    return goal
+
+
+def plan_goal(job: Job, goal: Goal) -> PruningPlan | None:
+    """The plan a from-scratch method trains (None for dense); ranking methods plan only after training."""
+    method = get_method(check_goal(goal).method)
+    return method.plan(job, goal) if method.plan is not None else None
+
+
+def run_method(job: Job, goal: Goal, plan: PruningPlan | None = None) -> RunMetrics:
+    """Train one method for one seed into `job.root / goal.name`; finished runs are reused.
+
+    plan: a plan already made for this goal by `plan_goal` (the main job plans before training
+        anything, so that an unreachable target fails at once).
+    """
+    method = get_method(check_goal(goal).method)
+    if method.needs_dense:
+        return _ranked(job, goal, method)
+    return job.train(goal, plan if plan is not None else plan_goal(job, goal))
+
+
+def _ranked(job: Job, goal: Goal, method: Method) -> RunMetrics:
+    dense_dir = job.root / run_name("dense")
+    run_method(job, Goal("dense"))  # reused when this seed's dense run is already finished
+    trained, _ = load_run(dense_dir, job.settings.model)  # the user named the model for this job
+    shape = job.settings.dataset_info().input_shape
+    finetune = replace(job.settings, epochs=max(1, math.ceil(job.settings.epochs * FINETUNE_EPOCH_FRACTION)),
+                       lr=job.settings.lr * FINETUNE_LR_FACTOR)
+    plan = method.rank(trained, shape, goal.target, goal.metric or "flops")
+    return job.train(goal, plan, settings=finetune, init_from=dense_dir)
+
+
+register_method(Method("dense", "unpruned model, trained from scratch", plan=lambda job, goal: None))
 
 
 def _sampled(mode: str):
-    def run(job: Job) -> RunMetrics:
+    def plan(job: Job, goal: Goal) -> PruningPlan:
         model, shape = job.base_model()
-        return job.train(mode, make_plan(model, shape, mode, job.target, target_metric=job.metric, seed=job.settings.seed))
-    return run
+        return make_plan(model, shape, mode, goal.target, target_metric=goal.metric, seed=job.settings.seed)
+    return plan
 
 
 for _mode in MODES.values():
-    method(_mode.name, f"{_mode.title}, trained from scratch")(_sampled(_mode.name))
+    register_method(Method(_mode.name, f"{_mode.title}, trained from scratch", plan=_sampled(_mode.name)))
 
 
-@method("uniform", "same fraction of every unit at random, trained from scratch")
-def _uniform(job: Job) -> RunMetrics:
+def _uniform(job: Job, goal: Goal) -> PruningPlan:
     model, shape = job.base_model()
-    return job.train("uniform", uniform_plan(model, shape, job.target, job.metric, seed=job.settings.seed))
+    return uniform_plan(model, shape, goal.target, goal.metric or "flops", seed=job.settings.seed)
 
 
-def _ranked(name: str, make_plan):
-    def run(job: Job) -> RunMetrics:
-        dense_dir = job.root / "dense"
-        _dense(job)  # reused when this seed's dense run is already finished
-        trained, _ = load_run(dense_dir)
-        shape = dataset_info(job.settings.data).input_shape
-        finetune = replace(job.settings, epochs=max(1, math.ceil(job.settings.epochs * FINETUNE_EPOCH_FRACTION)),
-                           lr=job.settings.lr * FINETUNE_LR_FACTOR)
-        pruning = make_plan(trained, shape, job.target, job.metric)
-        return train_run(job.root / name, finetune, pruning, resume=True, download=job.download,
-                         progress=job.progress, init_from=dense_dir, method=name)
-    return run
-
-
-method("l1", "Li et al. 2017: train, prune smallest-L1 filters per layer, fine-tune", needs_dense=True)(
-    _ranked("l1", l1_plan))
-method("tp-magnitude", "torch-pruning group magnitude, global ranking, then fine-tune", needs_dense=True)(
-    _ranked("tp-magnitude", magnitude_plan))
+register_method(Method("uniform", "same fraction of every unit at random, trained from scratch", plan=_uniform))
+register_method(Method("l1", "Li et al. 2017: train, prune smallest-L1 filters per layer, fine-tune", plan=None,
+                       rank=l1_plan))
+register_method(Method("tp-magnitude", "torch-pruning group magnitude, global ranking, then fine-tune", plan=None,
+                       rank=magnitude_plan))

@@ -49,21 +49,23 @@ TRADEOFF_PANELS = {
 }
 
 
-def tradeoff_charts(points: list[dict], out: Path, title: str) -> list[Path]:
-    """Accuracy against each resource, one line per mode and the dense model as a star (the paper's Figs. 4–5)."""
+def tradeoff_charts(points: list, out: Path, title: str) -> list[Path]:
+    """Accuracy against each resource, one line per mode and the dense model as a star (the paper's Figs. 4–5).
+
+    `points` are sweep points (cdprune.experiment.SweepPoint) that were trained and measured."""
     written = []
     for filename, panels in TRADEOFF_PANELS.items():
         fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4))
         for ax, (key, label) in zip(axes, panels):
-            for mode in sorted({p["mode"] for p in points if p["mode"] != "dense"}):
-                line = sorted((p for p in points if p["mode"] == mode), key=lambda p: p[key])
-                ax.plot([p[key] for p in line], [100 * p["test_acc"] for p in line], "o-", label=mode)
+            for mode in sorted({p.mode for p in points if p.mode != "dense"}):
+                line = sorted((p for p in points if p.mode == mode), key=lambda p: getattr(p, key))
+                ax.plot([getattr(p, key) for p in line], [100 * p.test_acc for p in line], "o-", label=mode)
                 for p in line:
-                    ax.annotate(f"{p['target']:g}", (p[key], 100 * p["test_acc"]), fontsize=7,
+                    ax.annotate(f"{p.target:g}", (getattr(p, key), 100 * p.test_acc), fontsize=7,
                                 xytext=(3, 3), textcoords="offset points")
             for p in points:
-                if p["mode"] == "dense":
-                    ax.plot(p[key], 100 * p["test_acc"], "k*", markersize=11, label="dense")
+                if p.mode == "dense":
+                    ax.plot(getattr(p, key), 100 * p.test_acc, "k*", markersize=11, label="dense")
             ax.set_xlabel(label)
             ax.set_ylabel("test accuracy (%)")
             ax.grid(alpha=0.3)

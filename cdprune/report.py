@@ -1,4 +1,8 @@
-"""Human-readable tables: the CLI prints these, the library returns records."""
+"""Human-readable text for every result: the library returns records, these turn them into what the CLI prints.
+
+Functions take the records by their attributes (duck typing), so this module sits low in
+the house and imports only the complexity types and the formatting helpers.
+"""
 from __future__ import annotations
 
 from .complexity import METRICS, Profile, Totals
@@ -103,3 +107,101 @@ def compare_rows(summaries) -> tuple[list[str], list[list[str]]]:
                      f"-{r['memory']:.1%}", f"{s.latency_ms:.2f} ms", f"{s.train_time_s:.0f} s",
                      human_count(s.train_flops)])
     return header, rows
+
+
+def compare_markdown(result, settings, train_size: int, test_size: int) -> str:
+    """compare.md: the settings in a sentence, then the table."""
+    header, rows = compare_rows(result.summaries)
+    return "\n".join([
+        f"# {settings.model} on {settings.data}: methods at a {result.target:g} {result.metric} reduction", "",
+        f"{settings.epochs} epochs (fine-tuning: half as many at a tenth of the LR), {train_size} training "
+        f"images, {test_size} test images, batch {settings.batch_size}, lr {settings.lr}; accuracy is the mean ± "
+        f"std over seeds. Training cost counts every stage (dense pre-training and fine-tuning for the ranking "
+        f"methods); training FLOPs = 3 × MACs per image × images seen.", "",
+        markdown_table(header, rows), ""])
+
+
+def compare_text(result, settings) -> str:
+    """What `cdprune compare` prints."""
+    return "\n".join([
+        f"{settings.model} on {settings.data}: every method at a {result.target:g} {result.metric} reduction, "
+        f"{result.seeds} seed(s), {result.epochs} epochs",
+        table(*compare_rows(result.summaries)), "",
+        f"tables: {result.out}/compare.md, {result.out}/compare.csv, {result.out}/compare.json"])
+
+
+def budget_value(metric: str, value: float) -> str:
+    """A budget limit in its unit: ms for latency, bytes for memory, counts otherwise."""
+    return f"{value:g}ms" if metric == "latency" else human_metric(metric, value)
+
+
+def plan_text(plan, model_name: str, mode_title: str, plan_path) -> str:
+    """What `cdprune prune` prints: the goal, the reduction and every unit's kept channels."""
+    goal = f"target {plan.target:g}" if plan.target is not None else ""
+    if plan.budget:
+        goal += (" · " if goal else "") + "budget " + ", ".join(f"{m}≤{budget_value(m, v)}" for m, v in plan.budget.items())
+    rows = [[u.name, str(len(u.convs)), str(u.channels), str(len(u.kept)), f"{1 - len(u.kept) / u.channels:.0%}"]
+            for u in plan.units]
+    lines = [f"{model_name} · mode {plan.mode} ({mode_title}) · {goal} · seed {plan.seed} · {plan.steps} draws",
+             reduction_table(plan.before, plan.after, plan.latency), "",
+             table(["unit", "convs", "channels", "kept", "removed"], rows)]
+    if plan.narrow_units:
+        lines.append(f"units narrower than {plan.round_to} kept whole: {', '.join(plan.narrow_units)}")
+    return "\n".join(lines + ["", f"plan written to {plan_path}"])
+
+
+def run_text(metrics) -> str:
+    """What `cdprune train` prints: one finished run."""
+    return table(["", metrics.method], [
+        ["test accuracy", _pct(metrics.test_acc)],
+        ["params", human_count(metrics.params)], ["FLOPs", human_count(metrics.flops)],
+        ["memory", human_bytes(metrics.memory_bytes)], ["CPU latency, batch 1", f"{metrics.latency_ms:.2f} ms"],
+        ["energy (est.)", f"{metrics.energy_mj:.3f} mJ"], ["training wall time", f"{metrics.train_time_s:.0f} s"]])
+
+
+def eval_text(result) -> str:
+    verdict = "matches the record" if result.matches else "DIFFERS from the record"
+    return (f"test accuracy {_pct(result.test_acc)} on {result.test_size} images "
+            f"(recorded {_pct(result.recorded_acc)}: {verdict})")
+
+
+def main_job_text(result) -> str:
+    """What `cdprune run` prints: dense and pruned side by side."""
+    dense, pruned = result.runs[0], result.runs[-1]
+    return "\n".join([
+        f"{dense.model} on {dense.data}: dense vs {pruned.plan['mode']} at target {pruned.plan['target']:g}, "
+        f"{result.settings.epochs} epochs on {dense.train_size} images, tested on {dense.test_size}",
+        comparison_table(result.runs), "",
+        f"report: {result.out}/report.md, chart: {result.out}/comparison.png"])
+
+
+def bench_text(r) -> str:
+    """What `cdprune bench` prints: one benchmark."""
+    return "\n".join([
+        f"{r.model} ({r.method}) · {r.runtime_version} · {r.device} ({r.device_name}) · "
+        f"input {'×'.join(map(str, r.input_shape))} · batch {r.batch} · {r.threads} threads",
+        table(["", "value"], [
+            ["latency p50", f"{r.p50_ms:.2f} ms"], ["latency p90", f"{r.p90_ms:.2f} ms"],
+            ["latency p99", f"{r.p99_ms:.2f} ms"], ["throughput", f"{r.throughput_per_s:.1f} inputs/s"],
+            ["peak memory (RSS)",
+             f"{human_bytes(r.peak_rss_bytes)} (+{human_bytes(r.rss_increase_bytes)} to load and run the model)"],
+            ["CPU use", f"{r.cpu_percent:.0f}% of a core ({100 * r.cpu_utilisation:.0f}% of {r.threads} threads)"],
+            ["energy / inference", f"{r.energy_mj:.3f} mJ ({r.energy['kind']})"],
+            ["params", human_count(r.params)], ["FLOPs (MACs)", human_count(r.flops)],
+            ["timed runs", f"{r.repeats} in {r.timed_s:.1f} s"]]),
+        "", f"energy: {r.energy['source']}"])
+
+
+def export_text(result) -> str:
+    return f"{result.format} model written to {result.path} ({human_bytes(result.bytes)})"
+
+
+def sweep_text(result) -> str:
+    """What `cdprune sweep` prints: one row per point, blanks for unreachable points."""
+    rows = [[p.method, p.status] + ([_pct(p.test_acc), human_count(p.params), human_count(p.flops),
+                                     human_bytes(p.memory_bytes), f"{p.latency_ms:.2f} ms", f"{p.energy_mj:.3f} mJ",
+                                     f"{p.cpu_percent:.0f}%"] if p.status == "ok" else [""] * 7)
+            for p in result.points]
+    return "\n".join([
+        table(["run", "status", "accuracy", "params", "FLOPs", "memory", "latency", "energy (est.)", "CPU"], rows), "",
+        f"data: {result.out}/sweep.csv; charts: {result.out}/tradeoff_resources.png, {result.out}/tradeoff_device.png"])

@@ -1,4 +1,4 @@
-"""Train → measure: one training run and its run directory (SPEC §7).
+"""Train → measure: one training run and its run directory (docs/design.md, "File formats").
 
 A run directory holds
 
@@ -8,25 +8,30 @@ A run directory holds
     model.safetensors   the trained weights (no pickle)
     metrics.json        accuracy, params, FLOPs, memory, latency, energy, wall time
 
-The model is rebuilt from the registry, the plan and the weights; nothing is
+The model is rebuilt from the registry, the plan and the weights; no file is
 ever unpickled.
 """
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass, field, fields
+import contextlib
+import copy
+import math
+from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import torch
+from torch.utils.data import Dataset
 
 from . import distributed, models
-from .complexity import Totals, profile
-from .data import dataset_info, load_dataset
+from .complexity import Totals, architecture_id, profile
+from .data import AUGMENTATIONS, DATASETS, dataset_info, load_dataset
 from .errors import CdpruneError
-from .io import atomic_write_json, load_weights, save_weights
+from .io import (atomic_write_json, load_weights, lock_directory, read_checkpoint_meta, read_json_object,
+                 remove_stale_temps, save_weights)
 from .measure import estimate_energy, measure_latency
+from .records import Record
 from .pruning import PruningPlan, apply_plan
-from .train import CHECKPOINT_NAME, TrainConfig, evaluate, train
+from .train import CHECKPOINT_NAME, TrainConfig, evaluate, resolve_device, train
 
 PLAN_FILE, WEIGHTS_FILE, METRICS_FILE, SETTINGS_FILE = "plan.json", "model.safetensors", "metrics.json", "run.json"
 TRAINING_PASSES = 3  # one forward + a backward of about twice its cost, the usual estimate
@@ -36,9 +41,10 @@ TRAINING_PASSES = 3  # one forward + a backward of about twice its cost, the usu
 class RunSettings:
     """What a run trains: model, data and training settings, as plain values."""
 
-    model: str
+    model: str  # a registered name or a reference 'module:callable' / 'file.py:callable'
     data: str
     data_dir: str | None = None
+    model_args: dict = field(default_factory=dict)  # keyword arguments of the model's constructor
     epochs: int = 10
     batch_size: int = 128
     lr: float = 0.05
@@ -47,21 +53,61 @@ class RunSettings:
     test_subset: int | None = None
     device: str = "auto"
     num_workers: int = 0
+    input_shape: list[int] | None = None  # C,H,W the images are converted to (folder and .npz data)
+    augment: str | None = None  # none, flip, crop, crop-flip; None: the data's default
+    val_fraction: float = 0.2  # held out as the test split of a folder without train/ and val/
+
+    def __post_init__(self):
+        if isinstance(self.input_shape, tuple):  # JSON gives lists back: keep one form, so that resume compares equal
+            object.__setattr__(self, "input_shape", list(self.input_shape))
+
+    def dataset_info(self):
+        """The data's facts (classes, input shape, normalisation), read once per process."""
+        return dataset_info(self.data, self.data_dir, input_shape=self.input_shape, val_fraction=self.val_fraction,
+                            seed=self.seed)
+
+    def load(self, split: str, download: bool = False):
+        """One split of the run's data, as training and evaluation see it."""
+        return load_dataset(self.data, split, self.data_dir, input_shape=self.input_shape, augment=self.augment,
+                            val_fraction=self.val_fraction, download=download,
+                            subset=self.train_subset if split == "train" else self.test_subset, seed=self.seed)
 
     def train_config(self, progress: bool = True) -> TrainConfig:
         return TrainConfig(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, seed=self.seed,
                            device=self.device, num_workers=self.num_workers, progress=progress)
 
     def comparable(self) -> dict:
-        """The settings that must agree for a run to be resumed (where data lives and device may change)."""
-        return {k: v for k, v in asdict(self).items() if k not in ("data_dir", "device", "num_workers")}
+        """The settings that must agree for a run to be resumed or reused (where data lives and the device may
+        change; the worker count may not: data-loader workers draw the augmentation stream)."""
+        return {k: v for k, v in asdict(self).items() if k not in ("data_dir", "device")}
+
+    def check(self) -> "RunSettings":
+        """Refuse settings that cannot train, before anything is loaded or written."""
+        _check_fields(self, "run settings")
+        if self.augment is not None and self.augment not in AUGMENTATIONS:
+            raise CdpruneError(f"unknown augmentation '{self.augment}': choose one of {', '.join(AUGMENTATIONS)} "
+                               "(--augment)")
+        if not 0 < self.val_fraction < 1:
+            raise CdpruneError(f"val_fraction must be in (0, 1), got {self.val_fraction} (--val-fraction)")
+        for name, least in (("epochs", 1), ("batch_size", 1), ("num_workers", 0), ("seed", 0)):
+            if getattr(self, name) < least:
+                raise CdpruneError(f"{name} must be at least {least}, got {getattr(self, name)} "
+                                   f"(--{name.replace('_', '-').replace('num-', '')})")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise CdpruneError(f"learning rate must be a finite number > 0, got {self.lr} (--lr)")
+        for name in ("train_subset", "test_subset"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise CdpruneError(f"{name} must be at least 1, got {getattr(self, name)} "
+                                   f"(--{name.replace('_', '-')})")
+        resolve_device(self.device)  # "cuda" on a machine without CUDA fails here, not mid-run
+        return self
 
 
 @dataclass
-class RunMetrics:
+class RunMetrics(Record):
     """What a finished run reports. Accuracy is a fraction; FLOPs are MACs per input; memory in bytes."""
 
-    method: str  # "dense" or "<mode>-<target>"
+    method: str  # the run's name: "dense", "<method>" or "<method>-<target>" (see run_name)
     model: str
     data: str
     input_shape: list[int]
@@ -86,6 +132,11 @@ class RunMetrics:
     pretrain_time_s: float = 0.0  # earlier stages of this method (dense training before ranking)
     pretrain_flops: float = 0.0
     processes: int = 1  # data-parallel training processes (torchrun)
+    architecture: str = ""  # fingerprint of the unpruned model (complexity.architecture_id)
+    mean: list[float] = field(default_factory=list)  # input normalisation, per channel, on the [0, 1] scale
+    std: list[float] = field(default_factory=list)
+    class_names: list[str] = field(default_factory=list)
+    augment: str = ""  # the augmentation training used
 
     @property
     def total_train_time_s(self) -> float:
@@ -102,50 +153,92 @@ class RunMetrics:
         return cls(**{k: v for k, v in data.items() if k in names})
 
 
-def method_name(plan: PruningPlan | None) -> str:
-    return "dense" if plan is None else f"{plan.mode}-{plan.target:g}" if plan.target is not None else f"{plan.mode}-budget"
+def run_name(method: str, target: float | None = None, *, budget: bool = False) -> str:
+    """The one naming rule for runs (folders, table columns, `RunMetrics.method`).
+
+    "dense"; "<method>-<target>" where runs of one method differ by target (main job, sweep);
+    "<method>-budget" for a budget-driven plan; the bare method where the target is shared
+    by the whole folder (compare).
+    """
+    if method == "dense":
+        return "dense"
+    if target is not None:
+        return f"{method}-{target:g}"
+    return f"{method}-budget" if budget else method
+
+
+def plan_run_name(plan: PruningPlan | None) -> str:
+    """The name of a run trained from `plan` alone (no method registry involved: `cdprune train`)."""
+    return "dense" if plan is None else run_name(plan.mode, plan.target, budget=plan.target is None)
 
 
 def train_run(out: str | Path, settings: RunSettings, plan: PruningPlan | None = None, *, resume: bool = False,
               download: bool = False, progress: bool = True, init_from: str | Path | None = None,
-              method: str | None = None) -> RunMetrics:
+              method: str | None = None, model: torch.nn.Module | None = None,
+              datasets: tuple[Dataset, Dataset] | None = None) -> RunMetrics:
     """Train `settings.model` (pruned by `plan`, if given) from scratch and write the run directory `out`.
 
     init_from: a finished dense run whose trained weights start the model instead of a fresh
         initialisation (fine-tuning after ranking); its training cost is counted as pre-training.
-    With resume=True a finished run is returned as it is and an interrupted one continues
-    from its last checkpoint; without it, a directory that already holds a run is refused.
+    model: the unpruned model to start from, instead of building `settings.model` (which then only
+        names it); it is copied, not changed. `load_run(out, model=...)` needs it again.
+    datasets: (train, test) datasets of your own, wrapped by `cdprune.data.from_dataset` (instead of
+        `settings.data`); `eval_run(out, test_set=...)` re-tests the run on such data.
+    With resume=True a finished run with the same settings and plan is returned as it is and an
+    interrupted one continues from its last checkpoint; without it, a directory that already
+    holds a run is refused. Everything is checked (settings, device, data, plan, the run already
+    in `out`) before the first byte is written, and one process at a time may write `out`.
     Under torchrun every process trains its share and only rank 0 writes the run directory;
     every rank returns rank 0's metrics.
     """
     out = Path(out)
-    _guard_directory(out, settings, resume)
-    if resume and (out / METRICS_FILE).exists():
+    settings.check()
+    digest = plan.to_dict()["digest"] if plan is not None else None
+    if _guard_directory(out, settings, digest, resume) == "finished":
         return read_metrics(out)
 
-    info = dataset_info(settings.data)
+    if datasets is not None:
+        train_set, test_set = datasets
+        info = getattr(train_set, "info", None)
+        if info is None:
+            raise CdpruneError("datasets must carry their facts (.info): wrap them with cdprune.data.from_dataset")
+    else:
+        info = settings.dataset_info()
+        train_set, test_set = settings.load("train", download), settings.load("test", download)
     torch.manual_seed(settings.seed)  # the fresh initialisation is part of what the seed reproduces
     pretrained = read_metrics(init_from) if init_from is not None else None
-    if pretrained is not None:
-        model = build_model(settings.model, info.num_classes, info.input_shape, None)
-        model.load_state_dict(load_weights(Path(init_from) / WEIGHTS_FILE))
-        if plan is not None:
-            apply_plan(model, plan)
+    if isinstance(model, torch.nn.Module):
+        base = copy.deepcopy(model)  # the caller's model stays as it was
     else:
-        model = build_model(settings.model, info.num_classes, info.input_shape, plan)
-    train_set = load_dataset(info.name, "train", settings.data_dir, download=download, subset=settings.train_subset,
-                             seed=settings.seed)
-    test_set = load_dataset(info.name, "test", settings.data_dir, download=download, subset=settings.test_subset,
-                            seed=settings.seed)
+        base = models.create(settings.model, info.num_classes, info.input_shape[0], settings.model_args)
+    architecture = architecture_id(base)
+    if pretrained is not None:
+        base.load_state_dict(load_weights(Path(init_from) / WEIGHTS_FILE))
+    model = _pruned(base, plan, settings.model, info.input_shape)
+    if resume:
+        _check_checkpoint(out, settings, len(train_set))
 
     main = distributed.from_environment().is_main
-    if main:
-        out.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(out / SETTINGS_FILE, asdict(settings))
-        if plan is not None:
-            plan.save(out / PLAN_FILE)
+    # Only rank 0 writes, so only rank 0 takes the directory's lock.
+    with lock_directory(out) if main else contextlib.nullcontext():
+        if main:
+            # Under the lock: another process may have finished or started this run meanwhile.
+            _guard_directory(out, settings, digest, resume)
+            remove_stale_temps(out)
+            atomic_write_json(out / SETTINGS_FILE, {**asdict(settings), "plan_digest": digest})
+            if plan is not None:
+                plan.save(out / PLAN_FILE)
+            else:
+                (out / PLAN_FILE).unlink(missing_ok=True)  # left by a start that never finished an epoch
+        metrics = _train_and_measure(out, settings, plan, model, info, train_set, test_set, resume, progress,
+                                     pretrained, method, architecture)
+    return metrics
+
+
+def _train_and_measure(out: Path, settings: RunSettings, plan, model, info, train_set, test_set, resume: bool,
+                       progress: bool, pretrained, method, architecture: str) -> RunMetrics:
     result = train(model, train_set, test_set, settings.train_config(progress), out, resume=resume)
-    if not main:
+    if not distributed.from_environment().is_main:
         return RunMetrics.from_dict(distributed.share_from_main(None))
     save_weights(out / WEIGHTS_FILE, model.state_dict())
 
@@ -153,7 +246,8 @@ def train_run(out: str | Path, settings: RunSettings, plan: PruningPlan | None =
     totals = profile(model, info.input_shape).totals
     base = plan.before if plan is not None else totals
     metrics = RunMetrics(
-        method=method or method_name(plan), model=settings.model, data=info.name, input_shape=list(info.input_shape),
+        method=method or plan_run_name(plan), model=settings.model, data=settings.data,
+        input_shape=list(info.input_shape),
         num_classes=info.num_classes, test_acc=result.test_acc, params=totals.params, flops=totals.flops,
         memory_bytes=totals.memory_bytes, reduction=totals.reduction_from(base),
         latency_ms=0.0, latency={}, energy_mj=0.0, energy={}, train_time_s=result.train_time_s,
@@ -162,12 +256,14 @@ def train_run(out: str | Path, settings: RunSettings, plan: PruningPlan | None =
         settings=asdict(settings),
         plan=None if plan is None else {"mode": plan.mode, "target": plan.target, "seed": plan.seed},
         pretrain_time_s=pretrained.total_train_time_s if pretrained else 0.0,
-        pretrain_flops=pretrained.total_train_flops if pretrained else 0.0, processes=result.processes)
+        pretrain_flops=pretrained.total_train_flops if pretrained else 0.0, processes=result.processes,
+        architecture=architecture, mean=list(info.mean), std=list(info.std), class_names=list(info.class_names),
+        augment=getattr(train_set, "augment", None) or "none")
     _add_measurements(metrics, model, totals, info.input_shape)
-    atomic_write_json(out / METRICS_FILE, asdict(metrics))
+    atomic_write_json(out / METRICS_FILE, metrics.to_dict())
     (out / CHECKPOINT_NAME).unlink(missing_ok=True)  # the run is complete; the weights file replaces it
     if result.processes > 1:
-        distributed.share_from_main(asdict(metrics))
+        distributed.share_from_main(metrics.to_dict())
     return metrics
 
 
@@ -178,36 +274,102 @@ def _add_measurements(metrics: RunMetrics, model: torch.nn.Module, totals: Total
     metrics.energy_mj, metrics.energy = energy.energy_mj, energy.to_dict()
 
 
-def build_model(name: str, num_classes: int, input_shape, plan: PruningPlan | None) -> torch.nn.Module:
-    """A fresh model from the registry, pruned by `plan` when one is given."""
-    model = models.create(name, num_classes=num_classes, in_channels=input_shape[0])
+def build_model(ref: str, num_classes: int, input_shape, plan: PruningPlan | None,
+                model_args: dict | None = None) -> torch.nn.Module:
+    """A fresh model from a reference the caller vouches for (see `models.resolve`), pruned by `plan` when given."""
+    base = models.create(ref, num_classes=num_classes, in_channels=input_shape[0], model_args=model_args)
+    return _pruned(base, plan, ref, input_shape)
+
+
+def _pruned(base: torch.nn.Module, plan: PruningPlan | None, ref: str, input_shape) -> torch.nn.Module:
+    """`base` pruned by `plan`, after checking that the plan was made for this model and input."""
     if plan is None:
-        return model
-    if plan.model is not None and plan.model != name:
-        raise CdpruneError(f"the plan was made for {plan.model}, not {name}: make a plan for {name} with 'cdprune prune {name}'")
+        return base
     if tuple(plan.input_shape) != tuple(input_shape):
         shape = ",".join(map(str, input_shape))
         raise CdpruneError(f"the plan was made for input {','.join(map(str, plan.input_shape))}, but the data is {shape}: "
-                           f"make the plan with --input {shape} --num-classes {num_classes}")
-    return apply_plan(model, plan)
+                           f"make the plan for input_shape {shape} (cdprune prune --input {shape})")
+    if plan.model is not None and plan.model != ref and architecture_id(base) != plan.architecture:
+        raise CdpruneError(f"the plan was made for {plan.model}, not {ref}: make a plan for {ref} "
+                           f"with 'cdprune prune {ref}'")
+    return apply_plan(base, plan)
+
+
+def trusted_reference(recorded: str, given: str | None, where: str | Path) -> str:
+    """The model reference to rebuild a recorded run or plan with.
+
+    A registered name is rebuilt as recorded. Any other reference would import code because a
+    file names it, so the user must pass it again (`given`); the caller then checks that it
+    builds the recorded architecture.
+    """
+    if given is None:
+        if models.is_registered(recorded):
+            return recorded
+        raise CdpruneError(f"{where} was made with the model '{recorded}', which cdprune imports only when you name "
+                           f"it: pass the same reference again, --model {recorded} (model='{recorded}' in the API)")
+    return given
 
 
 def read_metrics(run_dir: str | Path) -> RunMetrics:
     path = Path(run_dir) / METRICS_FILE
+    data = read_json_object(path, "metrics file", fix="train the run again")
+    if data is None:
+        raise CdpruneError(f"{run_dir} holds no finished run ({METRICS_FILE} missing): train one with 'cdprune train'")
+    names = {f.name for f in fields(RunMetrics)}
     try:
-        return RunMetrics.from_dict(json.loads(path.read_text()))
-    except FileNotFoundError:
-        raise CdpruneError(f"{run_dir} holds no finished run ({METRICS_FILE} missing): train one with 'cdprune train'") from None
-    except (json.JSONDecodeError, TypeError) as exc:
-        raise CdpruneError(f"{path} is damaged ({type(exc).__name__}): train the run again") from None
+        metrics = RunMetrics.from_dict(data)
+    except TypeError:
+        missing = sorted(f.name for f in fields(RunMetrics) if f.name not in data and f.default is MISSING
+                         and f.default_factory is MISSING)
+        raise CdpruneError(f"metrics file {path} lacks {', '.join(missing) or 'fields'}: train the run again") from None
+    _check_fields(metrics, f"metrics file {path}", fix="train the run again", only=names & set(data))
+    return metrics
 
 
-def load_run(run_dir: str | Path) -> tuple[torch.nn.Module, RunMetrics]:
-    """Rebuild a finished run's model from registry + plan + weights (nothing is unpickled)."""
+def read_settings(run_dir: str | Path) -> tuple[RunSettings, str | None] | None:
+    """The settings and plan digest a run was started with (run.json), or None if it has none."""
+    path = Path(run_dir) / SETTINGS_FILE
+    data = read_json_object(path, "run settings file", fix=f"delete {path} and start the run over")
+    if data is None:
+        return None
+    names = {f.name for f in fields(RunSettings)}
+    try:
+        settings = RunSettings(**{k: v for k, v in data.items() if k in names})
+    except TypeError:
+        raise CdpruneError(f"run settings file {path} lacks model or data: delete it and start the run over") from None
+    _check_fields(settings, f"run settings file {path}", fix="delete it and start the run over")
+    if "plan_digest" in data:
+        return settings, data["plan_digest"]
+    plan_path = Path(run_dir) / PLAN_FILE  # run directories from before run.json recorded the plan
+    return settings, PruningPlan.load(plan_path).to_dict()["digest"] if plan_path.exists() else None
+
+
+def load_run(run_dir: str | Path, model: str | torch.nn.Module | None = None) -> tuple[torch.nn.Module, RunMetrics]:
+    """Rebuild a finished run's trained model from reference + plan + weights (nothing is unpickled).
+
+    model: the model reference the run was trained with, or a fresh instance of its unpruned model;
+        needed (and checked against the recorded architecture) when it is not a registered name.
+    """
     run_dir = Path(run_dir)
     metrics = read_metrics(run_dir)
     plan = PruningPlan.load(run_dir / PLAN_FILE) if (run_dir / PLAN_FILE).exists() else None
-    model = build_model(metrics.model, metrics.num_classes, tuple(metrics.input_shape), plan)
+    model_args = metrics.settings.get("model_args") or {}
+    if isinstance(model, torch.nn.Module):
+        base, ref = copy.deepcopy(model), metrics.model
+    else:
+        ref = trusted_reference(metrics.model, model, run_dir)
+        try:
+            base = models.create(ref, metrics.num_classes, metrics.input_shape[0], model_args)
+        except CdpruneError as exc:
+            if ref == metrics.model:
+                raise
+            raise CdpruneError(f"{run_dir} was trained with '{metrics.model}', and '{ref}' does not build it "
+                               f"({str(exc).split(': check')[0]}): pass the reference it was trained with") from None
+    recorded = plan.architecture if plan is not None else metrics.architecture
+    if recorded and architecture_id(base) != recorded:
+        raise CdpruneError(f"'{ref}' with {model_args} does not build the model {run_dir} was trained with "
+                           f"('{metrics.model}'): pass the reference and model arguments it was trained with")
+    model = _pruned(base, plan, ref, metrics.input_shape)
     weights = load_weights(run_dir / WEIGHTS_FILE)
     try:
         model.load_state_dict(weights, strict=True)
@@ -218,7 +380,9 @@ def load_run(run_dir: str | Path) -> tuple[torch.nn.Module, RunMetrics]:
 
 
 @dataclass(frozen=True)
-class EvalResult:
+class EvalResult(Record):
+    """A re-test of a finished run. `matches`: the accuracy equals the recorded one exactly."""
+
     test_acc: float
     test_loss: float
     recorded_acc: float
@@ -228,13 +392,27 @@ class EvalResult:
     def matches(self) -> bool:
         return self.test_acc == self.recorded_acc
 
+    def to_dict(self) -> dict:
+        return {**super().to_dict(), "matches": self.matches}
 
-def eval_run(run_dir: str | Path, data_dir: str | None = None, device: str | None = None) -> EvalResult:
-    """Re-evaluate a finished run on its test set, exactly as training evaluated it."""
-    model, metrics = load_run(run_dir)
-    settings = RunSettings(**metrics.settings)
-    test_set = load_dataset(metrics.data, "test", data_dir or settings.data_dir, subset=settings.test_subset,
-                            seed=settings.seed)
+
+def eval_run(run_dir: str | Path, data_dir: str | None = None, device: str | None = None,
+             model: str | torch.nn.Module | None = None, test_set: Dataset | None = None) -> EvalResult:
+    """Re-evaluate a finished run on its test set, exactly as training evaluated it.
+
+    model: as for `load_run`. test_set: the test data of a run trained on datasets given through
+        the API (`train_run(..., datasets=...)`); other runs reload theirs from the recorded settings.
+    """
+    model, metrics = load_run(run_dir, model)
+    try:
+        settings = RunSettings(**metrics.settings)
+    except TypeError:
+        raise CdpruneError(f"{Path(run_dir) / METRICS_FILE} records malformed settings: train the run again") from None
+    _check_fields(settings, f"metrics file {Path(run_dir) / METRICS_FILE}", fix="train the run again")
+    if test_set is None:
+        if data_dir:
+            settings = replace(settings, data_dir=data_dir)
+        test_set = _recorded_test_set(Path(run_dir), settings, metrics)
     config = settings.train_config()
     if config.channels_last:
         model.to(memory_format=torch.channels_last)
@@ -243,14 +421,81 @@ def eval_run(run_dir: str | Path, data_dir: str | None = None, device: str | Non
     return EvalResult(test_acc=acc, test_loss=loss, recorded_acc=metrics.test_acc, test_size=len(test_set))
 
 
-def _guard_directory(out: Path, settings: RunSettings, resume: bool) -> None:
+def _recorded_test_set(run_dir: Path, settings: RunSettings, metrics: RunMetrics) -> Dataset:
+    try:
+        settings.dataset_info()
+    except CdpruneError as exc:
+        if metrics.data not in DATASETS and not Path(metrics.data).expanduser().exists():
+            raise CdpruneError(f"{run_dir} was trained on data '{metrics.data}' that cdprune cannot load again "
+                               "(a dataset given through the API?): pass its test split, eval_run(..., test_set=...), "
+                               "or its folder with --data-dir") from None
+        raise exc
+    test_set = settings.load("test")
+    if metrics.mean and (list(test_set.info.mean) != metrics.mean or list(test_set.info.std) != metrics.std):
+        raise CdpruneError(f"the data of {run_dir} changed since training (its normalisation differs): evaluate on "
+                           "the data it was trained on")
+    return test_set
+
+
+def _guard_directory(out: Path, settings: RunSettings, plan_digest: str | None, resume: bool) -> str:
+    """What `out` holds, refusing every case that must not be written: "finished" (reuse it), "interrupted"
+    (resume it) or "new" (train from scratch). Reads only."""
+    if out.exists() and not out.is_dir():
+        raise CdpruneError(f"{out} is a file, not a run directory: choose another output folder (--out)")
     finished, started = (out / METRICS_FILE).exists(), (out / CHECKPOINT_NAME).exists()
-    if not resume and finished:
-        raise CdpruneError(f"{out} already holds a finished run: choose another --out, or delete it to train again")
-    if not resume and started:
-        raise CdpruneError(f"{out} holds an interrupted run: add --resume to continue it, or choose another --out")
-    if resume and (out / SETTINGS_FILE).exists():
-        old = RunSettings(**json.loads((out / SETTINGS_FILE).read_text()))
+    if not finished and not started:
+        # Nothing trained yet: settings written by a start that never finished an epoch are replaced.
+        return "new"
+    if not resume:
+        what = "a finished run: choose another output folder (--out), or delete it to train again" if finished else \
+            (f"an interrupted run: resume it (--resume), or delete {out / CHECKPOINT_NAME} to start it over")
+        raise CdpruneError(f"{out} already holds {what}")
+    recorded = read_settings(out)
+    if recorded is not None:
+        old, old_digest = recorded
         if old.comparable() != settings.comparable():
             diff = ", ".join(f"{k}={v!r}" for k, v in old.comparable().items() if settings.comparable()[k] != v)
-            raise CdpruneError(f"{out} was started with other settings ({diff}): use them to resume, or choose another --out")
+            raise CdpruneError(f"{out} was started with other settings ({diff}): use them to resume, or choose "
+                               "another output folder (--out)")
+        if old_digest != plan_digest:
+            was = "dense (no plan)" if old_digest is None else f"the plan {out / PLAN_FILE}"
+            now = "no plan" if plan_digest is None else "another plan"
+            raise CdpruneError(f"{out} was started {'as ' if old_digest is None else 'with '}{was}, but {now} was "
+                               "given: pass the same plan (--plan) to resume, or choose another output folder (--out)")
+    return "finished" if finished else "interrupted"
+
+
+def _check_checkpoint(out: Path, settings: RunSettings, train_size: int) -> None:
+    """A checkpoint to resume must be readable and made by these settings; checked before anything is written."""
+    path = out / CHECKPOINT_NAME
+    if not path.exists():
+        return
+    try:
+        old = read_checkpoint_meta(path).get("run", {})
+    except CdpruneError:
+        raise CdpruneError(f"checkpoint {path} is damaged: delete it to start this run over "
+                           "(the finished epochs in it are lost)") from None
+    expected = {"epochs": settings.epochs, "batch_size": settings.batch_size, "lr": settings.lr,
+                "seed": settings.seed, "train_size": train_size, "num_workers": settings.num_workers}
+    diff = [k for k in expected if k in old and old[k] != expected[k]]
+    if diff:
+        was = ", ".join(f"{k}={old[k]!r}" for k in diff)
+        raise CdpruneError(f"checkpoint {path} was made with {was}: use those settings to resume, or delete it to "
+                           "start this run over")
+
+
+def _fits(value, kind: str) -> bool:
+    """Whether a JSON value fits one annotation ("int", "float", "list[int]", "None", …); bools are not numbers."""
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    return {"None": value is None, "int": number and isinstance(value, int),
+            "float": number and math.isfinite(value), "str": isinstance(value, str),
+            "dict": isinstance(value, dict), "list": isinstance(value, (list, tuple)),
+            "bool": isinstance(value, bool)}.get(kind.split("[")[0], True)
+
+
+def _check_fields(record, what: str, fix: str = "", only: set[str] | None = None) -> None:
+    """Refuse a record whose fields hold the wrong JSON types (a hand-edited or damaged file, a bad API call)."""
+    for f in fields(record):
+        value, kinds = getattr(record, f.name), str(f.type).replace(" ", "").split("|")
+        if (only is None or f.name in only) and not any(_fits(value, k) for k in kinds):
+            raise CdpruneError(f"{what}: {f.name} is {value!r}, not {' or '.join(kinds)}" + (f": {fix}" if fix else ""))

@@ -9,7 +9,9 @@ bit for bit on CPU, as a run that was never interrupted.
 Under torchrun the same function trains data-parallel (DistributedDataParallel):
 each of the N processes takes 1/N of every batch, so `batch_size` stays the
 global batch and the LR schedule means the same thing; rank 0 evaluates,
-writes every file and shows the progress bar.
+writes every file and shows the progress bar. One process and N processes
+shuffle alike (`epoch_order`): at every step the N local batches together are
+the batch one process would train on.
 """
 from __future__ import annotations
 
@@ -55,8 +57,10 @@ class TrainConfig:
 
 
 # The settings that shape the weight trajectory: a checkpoint may only be
-# resumed by a run that agrees on all of them.
-_RUN_KEYS = ("epochs", "batch_size", "lr", "momentum", "weight_decay", "nesterov", "seed")
+# resumed by a run that agrees on all of them. num_workers is one because each
+# DataLoader worker draws augmentation from its own RNG: another worker count
+# augments the same images differently.
+_RUN_KEYS = ("epochs", "batch_size", "lr", "momentum", "weight_decay", "nesterov", "seed", "num_workers")
 
 
 @dataclass
@@ -142,6 +146,45 @@ def evaluate(model: torch.nn.Module, dataset: Dataset, batch_size: int = 512,
     return loss_sum.item() / n, correct.item() / n
 
 
+def epoch_order(n: int, seed: int, epoch: int, world_size: int = 1, rank: int = 0) -> list[int]:
+    """The indices of an n-sample training set that process `rank` of `world_size` trains on in
+    `epoch` (counted from 1), in training order.
+
+    There is one shuffled order per (seed, epoch), whatever the world size, dealt out rank by
+    rank: its i-th index goes to rank i mod world_size. So the ranks' shares of each global batch
+    together make up the batch a single process draws. When n is not a multiple of world_size,
+    the order is padded with its own first indices so that every rank takes as many steps.
+    """
+    if world_size < 1 or not 0 <= rank < world_size:
+        raise CdpruneError(f"rank {rank} of {world_size} processes does not exist: use 0 <= rank < world size")
+    # DistributedSampler without a process group is a pure function of its arguments; with one
+    # replica it is a plain permutation, so one process and N shuffle by the same code.
+    sampler = DistributedSampler(range(n), num_replicas=world_size, rank=rank, shuffle=True,
+                                 seed=_shuffle_seed(seed, epoch))
+    return list(sampler)
+
+
+def epoch_batches(n: int, batch_size: int, seed: int, epoch: int, world_size: int = 1,
+                  rank: int = 0) -> list[list[int]]:
+    """Process `rank`'s batches in `epoch`: its `epoch_order` cut into batches of
+    batch_size / world_size indices (`batch_size` is the global batch, as in TrainConfig).
+
+    A last batch of a single index is dropped when there are others, since BatchNorm cannot
+    train on one sample; all ranks drop it at the same step. So the ranks' step-k batches
+    together equal a single process's step-k batch whenever n is a multiple of batch_size,
+    and otherwise too unless the ranks drop a last batch that one process keeps.
+    """
+    if batch_size < 1 or world_size < 1 or batch_size % world_size:
+        raise CdpruneError(f"batch size {batch_size} does not split over {world_size} processes: "
+                           f"use a multiple of {world_size}")
+    local = batch_size // world_size
+    order = epoch_order(n, seed, epoch, world_size, rank)
+    batches = [order[i:i + local] for i in range(0, len(order), local)]
+    if len(batches) > 1 and len(batches[-1]) == 1:
+        batches.pop()
+    return batches
+
+
 def train(model: torch.nn.Module, train_set: Dataset, test_set: Dataset, config: TrainConfig,
           out_dir: str | Path, resume: bool = False) -> TrainResult:
     """Train `model` in place for `config.epochs` epochs, checkpointing each one.
@@ -156,7 +199,6 @@ def train(model: torch.nn.Module, train_set: Dataset, test_set: Dataset, config:
         raise CdpruneError(f"batch size {config.batch_size} does not split over {group.world_size} processes: "
                            f"use a multiple of {group.world_size}")
     device = distributed.join(group, config.device) or resolve_device(config.device)
-    local_batch = config.batch_size // group.world_size
     out_dir = Path(out_dir)
     if group.is_main:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -167,7 +209,6 @@ def train(model: torch.nn.Module, train_set: Dataset, test_set: Dataset, config:
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
 
-    _seed_everything(config.seed)
     model.to(device)
     if config.channels_last:
         model.to(memory_format=torch.channels_last)
@@ -185,7 +226,7 @@ def train(model: torch.nn.Module, train_set: Dataset, test_set: Dataset, config:
 
     history: list[EpochRecord] = []
     if resume and ckpt_path.exists():
-        history = _restore(ckpt_path, model, optimizer, scheduler, scaler, run, device)
+        history = _restore(ckpt_path, model, optimizer, scheduler, scaler, run)
         if group.is_main:
             _write_history(history_path, history)  # the crash may have come between the two writes
     elif group.is_main:
@@ -198,7 +239,7 @@ def train(model: torch.nn.Module, train_set: Dataset, test_set: Dataset, config:
         for epoch in range(len(history) + 1, config.epochs + 1):
             t0 = time.perf_counter()
             lr = optimizer.param_groups[0]["lr"]
-            loader = _train_loader(train_set, config, epoch, group, local_batch, device)
+            loader = _train_loader(train_set, config, epoch, group, device)
             with tqdm(total=len(loader), desc=f"epoch {epoch}/{config.epochs}", unit="batch", file=sys.stderr,
                       disable=not (config.progress and group.is_main), dynamic_ncols=True) as bar:
                 train_loss, train_acc = _train_epoch(net, loader, optimizer, scaler, device,
@@ -214,7 +255,7 @@ def train(model: torch.nn.Module, train_set: Dataset, test_set: Dataset, config:
                                        train_time, time.perf_counter() - t0))
             scheduler.step()
             if group.is_main:
-                save_checkpoint(ckpt_path, model, optimizer, _meta(run, history, scheduler, scaler, device))
+                save_checkpoint(ckpt_path, model, optimizer, _meta(run, history, scheduler, scaler))
                 _write_history(history_path, history)
             saved_epoch = epoch
     except KeyboardInterrupt:
@@ -225,25 +266,21 @@ def train(model: torch.nn.Module, train_set: Dataset, test_set: Dataset, config:
                        device=device.type if group.active else str(device), processes=group.world_size)
 
 
+def _shuffle_seed(seed: int, epoch: int) -> int:
+    return seed * 100_003 + epoch
+
+
 def _train_loader(train_set: Dataset, config: TrainConfig, epoch: int, group: distributed.Group,
-                  local_batch: int, device: torch.device) -> DataLoader:
-    """This process's share of one epoch, shuffled as a function of (seed, epoch) alone,
-    so that a resumed run shuffles like an unbroken one."""
-    shuffle_seed = config.seed * 100_003 + epoch
-    if group.active:
-        # The same permutation on every rank, dealt out rank by rank: together the N local
-        # batches of a step are exactly the global batch a single process would draw.
-        sampler = DistributedSampler(train_set, group.world_size, group.rank, shuffle=True, seed=shuffle_seed)
-        # Augmentation and dropout draw from the global RNGs: a per-(seed, epoch, rank) state
-        # keeps ranks apart and lets a resumed run draw what an unbroken one would.
-        _seed_everything(shuffle_seed * 1009 + group.rank)
-        per_rank = len(sampler)
-        return DataLoader(train_set, batch_size=local_batch, sampler=sampler, num_workers=config.num_workers,
-                          pin_memory=device.type == "cuda", drop_last=per_rank % local_batch == 1)
-    generator = torch.Generator().manual_seed(shuffle_seed)
-    return DataLoader(train_set, batch_size=local_batch, shuffle=True, generator=generator,
-                      num_workers=config.num_workers, pin_memory=device.type == "cuda",
-                      drop_last=len(train_set) % local_batch == 1)  # BN fails on a batch of 1
+                  device: torch.device) -> DataLoader:
+    """This process's share of one epoch, drawn as a function of (seed, epoch, rank) alone,
+    so that a resumed run draws what an unbroken one would."""
+    batches = epoch_batches(len(train_set), config.batch_size, config.seed, epoch, group.world_size, group.rank)
+    # Augmentation, dropout and the DataLoader workers' seeds draw from the global RNGs:
+    # seeding them per (seed, epoch, rank) keeps ranks apart and makes a resumed epoch draw
+    # exactly what the unbroken run's did, without carrying RNG states in the checkpoint.
+    _seed_everything(_shuffle_seed(config.seed, epoch) * 1009 + group.rank)
+    return DataLoader(train_set, batch_sampler=batches, num_workers=config.num_workers,
+                      pin_memory=device.type == "cuda")
 
 
 def _to_device(x: torch.Tensor, device: torch.device, channels_last: bool) -> torch.Tensor:
@@ -297,27 +334,19 @@ def _seed_everything(seed: int) -> None:
     np.random.seed(seed % 2**32)
 
 
-def _meta(run: dict, history: list[EpochRecord], scheduler, scaler, device: torch.device) -> dict:
-    """Everything besides model and optimizer that a resumed run needs."""
-    np_state = np.random.get_state()
-    meta = {
+def _meta(run: dict, history: list[EpochRecord], scheduler, scaler) -> dict:
+    """Everything besides model and optimizer that a resumed run needs (the RNGs are
+    reseeded at every epoch's start, so their states are not among it)."""
+    return {
         "epoch": len(history),
         "run": run,
         "history": [asdict(r) for r in history],
         "scheduler": scheduler.state_dict(),
         "scaler": scaler.state_dict(),
-        # Augmentation and dropout draw from these, so they are part of the
-        # trajectory just like the weights.
-        "rng_torch": torch.get_rng_state(),
-        "rng_numpy": [np_state[0], np_state[1].tolist(), int(np_state[2]), int(np_state[3]), float(np_state[4])],
-        "rng_python": random.getstate(),
     }
-    if device.type == "cuda":
-        meta["rng_cuda"] = torch.cuda.get_rng_state(device)
-    return meta
 
 
-def _restore(path: Path, model, optimizer, scheduler, scaler, run: dict, device) -> list[EpochRecord]:
+def _restore(path: Path, model, optimizer, scheduler, scaler, run: dict) -> list[EpochRecord]:
     """Load a checkpoint made by the same run settings; return its history."""
     old = read_checkpoint_meta(path).get("run", {})
     if old != run:
@@ -330,13 +359,6 @@ def _restore(path: Path, model, optimizer, scheduler, scaler, run: dict, device)
     scheduler.load_state_dict(meta["scheduler"])
     if scaler.is_enabled() and meta["scaler"]:
         scaler.load_state_dict(meta["scaler"])
-    torch.set_rng_state(meta["rng_torch"])
-    name, keys, pos, has_gauss, cached = meta["rng_numpy"]
-    np.random.set_state((name, np.array(keys, dtype=np.uint32), pos, has_gauss, cached))
-    version, internal, gauss = meta["rng_python"]
-    random.setstate((version, tuple(internal), gauss))
-    if device.type == "cuda" and "rng_cuda" in meta:
-        torch.cuda.set_rng_state(meta["rng_cuda"], device)
     return [EpochRecord(**row) for row in meta["history"]]
 
 

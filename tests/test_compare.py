@@ -9,11 +9,11 @@ import torch
 import cdprune
 from cdprune import models
 from cdprune.cli import main
+from support import TINY_TRAIN
 from cdprune.pruning.baselines import l1_plan, magnitude_plan, uniform_plan
 
 SHAPE = (3, 32, 32)
-TINY = ["--data", "synthetic", "--epochs", "1", "--train-subset", "100", "--test-subset", "40", "--batch-size", "32",
-        "--no-progress"]
+TINY = TINY_TRAIN
 
 
 @pytest.mark.parametrize("name, metric", [("vgg16", "params"), ("resnet50", "flops"), ("mobilenetv2", "flops")])

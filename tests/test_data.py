@@ -7,6 +7,7 @@ import hashlib
 import io
 import os
 import pickle
+import re
 import tarfile
 import urllib.error
 
@@ -17,6 +18,7 @@ from torch.utils.data import Subset
 
 from cdprune import data
 from cdprune.data import cifar as cifar_mod
+from cdprune.data import idx as idx_mod
 from cdprune.data.images import balanced_subset
 from cdprune.data.transforms import random_crop_flip
 from cdprune.errors import CdpruneError
@@ -104,7 +106,7 @@ def test_unknown_split_is_an_error():
 @pytest.mark.parametrize("style", ["numpy1-protocol2", "protocol5"])
 def test_cifar10_pixels_labels_and_layout(cifar10_dir, style):
     root = cifar10_dir(style)
-    train = data.load_dataset("cifar10", "train", root, augment=False)
+    train = data.load_dataset("cifar10", "train", root, augment="none")
     assert len(train) == 20 and train.info.name == "cifar10"
     assert train.targets.dtype == torch.int64 and train.targets.tolist() == [i % 10 for i in range(20)]
 
@@ -182,6 +184,8 @@ def test_cifar_missing_folder_or_dir(tmp_path):
         data.load_dataset("cifar10", "train", tmp_path)
     with pytest.raises(CdpruneError, match="--data-dir"):
         data.load_dataset("cifar100", "test")
+    with pytest.raises(CdpruneError, match=re.escape(f"data_dir (--data-dir) {tmp_path / 'absent'} does not exist")):
+        data.load_dataset("cifar10", "test", tmp_path / "absent")
 
 
 class _Exploit:
@@ -277,7 +281,7 @@ def test_safe_extract_rejects_escaping_members(tmp_path, bad_name):
 def test_idx_pixels_and_labels(tmp_path, gz):
     _idx_split(tmp_path, "train", 12, gz)
     _idx_split(tmp_path, "t10k", 5, gz, labels=[4, 3, 2, 1, 0])
-    train = data.load_dataset("mnist", "train", tmp_path, augment=False)
+    train = data.load_dataset("mnist", "train", tmp_path, augment="none")
     assert len(train) == 12 and train.targets.tolist() == [i % 10 for i in range(12)]
     x, y = train[6]
     assert x.shape == (1, 28, 28) and y == 6
@@ -317,13 +321,84 @@ def test_idx_count_mismatch_names_both_files(tmp_path):
 def test_idx_missing_file_is_reported(tmp_path):
     _idx_split(tmp_path, "t10k", 3, gz=False)
     (tmp_path / "t10k-labels-idx1-ubyte").unlink()
-    with pytest.raises(CdpruneError, match="no t10k-labels-idx1-ubyte\\[.gz\\]"):
+    with pytest.raises(CdpruneError) as err:
         data.load_dataset("mnist", "test", tmp_path)
+    assert f"{tmp_path} lacks t10k-labels-idx1-ubyte[.gz] (also looked in" in str(err.value)
+    assert "t10k-images" not in str(err.value)  # the file that is there is not reported missing
     with pytest.raises(CdpruneError, match="--data-dir"):
         data.load_dataset("mnist", "test")
 
 
-def test_real_debian_fashion_mnist_test_split():
+def test_idx_found_in_torchvision_layout(tmp_path):
+    _idx_split(tmp_path / "FashionMNIST" / "raw", "train", 4, gz=False)
+    assert len(data.load_dataset("fashion-mnist", "train", tmp_path)) == 4
+
+
+@pytest.fixture
+def system_fashion_mnist(tmp_path, monkeypatch):
+    """A stand-in system folder that holds both Fashion-MNIST splits, so that a fallback to it
+    would succeed whether or not the real one is installed."""
+    system = tmp_path / "system"
+    _idx_split(system, "train", 6, gz=True)
+    _idx_split(system, "t10k", 3, gz=True)
+    monkeypatch.setattr(idx_mod, "SYSTEM_DIRS", {"fashion-mnist": system})
+    return system
+
+
+def test_explicit_data_dir_without_the_files_never_falls_back(tmp_path, system_fashion_mnist):
+    empty = tmp_path / "mine"
+    empty.mkdir()
+    (empty / "fashion-mnist").mkdir()  # a known sub-folder, itself empty
+    with pytest.raises(CdpruneError) as err:
+        data.load_dataset("fashion-mnist", "train", empty)
+    message = str(err.value)
+    assert message.startswith(f"Fashion-MNIST train split not found in data_dir (--data-dir) {empty}: {empty} lacks "
+                              "train-images-idx3-ubyte[.gz] and train-labels-idx1-ubyte[.gz] (also looked in "
+                              f"{empty / 'fashion-mnist'} or {empty / 'FashionMNIST' / 'raw'})")
+    assert "\n" not in message and "leave data_dir (--data-dir) out" in message
+
+
+def test_explicit_data_dir_names_the_sub_folder_holding_half_a_split(tmp_path, system_fashion_mnist):
+    _idx_split(tmp_path / "mine" / "fashion-mnist", "t10k", 3, gz=False)
+    (tmp_path / "mine" / "fashion-mnist" / "t10k-images-idx3-ubyte").unlink()
+    half = tmp_path / "mine" / "fashion-mnist"
+    with pytest.raises(CdpruneError, match=re.escape(f"{half} lacks t10k-images-idx3-ubyte[.gz] (also looked in")):
+        data.load_dataset("fashion-mnist", "test", tmp_path / "mine")
+
+
+def test_explicit_data_dir_that_is_missing_or_a_file(tmp_path, system_fashion_mnist):
+    absent, file = tmp_path / "absent", tmp_path / "file"
+    with pytest.raises(CdpruneError, match=f"^{re.escape(f'data_dir (--data-dir) {absent} does not exist; put the')} "
+                                           f"official IDX files .* in {re.escape(str(absent))}"):
+        data.load_dataset("fashion-mnist", "test", absent)
+    file.write_text("not a folder")
+    with pytest.raises(CdpruneError, match=f"^{re.escape(f'data_dir (--data-dir) {file} is not a folder; ')}"):
+        data.load_dataset("fashion-mnist", "test", file)
+
+
+def test_system_folder_is_used_only_without_data_dir(system_fashion_mnist):
+    assert len(data.load_dataset("fashion-mnist", "train")) == 6
+    assert len(data.load_dataset("fashion-mnist", "test")) == 3
+    assert len(data.load_dataset("fashion-mnist", "test", system_fashion_mnist)) == 3
+
+
+def test_missing_system_folder_names_it_and_the_install_command(tmp_path, monkeypatch):
+    monkeypatch.setattr(idx_mod, "SYSTEM_DIRS", {"fashion-mnist": tmp_path / "nowhere"})
+    with pytest.raises(CdpruneError) as err:
+        data.load_dataset("fashion-mnist", "test")
+    assert str(err.value).startswith(f"Fashion-MNIST test split not found: {tmp_path / 'nowhere'} lacks "
+                                     "t10k-images-idx3-ubyte[.gz] and t10k-labels-idx1-ubyte[.gz]; run apt-get "
+                                     "install -y dataset-fashion-mnist or pass data_dir (--data-dir) DIR")
+
+
+def test_debian_fashion_mnist_test_split_or_how_to_install_it():
+    """Checks the real files where Debian's package is installed, else the error that says how to get them."""
+    system = idx_mod.SYSTEM_DIRS["fashion-mnist"]
+    if not (system / "t10k-images-idx3-ubyte.gz").is_file() and not (system / "t10k-images-idx3-ubyte").is_file():
+        how = f"{re.escape(str(system))} lacks .*apt-get install -y dataset-fashion-mnist"
+        with pytest.raises(CdpruneError, match=how):
+            data.load_dataset("fashion-mnist", "test")
+        return
     ds = data.load_dataset("fashion-mnist", "test")
     assert len(ds) == 10000 and ds.info.num_classes == 10
     assert torch.bincount(ds.targets).tolist() == [1000] * 10
@@ -372,13 +447,34 @@ def test_augmentation_changes_pixels_not_shape_and_is_seeded():
     assert all(torch.equal(x, y) for x, y in zip(first, again))
 
 
-def test_test_split_and_augment_false_are_unchanged():
+def test_test_split_and_augment_none_are_unchanged():
     test = data.load_dataset("synthetic", "test")
     images, labels = data.as_tensors(test)
-    assert not test.augment
+    assert test.augment == "none"
     assert all(torch.equal(test[i][0], images[i]) and test[i][1] == labels[i] for i in range(8))
-    train = data.load_dataset("synthetic", "train", augment=False)
+    train = data.load_dataset("synthetic", "train", augment="none")
     assert torch.equal(train[3][0], data.as_tensors(train)[0][3])
+
+
+def test_registered_datasets_keep_their_augmentation_as_data_not_by_name(tmp_path):
+    defaults = {name: (data.dataset_info(name).augment, data.dataset_info(name).pad) for name in data.DATASETS}
+    assert defaults == {"cifar10": ("crop-flip", 4), "cifar100": ("crop-flip", 4), "fashion-mnist": ("crop-flip", 2),
+                        "mnist": ("crop", 2), "synthetic": ("crop", 4)}
+    assert len(data.dataset_info("cifar100").class_names) == 100
+    assert data.dataset_info("mnist").class_names == tuple("0123456789")
+    # The default draws exactly what random_crop_flip draws with that padding and flip, so seeded
+    # training and resumed runs see the same augmented images as before augmentation became a setting.
+    _idx_split(tmp_path, "train", 8, gz=False)
+    for train, pad, flip in ((data.load_dataset("synthetic", "train", subset=10), 4, False),
+                             (data.load_dataset("fashion-mnist", "train", tmp_path), 2, True),
+                             (data.load_dataset("synthetic", "train", subset=10, augment="flip"), 0, True)):
+        torch.manual_seed(7)
+        got = [train[i][0] for i in range(len(train))]
+        torch.manual_seed(7)
+        want = [train.normalize(random_crop_flip(train.images[i], pad, flip)) for i in range(len(train))]
+        assert all(torch.equal(a, b) for a, b in zip(got, want))
+    with pytest.raises(CdpruneError, match=r"augment \(--augment\) must be one of .* got False"):
+        data.load_dataset("synthetic", "train", augment=False)
 
 
 def test_random_crop_is_a_zero_padded_shift_and_flip():

@@ -72,7 +72,7 @@ def test_torchscript_of_a_pruned_run_matches_pytorch(pruned_run, tmp_path, capsy
 
 
 def test_export_run_default_path_is_in_the_run(pruned_run):
-    assert export_run(pruned_run, "torchscript") == pruned_run / "model.pt"
+    assert export_run(pruned_run, "torchscript").path == str(pruned_run / "model.pt")
     assert (pruned_run / "model.pt").stat().st_size > 0
 
 

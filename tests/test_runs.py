@@ -10,10 +10,9 @@ from cdprune.cli import main
 from cdprune.io import load_weights
 from cdprune.runs import RunSettings, eval_run, train_run
 from cdprune.train import TrainConfig, evaluate, train
-from support import run_cli as run
+from support import TINY_TRAIN, ctrl_c_in_epoch, run_cli as run
 
-TINY = ["--data", "synthetic", "--epochs", "1", "--train-subset", "120", "--test-subset", "60", "--batch-size", "32",
-        "--no-progress"]
+TINY = TINY_TRAIN
 
 
 @pytest.fixture(scope="module")
@@ -27,14 +26,15 @@ def pruned_run_dir(tmp_path_factory):
 
 def test_train_writes_the_run_directory(pruned_run_dir):
     run_dir = pruned_run_dir / "run"
-    assert sorted(p.name for p in run_dir.iterdir()) == ["history.csv", "metrics.json", "model.safetensors",
+    # Hidden files are the directory lock (docs/design.md, "File formats").
+    assert sorted(p.name for p in run_dir.iterdir() if not p.name.startswith(".")) == ["history.csv", "metrics.json", "model.safetensors",
                                                          "plan.json", "run.json"]
     metrics = json.loads((run_dir / "metrics.json").read_text())
     plan = cdprune.PruningPlan.load(run_dir / "plan.json")
     assert metrics["method"] == "fa-0.5" and metrics["flops"] == plan.after.flops
     assert metrics["reduction"]["flops"] >= 0.5
     assert metrics["latency_ms"] > 0 and metrics["energy"]["kind"] == "estimated"
-    assert metrics["train_size"] == 120 and metrics["test_size"] == 60
+    assert metrics["train_size"] == 64 and metrics["test_size"] == 32
     weights = load_weights(run_dir / "model.safetensors")
     assert weights["features.0.weight"].shape[0] == len(plan.units[0].kept)
 
@@ -78,27 +78,16 @@ def test_weights_from_another_run_are_refused(pruned_run_dir, tmp_path):
         eval_run(dense)
 
 
-def test_interrupted_cli_run_resumes_to_the_same_weights(tmp_path, capsys, monkeypatch):
+def test_interrupted_cli_run_resumes_to_the_same_weights(tmp_path, capsys):
     argv = ["train", "alexnet", "--data", "synthetic", "--epochs", "2", "--train-subset", "64", "--test-subset", "20",
             "--batch-size", "32", "--no-progress"]
     assert main(argv + ["--out", str(tmp_path / "straight")]) == 0
 
-    import cdprune.train as train_module
-
-    real_epoch, calls = train_module._train_epoch, []
-
-    def ctrl_c_in_second_epoch(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return real_epoch(*args, **kwargs)
-
-    monkeypatch.setattr(train_module, "_train_epoch", ctrl_c_in_second_epoch)
-    code, _, err = run(capsys, *argv, "--out", tmp_path / "broken")
+    with ctrl_c_in_epoch(2):
+        code, _, err = run(capsys, *argv, "--out", tmp_path / "broken")
     assert code == 130 and "--resume" in err
     code, _, err = run(capsys, *argv, "--out", tmp_path / "broken")
     assert code == 2 and "interrupted run" in err
-    monkeypatch.setattr(train_module, "_train_epoch", real_epoch)
     assert main(argv + ["--out", str(tmp_path / "broken"), "--resume"]) == 0
 
     a = load_weights(tmp_path / "straight" / "model.safetensors")

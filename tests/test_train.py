@@ -24,6 +24,8 @@ from cdprune.train import (
     EpochRecord,
     TrainConfig,
     TrainingInterrupted,
+    epoch_batches,
+    epoch_order,
     evaluate,
     resolve_device,
     train,
@@ -60,6 +62,18 @@ class NoisyDataset(Dataset):
         if self.interrupt_after is not None and self.calls > self.interrupt_after:
             raise KeyboardInterrupt
         return self.x[i] + 0.05 * torch.randn_like(self.x[i]), self.y[i]
+
+
+class RecordingDataset(NoisyDataset):
+    """Notes the index of every item fetched, in the order the training loop asks for them."""
+
+    def __init__(self, x, y):
+        super().__init__(x, y)
+        self.fetched: list[int] = []
+
+    def __getitem__(self, i):
+        self.fetched.append(i)
+        return super().__getitem__(i)
 
 
 def tiny_cnn(seed: int) -> nn.Module:
@@ -183,12 +197,48 @@ def one_epoch_dir(tmp_path_factory):
     return out
 
 
-@pytest.mark.parametrize("change", [{"epochs": 5}, {"batch_size": 16}, {"lr": 0.1}, {"seed": 1}])
+# Each DataLoader worker augments from its own RNG, so the worker count shapes the trajectory too.
+@pytest.mark.parametrize("change", [{"epochs": 5}, {"batch_size": 16}, {"lr": 0.1}, {"seed": 1}, {"num_workers": 1}])
 def test_resume_with_other_settings_is_refused(one_epoch_dir, change):
     before = (one_epoch_dir / "checkpoint.safetensors").read_bytes()
     with pytest.raises(CdpruneError, match=f"{next(iter(change))}="):
         train(tiny_cnn(0), train_set(), TEST_SET, replace(ONE_EPOCH, **change), one_epoch_dir, resume=True)
     assert (one_epoch_dir / "checkpoint.safetensors").read_bytes() == before
+
+
+@pytest.mark.parametrize("n", [256, 250, 257])
+def test_two_ranks_together_draw_the_single_process_batches(n):
+    """Rank r of 2 takes every other index of the one shuffled order, 16 per step: at each step
+    the two local batches together must be the single process's 32. 256 fills every batch,
+    250 leaves a last batch of 26 (13 per rank), and 257 leaves one index that one process drops
+    and that the ranks, padded to 258, drop as one index each."""
+    for epoch in (1, 2):
+        single = epoch_batches(n, 32, seed=3, epoch=epoch)
+        rank0, rank1 = (epoch_batches(n, 32, 3, epoch, world_size=2, rank=r) for r in (0, 1))
+        assert len(rank0) == len(rank1) == len(single) == n // 32 + (n % 32 > 1)
+        for step, batch in enumerate(single):
+            assert len(rank0[step]) == len(rank1[step]) == len(batch) // 2, step
+            assert sorted(rank0[step] + rank1[step]) == sorted(batch), step
+    order = epoch_order(n, 3, 1)
+    assert sorted(order) == list(range(n))  # a permutation: every sample once
+    assert order[::2] == epoch_order(n, 3, 1, 2, 0)[:len(order[::2])]
+    assert order != epoch_order(n, 3, 2) and order != epoch_order(n, 4, 1)  # reshuffled per epoch and seed
+    assert order == epoch_order(n, 3, 1)  # a function of (seed, epoch) alone: what resume relies on
+
+
+def test_training_takes_the_batches_of_epoch_batches(tmp_path):
+    data = RecordingDataset(*TRAIN_XY)
+    train(tiny_cnn(0), data, TEST_SET, replace(CONFIG, epochs=2, batch_size=24), tmp_path)
+    # 256 = 10 * 24 + 16: the partial last batch is trained on too.
+    expected = [i for epoch in (1, 2) for batch in epoch_batches(256, 24, CONFIG.seed, epoch) for i in batch]
+    assert data.fetched == expected
+
+
+def test_epoch_order_refuses_a_rank_outside_the_world():
+    with pytest.raises(CdpruneError, match="rank 2 of 2 processes does not exist"):
+        epoch_order(10, 0, 1, world_size=2, rank=2)
+    with pytest.raises(CdpruneError, match="batch size 5 does not split over 2 processes"):
+        epoch_batches(10, 5, 0, 1, world_size=2)
 
 
 def test_resume_with_other_model_is_refused(one_epoch_dir):

@@ -109,7 +109,7 @@ def restricted_load(path: Path):
 # --------------------------------------------------------------------------- reading
 
 def _fix_hint(src: _Source, data_dir: Path) -> str:
-    return f"re-download {src.title} into {data_dir} (--download) or from {HOMEPAGE}"
+    return f"re-download {src.title} into {data_dir} (download=True, --download) or from {HOMEPAGE}"
 
 
 def _corrupt(path: Path, reason: str, src: _Source, data_dir: Path) -> CdpruneError:
@@ -173,18 +173,22 @@ def load_cifar(name: str, split: str, data_dir: str | os.PathLike | None,
     """Images (uint8, N x 3 x 32 x 32) and labels (int64, N) of a CIFAR split."""
     src = SOURCES[name]
     if data_dir is None:
-        raise CdpruneError(f"{src.title} needs a data directory: pass --data-dir DIR "
-                           f"holding {src.folder}/ (add --download to fetch it from {HOMEPAGE})")
+        raise CdpruneError(f"{src.title} needs a data directory: pass data_dir (--data-dir) DIR "
+                           f"holding {src.folder}/ (add download=True, --download, to fetch it from {HOMEPAGE})")
     data_dir = Path(data_dir).expanduser()
     folder = _find_folder(data_dir, src, split)
     if folder is None and download:
         download_cifar(src, data_dir)
         folder = _find_folder(data_dir, src, split)
     if folder is None:
+        fix = (f"place the official python-version files in {data_dir} (from {HOMEPAGE}) "
+               "or set download=True (--download)")
+        if not data_dir.is_dir():
+            state = "does not exist" if not data_dir.exists() else "is not a folder"
+            raise CdpruneError(f"{src.title} {split} split not found: data_dir (--data-dir) {data_dir} {state}; {fix}")
         expected = data_dir if data_dir.name == src.folder else data_dir / src.folder
         missing = next(f for f in src.files[split] if not (expected / f).is_file())
-        raise CdpruneError(f"{src.title} {split} split not found: {expected / missing} is missing; place the "
-                           f"official python-version files in {data_dir} (from {HOMEPAGE}) or pass --download")
+        raise CdpruneError(f"{src.title} {split} split not found: {expected / missing} is missing; {fix}")
     parts = [read_batch(folder / f, src, data_dir) for f in src.files[split]]
     images = np.concatenate([p[0] for p in parts])
     labels = np.concatenate([p[1] for p in parts])
@@ -251,7 +255,8 @@ def download_cifar(src: _Source, data_dir: Path) -> None:
     try:
         data_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise CdpruneError(f"cannot create {data_dir} ({e.strerror or e}): pass a writable --data-dir") from None
+        raise CdpruneError(f"cannot create {data_dir} ({e.strerror or e}): "
+                           "pass a writable data_dir (--data-dir)") from None
     archive = data_dir / src.archive
     if not (archive.is_file() and _md5(archive) == src.md5):
         _fetch(src, archive)

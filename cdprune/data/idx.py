@@ -32,9 +32,9 @@ _HOMEPAGES = {
 
 def _how_to_get(name: str) -> str:
     if name == "fashion-mnist":
-        return ("run apt-get install -y dataset-fashion-mnist or pass --data-dir DIR holding the "
+        return ("run apt-get install -y dataset-fashion-mnist or pass data_dir (--data-dir) DIR holding the "
                 f"official IDX files from {_HOMEPAGES[name]}")
-    return f"pass --data-dir DIR holding the official IDX files from {_HOMEPAGES[name]}"
+    return f"pass data_dir (--data-dir) DIR holding the official IDX files from {_HOMEPAGES[name]}"
 
 
 def _corrupt(path: Path, reason: str, name: str) -> CdpruneError:
@@ -71,13 +71,12 @@ def read_idx(path: Path, magic: int, name: str) -> np.ndarray:
 
 
 def _search_dirs(name: str, data_dir: str | os.PathLike | None) -> list[Path]:
-    dirs = []
+    """Where to look, in order. An explicit data_dir is the only place looked in: falling back
+    to the system copy would silently train on data the user did not point at."""
     if data_dir is not None:
         root = Path(data_dir).expanduser()
-        dirs += [root, root / name, root / _TORCHVISION_DIRS[name] / "raw"]
-    if name in SYSTEM_DIRS:
-        dirs.append(SYSTEM_DIRS[name])
-    return dirs
+        return [root, root / name, root / _TORCHVISION_DIRS[name] / "raw"]
+    return [SYSTEM_DIRS[name]] if name in SYSTEM_DIRS else []
 
 
 def _locate(folder: Path, base: str) -> Path | None:
@@ -87,28 +86,52 @@ def _locate(folder: Path, base: str) -> Path | None:
     return None
 
 
+def _not_found(name: str, split: str, data_dir: str | os.PathLike | None, dirs: list[Path]) -> CdpruneError:
+    """The one-line error for a split whose two files are not together in any searched folder."""
+    title = _TITLES[name]
+    bases = FILES[split]
+    # Report the folder that holds one file of the pair (the one the user most likely meant),
+    # else the first folder searched; name every file it lacks.
+    folder = next((d for d in dirs if any(_locate(d, b) for b in bases)), dirs[0])
+    lacks = " and ".join(f"{b}[.gz]" for b in bases if not _locate(folder, b))
+    if data_dir is None:
+        return CdpruneError(f"{title} {split} split not found: {folder} lacks {lacks}; {_how_to_get(name)}")
+    root = dirs[0]
+    where = f"data_dir (--data-dir) {root}"
+    if not root.exists():
+        problem = f"{where} does not exist"
+    elif not root.is_dir():
+        problem = f"{where} is not a folder"
+    else:
+        others = " or ".join(str(d) for d in dirs if d != folder)
+        problem = (f"{title} {split} split not found in {where}: {folder} lacks {lacks} "
+                   f"(also looked in {others})")
+    fix = f"put the official IDX files from {_HOMEPAGES[name]} in {root}"
+    if name in SYSTEM_DIRS:
+        fix += (f", or leave data_dir (--data-dir) out to use {SYSTEM_DIRS[name]} "
+                "(apt-get install -y dataset-fashion-mnist)")
+    return CdpruneError(f"{problem}; {fix}")
+
+
 def load_idx(name: str, split: str, data_dir: str | os.PathLike | None,
              num_classes: int, shape: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Images (uint8, N x 1 x H x W) and labels (int64, N) of an MNIST-style split."""
+    """Images (uint8, N x 1 x H x W) and labels (int64, N) of an MNIST-style split.
+
+    With `data_dir`, only it and its sub-folders `<name>/` and torchvision's
+    `<Title>/raw/` are searched; without it, the system folder (Fashion-MNIST only).
+    """
     title = _TITLES[name]
     image_base, label_base = FILES[split]
     dirs = _search_dirs(name, data_dir)
     if not dirs:
-        raise CdpruneError(f"{title} needs a data directory: pass --data-dir DIR holding "
+        raise CdpruneError(f"{title} needs a data directory: pass data_dir (--data-dir) DIR holding "
                            f"{image_base}[.gz] and {label_base}[.gz] from {_HOMEPAGES[name]}")
     for folder in dirs:
         image_path, label_path = _locate(folder, image_base), _locate(folder, label_base)
         if image_path and label_path:
             break
     else:
-        # Name the file that is missing next to its partner, if any folder has one of the two.
-        missing = image_base
-        for folder in dirs:
-            if _locate(folder, image_base):
-                missing = label_base
-                break
-        where = ", ".join(str(d) for d in dirs)
-        raise CdpruneError(f"{title} {split} split not found: no {missing}[.gz] in {where}; {_how_to_get(name)}")
+        raise _not_found(name, split, data_dir, dirs)
 
     images = read_idx(image_path, IMAGES_MAGIC, name)
     labels = read_idx(label_path, LABELS_MAGIC, name).astype(np.int64)

@@ -10,7 +10,7 @@ import os
 import subprocess
 import sys
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -21,18 +21,19 @@ from ..errors import CdpruneError
 from ..measure.energy import estimate_energy
 from .export import export_model, require_deploy
 from ..pruning import PruningPlan
-from ..runs import build_model, load_run, method_name, read_metrics
+from ..records import Record
+from ..runs import build_model, load_run, plan_run_name, read_metrics, trusted_reference
 
 RUNTIMES = ("torch", "onnxruntime")
 DEFAULT_INPUT = (3, 32, 32)
 
 
 @dataclass(frozen=True)
-class BenchResult:
+class BenchResult(Record):
     """One benchmark. Times in ms, memory in bytes, energy in mJ per input, FLOPs in MACs per input."""
 
-    model: str  # registry name
-    method: str  # "dense" or "<mode>-<target>"
+    model: str  # the model reference (a registered name or module:callable)
+    method: str  # the run name (see cdprune.runs.run_name)
     run_dir: str | None
     runtime: str  # "torch" or "onnxruntime"
     runtime_version: str
@@ -60,53 +61,56 @@ class BenchResult:
     energy_mj: float  # per input
     energy: dict  # kind ("measured" or "estimated"), source and the details
 
-    def to_dict(self) -> dict:
-        return asdict(self)
 
-
-def bench(target: str, plan: str | None = None, runtime: str = "torch", batch: int = 1, threads: int | None = None,
+def bench(source: str, plan_path: str | None = None, runtime: str = "torch", batch: int = 1, threads: int | None = None,
           input_shape=None, num_classes: int = 10, min_time_s: float = 2.0, *, min_repeats: int = 50,
-          device: str = "cpu", sysfs_root: str = "/") -> BenchResult:
-    """Benchmark a run directory or a registered model name (pruned by the plan file `plan`, if given).
+          device: str = "cpu", sysfs_root: str = "/", model: str | None = None,
+          model_args: dict | None = None) -> BenchResult:
+    """Benchmark `source`: a run directory, or a model reference (pruned by the plan file `plan_path`, if given).
 
     The timed loop lasts at least `min_time_s` seconds and `min_repeats` runs. `threads`
     defaults to torch's default. `input_shape` (C, H, W) and `num_classes` apply to a model
     name; a run directory brings its own. Energy is measured where `sysfs_root` or NVML
     exposes a meter, and estimated otherwise.
+    model: the run's model reference when it is not a registered model (cdprune imports code only
+    when the caller names it); model_args: keyword arguments for a model reference given as `source`.
     """
     _check_arguments(runtime, batch, threads, min_time_s, min_repeats, device)
     if runtime == "onnxruntime":
         require_deploy("onnxruntime")
-    target_dir = Path(target)
-    if target_dir.is_dir():
-        if plan is not None:
-            raise CdpruneError(f"{target} is a run directory, which holds its own plan: drop --plan")
-        metrics = read_metrics(target_dir)
-        name, method, run_dir = metrics.model, metrics.method, str(target_dir)
+    source_dir = Path(source)
+    if source_dir.is_dir():
+        if plan_path is not None:
+            raise CdpruneError(f"{source} is a run directory, which holds its own plan: drop the plan (--plan)")
+        metrics = read_metrics(source_dir)
+        ref = trusted_reference(metrics.model, model, source_dir)  # before the child imports anything
+        name, method, run_dir = metrics.model, metrics.method, str(source_dir)
         input_shape, num_classes = tuple(metrics.input_shape), metrics.num_classes
         totals = Totals(metrics.params, metrics.flops, metrics.memory_bytes)
         # The torch worker loads the run itself; onnxruntime needs the exported file.
-        model = load_run(target_dir)[0] if runtime == "onnxruntime" else None
+        net = load_run(source_dir, ref)[0] if runtime == "onnxruntime" else None
     else:
-        if target not in models.names():
-            raise CdpruneError(f"'{target}' is neither a run directory nor a registered model "
-                               f"({', '.join(models.names())})")
+        if not models.is_registered(source) and ":" not in source:
+            raise CdpruneError(f"'{source}' is neither a run directory nor a registered model "
+                               f"({', '.join(models.names())}) nor a reference module:callable")
         input_shape = tuple(input_shape or DEFAULT_INPUT)
-        pruning = PruningPlan.load(plan) if plan else None
-        model = build_model(target, num_classes, input_shape, pruning)  # checks that the plan fits
-        totals = profile(model, input_shape).totals
-        name, method, run_dir = target, method_name(pruning), None
+        plan = PruningPlan.load(plan_path) if plan_path else None
+        net = build_model(source, num_classes, input_shape, plan, model_args)  # checks that the plan fits
+        totals = profile(net, input_shape).totals
+        ref = source
+        name, method, run_dir = source, plan_run_name(plan), None
 
     # Absolute paths, so the child does not depend on sharing this process's working directory.
-    spec = {"runtime": runtime, "run_dir": run_dir and str(Path(run_dir).resolve()), "model": name,
-            "plan": str(Path(plan).resolve()) if plan else None,
+    spec = {"runtime": runtime, "run_dir": run_dir and str(Path(run_dir).resolve()), "model": ref,
+            "model_args": model_args or {},
+            "plan_path": str(Path(plan_path).resolve()) if plan_path else None,
             "num_classes": num_classes, "input_shape": list(input_shape), "onnx_path": None, "batch": batch,
             "threads": threads, "device": device, "min_time_s": min_time_s, "min_repeats": min_repeats,
             "sysfs_root": str(sysfs_root)}
     with tempfile.TemporaryDirectory(prefix="cdprune-bench-") as tmp:
         if runtime == "onnxruntime":
-            spec["onnx_path"] = str(export_model(model, input_shape, "onnx", Path(tmp) / "model.onnx"))
-        del model  # the child loads its own copy
+            spec["onnx_path"] = str(export_model(net, input_shape, "onnx", Path(tmp) / "model.onnx"))
+        del net  # the child loads its own copy
         raw = run_worker(spec)
 
     inputs = raw["repeats"] * batch

@@ -10,12 +10,14 @@ from __future__ import annotations
 import copy
 import io
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from ..errors import CdpruneError
 from ..io import atomic_write_bytes
+from ..records import Record
 from ..runs import load_run
 
 OPSET = 17
@@ -61,9 +63,29 @@ def export_model(model: torch.nn.Module, input_shape, format: str, path: str | P
     return path
 
 
-def export_run(run_dir: str | Path, format: str, out: str | Path | None = None) -> Path:
-    """Export a finished run's model (rebuilt from plan + weights); default file: RUN_DIR/model.onnx or model.pt."""
+@dataclass(frozen=True)
+class ExportResult(Record):
+    """A written deployment file. ONNX files also name their opset, input and output."""
+
+    path: str
+    format: str
+    bytes: int
+    opset: int | None = None
+    input: str | None = None
+    output: str | None = None
+    dynamic_batch: bool = False
+
+
+def export_run(run_dir: str | Path, format: str, out: str | Path | None = None, *,
+               model: str | torch.nn.Module | None = None) -> ExportResult:
+    """Export a finished run's model (rebuilt from plan + weights); default file: RUN_DIR/model.onnx or model.pt.
+
+    model: the run's model reference (or unpruned instance) when it is not a registered model (see load_run).
+    """
     if format not in FORMATS:
         raise CdpruneError(f"unknown export format '{format}': choose one of {', '.join(FORMATS)}")
-    model, metrics = load_run(run_dir)
-    return export_model(model, tuple(metrics.input_shape), format, out or Path(run_dir) / FORMATS[format])
+    model, metrics = load_run(run_dir, model)
+    path = export_model(model, tuple(metrics.input_shape), format, out or Path(run_dir) / FORMATS[format])
+    onnx = format == "onnx"
+    return ExportResult(path=str(path), format=format, bytes=path.stat().st_size, opset=OPSET if onnx else None,
+                        input=INPUT_NAME if onnx else None, output=OUTPUT_NAME if onnx else None, dynamic_batch=onnx)

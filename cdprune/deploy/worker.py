@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import gc
 import json
-import platform
 import sys
 import time
 from pathlib import Path
@@ -67,13 +66,9 @@ def device_name(device: str) -> str:
     """A readable name for the device that runs the model."""
     if device.startswith("cuda"):
         return torch.cuda.get_device_name(torch.device(device))
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    from ..measure.latency import cpu_model_name  # one definition, shared with the latency table's cache key
+
+    return cpu_model_name()
 
 
 def torch_step(spec: dict):
@@ -81,11 +76,12 @@ def torch_step(spec: dict):
     from ..pruning import PruningPlan
     from ..runs import build_model, load_run
 
+    # The parent checked the reference: it is a registered name or one the user gave on this call.
     if spec["run_dir"]:
-        model, _ = load_run(spec["run_dir"])
+        model, _ = load_run(spec["run_dir"], spec["model"])
     else:
-        plan = PruningPlan.load(spec["plan"]) if spec["plan"] else None
-        model = build_model(spec["model"], spec["num_classes"], tuple(spec["input_shape"]), plan)
+        plan = PruningPlan.load(spec["plan_path"]) if spec["plan_path"] else None
+        model = build_model(spec["model"], spec["num_classes"], tuple(spec["input_shape"]), plan, spec["model_args"])
     device = torch.device(spec["device"])
     model = model.to(device).eval()
     x = torch.randn(spec["batch"], *spec["input_shape"], device=device)

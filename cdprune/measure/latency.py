@@ -1,9 +1,12 @@
 """Inference latency: wall time of a forward pass after warm-up, as percentiles."""
 from __future__ import annotations
 
+import functools
+import platform
 import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -30,6 +33,22 @@ class LatencyStats:
 
     def to_dict(self) -> dict:
         return {**asdict(self), "throughput_per_s": self.throughput_per_s}
+
+
+@functools.lru_cache(maxsize=None)
+def cpu_model_name() -> str:
+    """The CPU's model name ("AMD EPYC 7B13 64-Core Processor") from /proc/cpuinfo.
+
+    Where that file has no "model name" line (macOS, Windows, many ARM boards), falls back
+    to platform.processor(), then platform.machine().
+    """
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 @contextmanager

@@ -13,6 +13,7 @@ overhead are thereby spread in proportion).
 """
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import os
@@ -27,7 +28,7 @@ import torch.nn as nn
 from ..complexity import architecture_id
 from ..errors import CdpruneError
 from ..io import atomic_write_json
-from .latency import measure_latency
+from .latency import cpu_model_name, measure_latency
 
 FRACTIONS = (0.25, 0.5, 0.75, 1.0)
 
@@ -73,10 +74,14 @@ def _interp(x: float, values) -> float:
 
 
 def latency_table(model: nn.Module, input_shape, refresh: bool = False, progress: bool = False) -> LatencyTable:
-    """The cached table for `model` at `input_shape` on this CPU, built (tens of seconds) when missing."""
+    """The cached table for `model` at `input_shape` on this CPU, built (tens of seconds) when missing.
+
+    `model` is not changed: the timing runs on a float32 copy on the CPU in eval mode. The cache key
+    names the CPU model, since two CPUs of one architecture (x86_64) can differ several-fold in speed.
+    """
     key = {"architecture": architecture_id(model), "input_shape": list(input_shape), "device": "cpu",
            "threads": torch.get_num_threads(), "torch": torch.__version__, "machine": platform.machine(),
-           "processor": platform.processor(), "fractions": list(FRACTIONS)}
+           "cpu_model": cpu_model_name(), "fractions": list(FRACTIONS)}
     path = cache_dir() / "latency" / (hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20] + ".json")
     if path.exists() and not refresh:
         try:
@@ -95,6 +100,8 @@ def latency_table(model: nn.Module, input_shape, refresh: bool = False, progress
 
 
 def _build(model: nn.Module, input_shape, key: dict, progress: bool) -> LatencyTable:
+    # A copy: eval mode, the move to the CPU and float32 must not reach the caller's model.
+    model = copy.deepcopy(model).to(device="cpu", dtype=torch.float32).eval()
     inputs: dict[str, tuple] = {}
     layers = {n: m for n, m in model.named_modules() if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear))}
 
@@ -106,7 +113,7 @@ def _build(model: nn.Module, input_shape, key: dict, progress: bool) -> LatencyT
     handles = [m.register_forward_hook(hook(n)) for n, m in layers.items()]
     try:
         with torch.no_grad():
-            model.eval()(torch.zeros(1, *input_shape))
+            model(torch.zeros(1, *input_shape))
     except RuntimeError as exc:
         raise CdpruneError(f"the model rejects input shape {input_shape} ({str(exc).splitlines()[0][:120]})") from None
     finally:

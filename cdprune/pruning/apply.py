@@ -4,10 +4,13 @@ from __future__ import annotations
 import numpy as np
 import torch.nn as nn
 
+from ..complexity import Totals, architecture_id
+from ..complexity import profile as profile_model
 from ..errors import CdpruneError
 from .pruning_plan import PruningPlan
-from ..complexity import architecture_id
-from .units import build_graph
+from .units import ChannelModel, build_graph, find_units
+
+_REMAKE = "make a new plan with 'cdprune prune'"
 
 
 def apply_plan(model: nn.Module, plan: PruningPlan) -> nn.Module:
@@ -15,22 +18,86 @@ def apply_plan(model: nn.Module, plan: PruningPlan) -> nn.Module:
 
     The result is a genuinely smaller module (fewer channels, not masks). `model`
     must have the architecture the plan was made for; its weights are kept for
-    the channels that stay.
+    the channels that stay. The plan's units must be exactly this model's units
+    and its totals must be what they give; otherwise nothing is removed and a
+    CdpruneError says what does not match.
     """
     found = architecture_id(model)
     if found != plan.architecture:
         made_for = plan.model or "another model"
         raise CdpruneError(f"this plan was made for a different architecture ({made_for} {plan.model_kwargs or ''}), "
                            f"not this model: apply it to the model it was made for, or make a new plan")
+    dense = profile_model(model, plan.input_shape)  # first: it turns a shape the model rejects into a CdpruneError
     graph = build_graph(model, plan.input_shape)
+    channels = find_units(model, dense, graph)
+    # The digest only proves the file is as written; an edited plan with a recomputed digest
+    # would otherwise prune other channels than its stated totals promise.
+    removed = _removed_per_unit(model, plan, channels)
+    if dense.totals != plan.before:
+        raise CdpruneError(f"the plan's dense totals ({_show(plan.before)}) are not this model's at input "
+                           f"{_shape(plan.input_shape)} ({_show(dense.totals)}): {_REMAKE}")
+    expected = channels.totals(removed)
+    if expected != plan.after:
+        raise CdpruneError(f"the plan states totals after pruning of {_show(plan.after)} but its units give "
+                           f"{_show(expected)}: {_REMAKE}")
+
     for unit in plan.units:
         if len(unit.kept) == unit.channels:
             continue
-        try:
-            root = model.get_submodule(unit.name)
-        except AttributeError:
-            raise CdpruneError(f"the plan names layer {unit.name}, which this model lacks: make a new plan") from None
-        removed = np.setdiff1d(np.arange(unit.channels), unit.kept).tolist()
+        root = model.get_submodule(unit.name)
+        gone = np.setdiff1d(np.arange(unit.channels), unit.kept).tolist()
         pruner = graph.get_pruner_of_module(root)
-        graph.get_pruning_group(root, pruner.prune_out_channels, removed).prune()
+        graph.get_pruning_group(root, pruner.prune_out_channels, gone).prune()
+
+    after = profile_model(model, plan.input_shape).totals
+    if after != plan.after:  # a guard: the checks above make this unreachable for the couplings units.py knows
+        raise CdpruneError(f"the pruned model has {_show(after)}, not the plan's {_show(plan.after)}, and was changed "
+                           f"in place: rebuild the model and {_REMAKE}")
     return model
+
+
+def _removed_per_unit(model: nn.Module, plan: PruningPlan, channels: ChannelModel) -> np.ndarray:
+    """Channels the plan removes from each of the model's units; refuses unless the units are exactly the model's."""
+    index = {u.name: i for i, u in enumerate(channels.units)}
+    removed = np.zeros(len(channels.units), dtype=np.int64)
+    seen: set[str] = set()
+    for unit in plan.units:
+        if unit.name in seen:
+            raise CdpruneError(f"the plan lists unit {unit.name} twice: {_REMAKE}")
+        seen.add(unit.name)
+        if unit.name not in index:
+            raise CdpruneError(f"the plan names unit {unit.name}, which is {_what(model, unit.name)}, not a prunable unit "
+                               f"of this model: {_REMAKE}")
+        mine = channels.units[index[unit.name]]
+        if tuple(unit.convs) != tuple(mine.convs):
+            raise CdpruneError(f"the plan's unit {unit.name} couples convs {', '.join(unit.convs) or 'none'} but this "
+                               f"model's couples {', '.join(mine.convs)}: {_REMAKE}")
+        if unit.channels != mine.channels:
+            raise CdpruneError(f"the plan's unit {unit.name} has {unit.channels} channels but this model's has "
+                               f"{mine.channels}: {_REMAKE}")
+        kept = list(unit.kept)
+        if not kept or kept != sorted(set(kept)) or kept[0] < 0 or kept[-1] >= unit.channels:
+            raise CdpruneError(f"the plan's unit {unit.name} keeps no channel, repeats one or keeps one outside "
+                               f"0..{unit.channels - 1}: {_REMAKE}")
+        removed[index[unit.name]] = unit.channels - len(kept)
+    missing = [u.name for u in channels.units if u.name not in seen]
+    if missing:
+        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+        raise CdpruneError(f"the plan lacks unit {missing[0]}{more} of this model: {_REMAKE}")
+    return removed
+
+
+def _what(model: nn.Module, name: str) -> str:
+    try:
+        module = model.get_submodule(name)
+    except AttributeError:
+        return "no layer of this model"
+    return f"a {type(module).__name__} layer"
+
+
+def _show(totals: Totals) -> str:
+    return f"{totals.params} params, {totals.flops} FLOPs, {totals.memory_bytes} B memory"
+
+
+def _shape(shape) -> str:
+    return ",".join(str(s) for s in shape)

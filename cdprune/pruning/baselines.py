@@ -22,24 +22,26 @@ import torch_pruning as tp
 from ..complexity import profile as profile_model
 from ..errors import CdpruneError, UnreachableTarget
 from .pruning_plan import PruningPlan
-from .sampler import BUDGET_METRICS, _Sampler, _check_settings
+from .sampler import BUDGET_METRICS, Sampler, check_settings
 from .units import build_graph, find_units, require_units
 
 
-def _setup(model: nn.Module, input_shape, target: float, metric: str, floor: float, seed: int) -> _Sampler:
-    _check_settings(target, 0.1, floor, 1)
+def _setup(model: nn.Module, input_shape, target: float, metric: str, floor: float, seed: int) -> Sampler:
+    if target is None:
+        raise CdpruneError("the baselines need a target reduction (--target), e.g. --target 0.5")
+    target, _, floor, _, seed = check_settings(target, 0.1, floor, 1, seed)
     if metric not in BUDGET_METRICS[:3]:
         raise CdpruneError(f"unknown metric '{metric}': choose params, flops or memory")
     channels = find_units(model, profile_model(model, tuple(input_shape)))
     require_units(channels)
-    state = _Sampler(channels, 0.1, floor, 1, seed)
+    state = Sampler(channels, 0.1, floor, 1, seed)
     if state.largest_reduction(metric) < target:
         raise UnreachableTarget(f"target {target:g} is beyond reach: at most {state.largest_reduction(metric):.3f} of the "
                            f"{metric} can go with floor {floor:g}; lower --target or --floor")
     return state
 
 
-def _uniform_counts(state: _Sampler, target: float, metric: str) -> np.ndarray:
+def _uniform_counts(state: Sampler, target: float, metric: str) -> np.ndarray:
     """Channels to remove per unit for the smallest common fraction that reaches the target."""
 
     def removed_at(fraction: float) -> np.ndarray:
@@ -47,7 +49,7 @@ def _uniform_counts(state: _Sampler, target: float, metric: str) -> np.ndarray:
         return np.minimum(drop, state.original - state.least)
 
     def reduction(fraction: float) -> float:
-        return 1 - state.model.totals(removed_at(fraction)).metric(metric) / state.before.metric(metric)
+        return 1 - state.totals_at(removed_at(fraction)).metric(metric) / state.before.metric(metric)
 
     lo, hi = 0.0, 1.0
     for _ in range(40):  # bisection on the common fraction; the reduction only grows with it
@@ -56,30 +58,24 @@ def _uniform_counts(state: _Sampler, target: float, metric: str) -> np.ndarray:
     return removed_at(hi)
 
 
-def _finish(state: _Sampler, model: nn.Module, input_shape, mode: str, target: float, metric: str) -> PruningPlan:
-    state.removed = np.array([n - len(k) for n, k in zip(state.original, state.kept)])
-    state.current = state.model.totals(state.removed)
-    return state.to_plan(model, input_shape, mode, target, {}, metric)
-
-
 def uniform_plan(model: nn.Module, input_shape, target: float, metric: str = "flops", *, seed: int = 0,
                  floor: float = 0.1) -> PruningPlan:
     """Remove the same fraction of every unit's channels, chosen at random."""
     state = _setup(model, input_shape, target, metric, floor, seed)
     for u, drop in enumerate(_uniform_counts(state, target, metric)):
         gone = state.rng.choice(state.original[u], size=int(drop), replace=False)
-        state.kept[u] = np.setdiff1d(np.arange(state.original[u]), gone)
-    return _finish(state, model, input_shape, "uniform", target, metric)
+        state.keep(u, np.setdiff1d(np.arange(state.original[u]), gone))
+    return state.to_plan(model, input_shape, "uniform", target, {}, metric)
 
 
 def l1_plan(model: nn.Module, input_shape, target: float, metric: str = "flops", *, floor: float = 0.1) -> PruningPlan:
     """Li et al. 2017: the same fraction per unit; the filters with the smallest L1 norm go (trained `model`)."""
     state = _setup(model, input_shape, target, metric, floor, 0)
     for u, drop in enumerate(_uniform_counts(state, target, metric)):
-        norms = sum(model.get_submodule(c).weight.detach().abs().flatten(1).sum(1) for c in state.model.units[u].convs)
+        norms = sum(model.get_submodule(c).weight.detach().abs().flatten(1).sum(1) for c in state.channels.units[u].convs)
         order = np.argsort(norms.cpu().numpy(), kind="stable")
-        state.kept[u] = np.sort(order[int(drop):])
-    return _finish(state, model, input_shape, "l1", target, metric)
+        state.keep(u, order[int(drop):])
+    return state.to_plan(model, input_shape, "l1", target, {}, metric)
 
 
 def magnitude_plan(model: nn.Module, input_shape, target: float, metric: str = "flops", *,
@@ -90,7 +86,7 @@ def magnitude_plan(model: nn.Module, input_shape, target: float, metric: str = "
     importance = tp.importance.GroupMagnitudeImportance(p=2, normalizer="mean")
     scored = []  # (score, unit, channel)
     with torch.no_grad():
-        for u, unit in enumerate(state.model.units):
+        for u, unit in enumerate(state.channels.units):
             root = model.get_submodule(unit.name)
             group = graph.get_pruning_group(root, graph.get_pruner_of_module(root).prune_out_channels,
                                             list(range(unit.channels)))
@@ -101,7 +97,7 @@ def magnitude_plan(model: nn.Module, input_shape, target: float, metric: str = "
     chunk = max(1, int(state.original.sum()) // 1000)
     drop = np.zeros(len(state.original), dtype=np.int64)
     i = 0
-    while 1 - state.model.totals(drop).metric(metric) / state.before.metric(metric) < target:
+    while 1 - state.totals_at(drop).metric(metric) / state.before.metric(metric) < target:
         taken = 0
         while taken < chunk and i < len(scored):
             _, u, c = scored[i]
@@ -113,7 +109,7 @@ def magnitude_plan(model: nn.Module, input_shape, target: float, metric: str = "
         if i >= len(scored):
             break
     for u in removed:
-        state.kept[u] = np.setdiff1d(np.arange(state.original[u]), removed[u])
-    return _finish(state, model, input_shape, "tp-magnitude", target, metric)
+        state.keep(u, np.setdiff1d(np.arange(state.original[u]), removed[u]))
+    return state.to_plan(model, input_shape, "tp-magnitude", target, {}, metric)
 
 

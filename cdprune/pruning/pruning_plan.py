@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -56,6 +57,14 @@ class PruningPlan:
     def removed_channels(self) -> int:
         return sum(u.channels - len(u.kept) for u in self.units)
 
+    @property
+    def narrow_units(self) -> tuple[str, ...]:
+        """Units left whole because they are narrower than `round_to`: no multiple of it fits them.
+
+        Every other unit keeps a multiple of `round_to` channels.
+        """
+        return tuple(u.name for u in self.units if u.channels < self.round_to)
+
     def to_dict(self) -> dict:
         body = {
             "format": FORMAT,
@@ -66,11 +75,16 @@ class PruningPlan:
             "reduction": {m: round(v, 6) for m, v in self.reduction.items()},
             "units": [{"name": u.name, "convs": list(u.convs), "channels": u.channels, "kept": list(u.kept)} for u in self.units],
         }
+        where = _non_finite(body)
+        if where:
+            raise CdpruneError(f"the plan's {where} is not a finite number and JSON has none: make the plan again "
+                               f"with finite settings")
         body["digest"] = _digest(body)
         return body
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=1) + "\n"
+        # allow_nan=False: other JSON readers reject NaN/Infinity, so a plan must never hold them.
+        return json.dumps(self.to_dict(), indent=1, allow_nan=False) + "\n"
 
     def save(self, path: str | Path) -> Path:
         from ..io import atomic_write_text
@@ -96,6 +110,9 @@ class PruningPlan:
 
         if not isinstance(data, dict) or data.get("format") != FORMAT:
             raise bad(f"format is not {FORMAT}")
+        where = _non_finite(data)
+        if where:
+            raise bad(f"{where} is not a finite number")
         if data.get("digest") != _digest({k: v for k, v in data.items() if k != "digest"}):
             raise bad("its digest does not match its content, so it was edited or damaged")
         try:
@@ -110,14 +127,37 @@ class PruningPlan:
                        target_metric=data.get("target_metric"))
         except (KeyError, TypeError, ValueError) as exc:
             raise bad(f"missing or malformed field {exc}") from None
+        if plan.target is not None and (isinstance(plan.target, bool) or not isinstance(plan.target, (int, float))):
+            raise bad("its target is not a number")
+        seen = set()
         for u in plan.units:
+            if u.name in seen:
+                raise bad(f"unit {u.name} is listed twice")
+            seen.add(u.name)
             if list(u.kept) != sorted(set(u.kept)) or not u.kept or u.kept[0] < 0 or u.kept[-1] >= u.channels:
                 raise bad(f"unit {u.name} keeps channels outside 0..{u.channels - 1} or repeats one")
         return plan
 
 
+def _non_finite(value, where: str = "") -> str | None:
+    """The path of the first NaN or infinity in a JSON-like value ("budget.flops"), or None."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return where or "value"
+    if isinstance(value, dict):
+        items = value.items()
+    elif isinstance(value, (list, tuple)):
+        items = enumerate(value)
+    else:
+        return None
+    for key, item in items:
+        found = _non_finite(item, f"{where}.{key}" if where else str(key))
+        if found:
+            return found
+    return None
+
+
 def _digest(body: dict) -> str:
-    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"))
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), allow_nan=False)
     return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
 
 

@@ -7,17 +7,22 @@ the mode's metric is met (or, with budgets, until every budget holds).
 
 The step fraction, floor and rounding are not fixed by the paper; the
 defaults here (10 % of a unit's channels per draw, never below 10 % of its
-original width) are this project's choices and are parameters.
+original width) are this project's choices and are parameters. With
+`round_to` R > 1 every unit ends with a multiple of R channels: units whose
+width is not one lose their odd channels (at random) before the first draw,
+and units narrower than R stay whole.
 """
 from __future__ import annotations
 
 import math
+import numbers
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
 import torch.nn as nn
 
-from ..complexity import architecture_id
+from ..complexity import Totals, architecture_id
 from ..complexity import profile as profile_model
 from ..errors import CdpruneError, UnreachableTarget
 from ..formatting import human_bytes, human_count
@@ -74,27 +79,33 @@ def next_count(current: int, least: int, step: float, round_to: int) -> int:
     return min(current, max(new, least))
 
 
+
 def make_plan(model: nn.Module, input_shape=(3, 32, 32), mode: str | None = "fa", target: float | None = 0.5, *,
-         budget: dict[str, float] | None = None, target_metric: str | None = None, seed: int = 0, step: float = 0.1,
-         floor: float = 0.1, round_to: int = 1, refresh_latency: bool = False) -> PruningPlan:
+              budget: dict[str, float] | str | None = None, target_metric: str | None = None, seed: int = 0,
+              step: float = 0.1, floor: float = 0.1, round_to: int = 1, refresh_latency: bool = False) -> PruningPlan:
     """Sample a pruning plan (SPEC §3). `model` is not modified; the same arguments and seed give the same plan.
 
     target: fraction to remove, in (0, 1), of the mode's metric or of `target_metric` when given
         (e.g. mode "pa" draws by parameter share but stops at a FLOPs reduction: equal-FLOPs comparisons).
+        A target needs a mode: it is the mode that says which metric the target reduces.
     budget: upper limits per metric ({"flops": 100e6, "params": 2e6, "memory": 512e3 (bytes),
-        "latency": 5.0 (ms)}); sampling goes on until every one holds. With a budget and mode=None,
-        each draw follows the metric furthest over its budget.
+        "latency": 5.0 (ms)}); sampling goes on until every one holds. Limits may also be strings read
+        as `parse_budget` reads them ({"flops": "100M"}), or the whole budget one string
+        ("flops=100M,params=2M"). With a budget and mode=None, each draw follows the metric furthest
+        over its budget.
+    round_to: every unit keeps a multiple of this many channels; units narrower than it stay whole
+        (listed by the plan's `narrow_units`).
     """
-    budget = dict(budget or {})
+    budget = budget_limits(budget)
+    target, step, floor, round_to, seed = check_settings(target, step, floor, round_to, seed)
     if target is None and not budget:
-        raise CdpruneError("give a --target reduction or a --budget to prune to")
+        raise CdpruneError("give a target reduction (--target) or a budget (--budget) to prune to")
     chosen = get_mode(mode) if mode is not None else None
-    if chosen is None and not budget:
-        raise CdpruneError("give a --mode (pa, fa, ma, la) for a --target reduction")
-    for metric, limit in budget.items():
-        if metric not in BUDGET_METRICS or not limit > 0:
-            raise CdpruneError(f"bad budget {metric}={limit}: use positive limits on {', '.join(BUDGET_METRICS)}")
-    _check_settings(target, step, floor, round_to)
+    if chosen is None and target is not None:
+        # Without a mode nothing says which metric the target reduces or how units are drawn once
+        # the budgets hold; guessing one would silently prune by a metric the user did not pick.
+        raise CdpruneError(f"a target (--target) needs a mode (--mode) saying which metric it reduces: add a mode "
+                           f"({', '.join(MODES)}), or drop the target and prune to the budget (--budget) alone")
     stop_metric = target_metric or (chosen.metric if chosen else None)
     if stop_metric is not None and stop_metric not in BUDGET_METRICS:
         raise CdpruneError(f"unknown metric '{stop_metric}': choose one of {', '.join(BUDGET_METRICS)}")
@@ -108,18 +119,18 @@ def make_plan(model: nn.Module, input_shape=(3, 32, 32), mode: str | None = "fa"
         from ..measure.layer_latency import latency_table
 
         latency = latency_table(model, input_shape, refresh=refresh_latency)
-    sampler = _Sampler(channels, step, floor, round_to, seed, latency)
+    sampler = Sampler(channels, step, floor, round_to, seed, latency)
 
     if target is not None:
         reachable = sampler.largest_reduction(stop_metric)
         if reachable < target:
             raise UnreachableTarget(f"target {target:g} is beyond reach: mode {chosen.name} can remove at most {reachable:.3f} "
-                               f"of the {stop_metric} with floor {floor:g}; lower --target or --floor")
+                                    f"of the {stop_metric} with floor {floor:g}; lower --target or --floor")
     for metric, limit in budget.items():
         least = sampler.smallest(metric)
         if least > limit:
             raise UnreachableTarget(f"budget {metric}={_show(metric, limit)} cannot be met: the least this model reaches with "
-                               f"floor {floor:g} is {_show(metric, least)}; raise the budget or lower --floor")
+                                    f"floor {floor:g} is {_show(metric, least)}; raise the budget or lower --floor")
 
     while True:
         short = target is not None and sampler.reduction(stop_metric) < target
@@ -134,11 +145,17 @@ def make_plan(model: nn.Module, input_shape=(3, 32, 32), mode: str | None = "fa"
     return sampler.to_plan(model, input_shape, chosen.name if chosen else AUTO, target, budget, stop_metric)
 
 
-class _Sampler:
-    """The state of one sampling run: which channels each unit still keeps."""
+class Sampler:
+    """The state of one sampling run: which channels each unit still keeps.
+
+    Other planners (the baselines) choose channels by their own rules through the same state: they read
+    `original` and `least` (channel counts per unit, at full width and at the floor), `before` and
+    `current` (totals), `rng` and `channels` (the network's ChannelModel), set a unit's channels with
+    `keep`, evaluate candidate removals with `totals_at`, and finish with `to_plan`.
+    """
 
     def __init__(self, channels: ChannelModel, step: float, floor: float, round_to: int, seed: int, latency=None):
-        self.model = channels
+        self.channels = channels
         self.latency = latency
         self.step, self.floor, self.round_to, self.seed = step, floor, round_to, seed
         self.original = np.array([u.channels for u in channels.units])
@@ -151,18 +168,57 @@ class _Sampler:
         self.before_ms = self._latency_ms(self.removed) if latency else None
         self.current_ms = self.before_ms
         self.steps = 0
+        if round_to > 1:
+            self._round_widths()
+
+    def _round_widths(self) -> None:
+        """Trim every unit at least round_to wide to the largest multiple of round_to, at random.
+
+        Draws only ever leave multiples of round_to (or the floor, itself one), so after this every
+        unit that is not narrower than round_to keeps a multiple of it, drawn or not.
+        """
+        r = self.round_to
+        for u, unit in enumerate(self.channels.units):
+            n = int(self.original[u])
+            if n < r or n % r == 0:
+                continue
+            top = n // r * r
+            need = max(1, math.ceil(self.floor * n))
+            if need > top:
+                raise CdpruneError(f"floor (--floor) {self.floor:g} keeps {need} of unit {unit.name}'s {n} channels, more "
+                                   f"than {top}, the largest multiple of round_to (--round-to) {r} that fits: lower the "
+                                   f"floor or round_to")
+            gone = self.rng.choice(n, size=n - top, replace=False)
+            self.keep(u, np.setdiff1d(np.arange(n), gone))
+
+    # -- state ----------------------------------------------------------------------------------
+    def keep(self, u: int, indices) -> None:
+        """Make unit `u` keep exactly the channels `indices` (numbered as in the base model); update the totals."""
+        kept = np.unique(np.asarray(indices, dtype=np.int64))
+        if not len(kept) or kept[0] < 0 or kept[-1] >= self.original[u]:
+            raise ValueError(f"unit {self.channels.units[u].name} must keep at least one of its channels "
+                             f"0..{self.original[u] - 1}")
+        self.kept[u] = kept
+        self.removed[u] = self.original[u] - len(kept)
+        self.current = self.channels.totals(self.removed)
+        if self.latency is not None:
+            self.current_ms = self._latency_ms(self.removed)
+
+    def totals_at(self, removed) -> Totals:
+        """Network totals when unit u has lost removed[u] channels (the state is not changed)."""
+        return self.channels.totals(np.asarray(removed))
 
     # -- metric totals and per-unit complexities ------------------------------------------------
     def total(self, metric: str, removed: np.ndarray | None = None) -> float:
         if removed is not None:
-            return self._latency_ms(removed) if metric == "latency" else self.model.totals(removed).metric(metric)
+            return self._latency_ms(removed) if metric == "latency" else self.channels.totals(removed).metric(metric)
         return self.current_ms if metric == "latency" else self.current.metric(metric)
 
     def _latency_layers(self, removed: np.ndarray) -> dict[str, float]:
         """Estimated ms of every conv and linear layer, calibrated to the measured network latency."""
         scale = self.latency.calibration
         out = {}
-        for m in self.model.layers():
+        for m in self.channels.layers():
             c_in, c_out = m.channels(removed)
             out[m.name] = scale * self.latency.layer_ms(m.name, c_in / m.in_base, c_out / m.out_base)
         return out
@@ -172,9 +228,9 @@ class _Sampler:
 
     def unit_complexity(self, metric: str) -> np.ndarray:
         if metric != "latency":
-            return self.model.unit_complexity(self.removed, metric)
+            return self.channels.unit_complexity(self.removed, metric)
         per_layer = self._latency_layers(self.removed)
-        return np.array([sum(per_layer[m.name] for m in convs) for convs in self.model.unit_convs])
+        return np.array([sum(per_layer[m.name] for m in convs) for convs in self.channels.unit_convs])
 
     def largest_reduction(self, metric: str) -> float:
         before = self.before_ms if metric == "latency" else self.before.metric(metric)
@@ -202,17 +258,13 @@ class _Sampler:
         current = len(self.kept[u])
         drop = current - next_count(current, self.least[u], self.step, self.round_to)
         gone = self.rng.choice(self.kept[u], size=drop, replace=False)
-        self.kept[u] = np.setdiff1d(self.kept[u], gone)
-        self.removed[u] += drop
-        self.current = self.model.totals(self.removed)
-        if self.latency is not None:
-            self.current_ms = self._latency_ms(self.removed)
+        self.keep(u, np.setdiff1d(self.kept[u], gone))
         self.steps += 1
 
     def to_plan(self, model: nn.Module, input_shape, mode: str, target, budget, target_metric=None) -> PruningPlan:
         spec = getattr(model, "cdprune_spec", None) or {}
         units = tuple(UnitPlan(u.name, tuple(u.convs), u.channels, tuple(int(i) for i in kept))
-                      for u, kept in zip(self.model.units, self.kept))
+                      for u, kept in zip(self.channels.units, self.kept))
         latency = {} if self.latency is None else {
             "before_ms": round(self.before_ms, 4), "after_ms": round(self.current_ms, 4),
             "source": "per-layer latency table on this CPU, calibrated to the measured dense network",
@@ -230,35 +282,116 @@ def _show(metric: str, value: float) -> str:
     return human_bytes(value) if metric == "memory" else human_count(value)
 
 
+_BUDGET_EXAMPLE = "use e.g. flops=100M,params=2M,memory=512KB,latency=5ms"
+_SCALES = {"": 1, "k": 1e3, "m": 1e6, "g": 1e9, "b": 1, "kb": 1e3, "mb": 1e6, "gb": 1e9,
+           "kib": 2**10, "mib": 2**20, "gib": 2**30}
+_TIMES = {"ms": 1.0, "s": 1000.0, "us": 1e-3}
+
+
+def _parse_limit(metric: str, text: str, part: str) -> float:
+    """'100M' -> 1e8 for a size metric, '5ms' -> 5.0 for latency; a one-line error naming `part` otherwise."""
+    value = text.strip().lower()
+    number = value.rstrip("abcdefghijklmnopqrstuvwxyz")
+    suffix = value[len(number):]
+    table = _TIMES if metric == "latency" else _SCALES
+    try:
+        if suffix not in table:
+            raise ValueError(suffix)
+        limit = float(number) * table[suffix]
+    except ValueError:
+        raise CdpruneError(f"bad budget (--budget) '{part}': {_BUDGET_EXAMPLE}") from None
+    if not math.isfinite(limit) or limit <= 0:  # '1e400' overflows to infinity
+        raise CdpruneError(f"bad budget (--budget) '{part}': a limit must be a positive finite number; {_BUDGET_EXAMPLE}")
+    return limit
+
+
 def parse_budget(text: str) -> dict[str, float]:
     """'flops=100M,params=2M,memory=512KB,latency=5ms' -> {"flops": 1e8, ...} (memory in bytes, latency in ms)."""
-    scales = {"": 1, "k": 1e3, "m": 1e6, "g": 1e9, "b": 1, "kb": 1e3, "mb": 1e6, "gb": 1e9,
-              "kib": 2**10, "mib": 2**20, "gib": 2**30}
-    times = {"ms": 1.0, "s": 1000.0, "us": 1e-3}
+    if not isinstance(text, str):
+        raise CdpruneError(f"budget (--budget) must be text like flops=100M,params=2M, not {type(text).__name__}")
     budget = {}
     for part in filter(None, (p.strip() for p in text.split(","))):
         name, _, value = part.partition("=")
-        name, value = name.strip().lower(), value.strip().lower()
-        number = value.rstrip("abcdefghijklmnopqrstuvwxyz")
-        suffix = value[len(number):]
-        table = times if name == "latency" else scales
-        if name not in BUDGET_METRICS or suffix not in table:
-            raise CdpruneError(f"bad budget '{part}': use e.g. flops=100M,params=2M,memory=512KB,latency=5ms")
-        try:
-            budget[name] = float(number) * table[suffix]
-        except ValueError:
-            raise CdpruneError(f"bad budget '{part}': use e.g. flops=100M,params=2M,memory=512KB,latency=5ms") from None
+        name = name.strip().lower()
+        if name not in BUDGET_METRICS:
+            raise CdpruneError(f"bad budget (--budget) '{part}': {_BUDGET_EXAMPLE}")
+        if name in budget:
+            raise CdpruneError(f"budget (--budget) limits {name} twice: give each metric one limit")
+        budget[name] = _parse_limit(name, value, part)
     if not budget:
-        raise CdpruneError("empty --budget: use e.g. flops=100M,params=2M")
+        raise CdpruneError(f"empty budget (--budget): {_BUDGET_EXAMPLE}")
     return budget
 
 
-def _check_settings(target: float | None, step: float, floor: float, round_to: int) -> None:
-    if target is not None and not 0 < target < 1:
-        raise CdpruneError(f"target {target:g} is outside (0, 1): give the fraction to remove, e.g. --target 0.5")
+def budget_limits(budget) -> dict[str, float]:
+    """A budget as make_plan takes it (None, a dict of numbers or strings, or one string) -> checked limits."""
+    if budget is None:
+        return {}
+    if isinstance(budget, str):
+        return parse_budget(budget)
+    if not isinstance(budget, Mapping):
+        raise CdpruneError(f"budget (--budget) must be a dict of limits or text like flops=100M,params=2M, "
+                           f"not {type(budget).__name__}")
+    limits = {}
+    for metric, limit in budget.items():
+        if metric not in BUDGET_METRICS:
+            raise CdpruneError(f"bad budget (--budget) metric {metric!r}: use limits on {', '.join(BUDGET_METRICS)}")
+        if isinstance(limit, str):
+            limits[metric] = _parse_limit(metric, limit, f"{metric}={limit}")
+            continue
+        if isinstance(limit, bool) or not isinstance(limit, numbers.Real):
+            raise CdpruneError(f"bad budget (--budget) {metric}={limit!r}: a limit is a number or text like '100M'")
+        try:
+            finite = math.isfinite(float(limit))
+        except OverflowError:  # an int too large for a float
+            finite = False
+        if not finite or not limit > 0:
+            raise CdpruneError(f"bad budget (--budget) {metric}={limit}: a limit must be a positive finite number; "
+                               f"{_BUDGET_EXAMPLE}")
+        limits[metric] = limit if type(limit) in (int, float) else float(limit)  # numpy scalars are not JSON
+    return limits
+
+
+def _real(name: str, flag: str, value, hint: str):
+    """`value` as a finite real number, or a one-line error naming the parameter."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise CdpruneError(f"{name} ({flag}) must be a number, not {str(value)[:40]!r}: {hint}")
+    try:
+        finite = math.isfinite(float(value))
+    except OverflowError:
+        finite = False
+    if not finite:
+        raise CdpruneError(f"{name} ({flag}) is {value}, not a finite number: {hint}")
+    return value if type(value) in (int, float) else float(value)
+
+
+def _whole(name: str, flag: str, value, hint: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise CdpruneError(f"{name} ({flag}) must be a whole number, not {str(value)[:40]!r}: {hint}")
+    return int(value)
+
+
+def check_settings(target, step, floor, round_to, seed=0) -> tuple:
+    """Check the sampling settings; return them as (target or None, step, floor, round_to, seed)."""
+    if target is not None:
+        hint = "give the fraction to remove, e.g. --target 0.5"
+        target = _real("target", "--target", target, hint)
+        if not 0 < target < 1:
+            raise CdpruneError(f"target (--target) {target:g} is outside (0, 1): {hint}")
+    hint = "give the fraction of a unit's channels removed per draw, e.g. --step 0.1"
+    step = _real("step", "--step", step, hint)
     if not 0 < step <= 1:
-        raise CdpruneError(f"step {step:g} is outside (0, 1]: give the fraction of a unit's channels removed per draw, e.g. --step 0.1")
+        raise CdpruneError(f"step (--step) {step:g} is outside (0, 1]: {hint}")
+    hint = "give the fraction of a unit's channels always kept, e.g. --floor 0.1"
+    floor = _real("floor", "--floor", floor, hint)
     if not 0 <= floor < 1:
-        raise CdpruneError(f"floor {floor:g} is outside [0, 1): give the fraction of a unit's channels always kept, e.g. --floor 0.1")
+        raise CdpruneError(f"floor (--floor) {floor:g} is outside [0, 1): {hint}")
+    hint = "give a positive whole number, e.g. --round-to 8"
+    round_to = _whole("round_to", "--round-to", round_to, hint)
     if round_to < 1:
-        raise CdpruneError(f"round_to {round_to} must be a positive integer, e.g. --round-to 8")
+        raise CdpruneError(f"round_to (--round-to) {round_to} is not positive: {hint}")
+    hint = "give a whole number from 0 up, e.g. --seed 0"
+    seed = _whole("seed", "--seed", seed, hint)
+    if seed < 0:
+        raise CdpruneError(f"seed (--seed) {seed} is negative: {hint}")
+    return target, step, floor, round_to, seed

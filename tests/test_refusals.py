@@ -1,0 +1,200 @@
+"""What the tool refuses: every bad input below exits 2 with one line on stderr and writes nothing.
+
+The table is the documentation of the refusals; each row names the command, a piece of the
+message the user must see, and (implicitly) that the whole file tree is unchanged afterwards.
+"""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+
+import cdprune
+from cdprune import models
+from cdprune.cli import main
+from support import TINY_TRAIN, ctrl_c_in_epoch, run_cli, tree
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory):
+    """A folder of finished, interrupted and damaged runs, plans and obstacles, shared by every case."""
+    root = tmp_path_factory.mktemp("refusals")
+    cdprune.make_plan(models.create("alexnet"), (3, 32, 32), "fa", 0.5).save(root / "plan.json")
+    assert main(["train", "alexnet", "--out", str(root / "dense"), *TINY_TRAIN]) == 0
+    with ctrl_c_in_epoch(2):
+        assert main(["train", "alexnet", "--out", str(root / "interrupted"), *TINY_TRAIN, "--epochs", "2"]) == 130
+    assert (root / "interrupted" / "checkpoint.safetensors").exists()
+
+    damaged = {"metrics-list": ("metrics.json", b"[1, 2]"), "metrics-binary": ("metrics.json", b"\x00\xff\x00"),
+               "metrics-types": ("metrics.json", None), "metrics-nan": ("metrics.json", b'{"test_acc": NaN}')}
+    for name, (file, content) in damaged.items():
+        shutil.copytree(root / "dense", root / name)
+        if content is None:  # valid JSON, wrong types
+            data = json.loads((root / name / file).read_text())
+            data["test_acc"], data["params"] = "high", [1]
+            content = json.dumps(data).encode()
+        (root / name / file).write_bytes(content)
+    shutil.copytree(root / "dense", root / "metrics-dir")
+    (root / "metrics-dir" / "metrics.json").unlink()
+    (root / "metrics-dir" / "metrics.json").mkdir()
+    shutil.copytree(root / "interrupted", root / "settings-list")
+    (root / "settings-list" / "run.json").write_text("[]")
+    shutil.copytree(root / "interrupted", root / "corrupt")
+    (root / "corrupt" / "checkpoint.safetensors").write_bytes(b"not a checkpoint")
+    (root / "afile").write_text("x")
+    (root / "empty").mkdir()
+    return root
+
+
+NEW = "new-run"  # a run directory that must not come into being
+CASES = [
+    # (id, argv, piece of the one-line message)
+    ("resume-dense-with-plan", ["train", "alexnet", "--resume", "--plan", "{root}/plan.json", "--out",
+                                "{root}/interrupted", *TINY_TRAIN, "--epochs", "2"], "was started as dense"),
+    ("reuse-dense-with-plan", ["train", "alexnet", "--resume", "--plan", "{root}/plan.json", "--out", "{root}/dense",
+                               *TINY_TRAIN], "was started as dense"),
+    ("resume-other-workers", ["train", "alexnet", "--resume", "--out", "{root}/interrupted", *TINY_TRAIN,
+                              "--epochs", "2", "--workers", "1"], "other settings"),
+    ("resume-corrupt-checkpoint", ["train", "alexnet", "--resume", "--out", "{root}/corrupt", *TINY_TRAIN,
+                                   "--epochs", "2"], "delete"),
+    ("restart-interrupted", ["train", "alexnet", "--out", "{root}/interrupted", *TINY_TRAIN, "--epochs", "2"],
+     "--resume"),
+    ("damaged-run-json", ["train", "alexnet", "--resume", "--out", "{root}/settings-list", *TINY_TRAIN,
+                          "--epochs", "2"], "run settings file"),
+    ("epochs-0", ["train", "alexnet", "--out", f"{{root}}/{NEW}", *TINY_TRAIN, "--epochs", "0"], "epochs"),
+    ("lr-0", ["train", "alexnet", "--out", f"{{root}}/{NEW}", *TINY_TRAIN, "--lr", "0"], "learning rate"),
+    ("lr-nan", ["train", "alexnet", "--out", f"{{root}}/{NEW}", *TINY_TRAIN, "--lr", "nan"], "finite number"),
+    ("lr-inf", ["train", "alexnet", "--out", f"{{root}}/{NEW}", *TINY_TRAIN, "--lr", "inf"], "finite number"),
+    ("batch-0", ["train", "alexnet", "--out", f"{{root}}/{NEW}", *TINY_TRAIN, "--batch-size", "0"], "batch_size"),
+    ("workers-negative", ["train", "alexnet", "--out", f"{{root}}/{NEW}", *TINY_TRAIN, "--workers", "-1"],
+     "num_workers"),
+    ("device-cuda", ["train", "alexnet", "--out", f"{{root}}/{NEW}", *TINY_TRAIN, "--device", "cuda"],
+     "CUDA is not available"),
+    ("device-unknown", ["train", "alexnet", "--out", f"{{root}}/{NEW}", *TINY_TRAIN, "--device", "tpu"],
+     "unknown device"),
+    ("empty-data-dir", ["train", "alexnet", "--out", f"{{root}}/{NEW}", "--data", "fashion-mnist", "--data-dir",
+                        "{root}/empty", "--epochs", "1", "--no-progress"], "data_dir"),
+    ("out-is-a-file", ["train", "alexnet", "--out", "{root}/afile", *TINY_TRAIN], "is a file"),
+    ("out-under-a-file", ["train", "alexnet", "--out", "{root}/afile/run", *TINY_TRAIN], "afile"),
+    ("out-under-proc", ["train", "alexnet", "--out", "/proc/cdprune-run", *TINY_TRAIN], "/proc/cdprune-run"),
+    ("main-job-lr-0", ["run", "--model", "alexnet", "--out", f"{{root}}/{NEW}", *TINY_TRAIN, "--lr", "0"],
+     "learning rate"),
+    ("main-job-target", ["run", "--model", "alexnet", "--out", f"{{root}}/{NEW}", *TINY_TRAIN, "--target", "1.5"],
+     "target"),
+    ("sweep-target-above-1", ["sweep", "--model", "alexnet", "--targets", "0.5,1.5", "--out", f"{{root}}/{NEW}",
+                              *TINY_TRAIN], "target 1.5"),
+    ("sweep-target-nan", ["sweep", "--model", "alexnet", "--targets", "nan", "--out", f"{{root}}/{NEW}",
+                          *TINY_TRAIN], "target nan"),
+    ("compare-target", ["compare", "--model", "alexnet", "--methods", "dense,fa", "--target", "1.5", "--out",
+                        f"{{root}}/{NEW}", *TINY_TRAIN], "target"),
+    ("compare-seeds-0", ["compare", "--model", "alexnet", "--methods", "dense,fa", "--seeds", "0", "--out",
+                         f"{{root}}/{NEW}", *TINY_TRAIN], "seeds"),
+    ("prune-target-without-mode", ["prune", "vgg16", "--budget", "flops=100M", "--target", "0.5", "--out",
+                                   "{root}/new-plan.json"], "mode"),
+    ("prune-budget-overflow", ["prune", "vgg16", "--budget", "flops=1e400", "--out", "{root}/new-plan.json"],
+     "flops"),
+    ("prune-budget-nan", ["prune", "vgg16", "--budget", "flops=nan", "--out", "{root}/new-plan.json"], "flops"),
+    ("prune-target-nan", ["prune", "vgg16", "--target", "nan", "--out", "{root}/new-plan.json"], "finite number"),
+    ("eval-metrics-list", ["eval", "{root}/metrics-list"], "metrics file"),
+    ("eval-metrics-binary", ["eval", "{root}/metrics-binary"], "metrics file"),
+    ("eval-metrics-folder", ["eval", "{root}/metrics-dir"], "metrics file"),
+    ("eval-metrics-types", ["eval", "{root}/metrics-types"], "test_acc"),
+    ("eval-metrics-nan", ["eval", "{root}/metrics-nan"], "metrics file"),
+    ("bench-metrics-list", ["bench", "{root}/metrics-list"], "metrics file"),
+    ("export-metrics-list", ["export", "{root}/metrics-list"], "metrics file"),
+    ("export-out-under-a-file", ["export", "{root}/dense", "--out", "{root}/afile/model.onnx"], "afile"),
+]
+
+
+@pytest.mark.parametrize("argv, message", [(argv, message) for _, argv, message in CASES],
+                         ids=[case_id for case_id, _, _ in CASES])
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(root, argv, message, capsys, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # the same refusal on a GPU machine
+    before = tree(root)
+    code, out, err = run_cli(capsys, *[a.format(root=root) for a in argv])
+    assert code == 2, err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    assert message in err, err
+    assert tree(root) == before
+
+
+def test_a_refused_start_leaves_the_default_run_free(tmp_path, capsys):
+    """`cdprune run` always resumes: a refused bad setting must not pin its folder to that setting."""
+    argv = ["run", "--model", "alexnet", "--out", tmp_path / "job", *TINY_TRAIN]
+    assert run_cli(capsys, *argv, "--lr", "0")[0] == 2
+    assert not (tmp_path / "job").exists()
+    code, _, err = run_cli(capsys, *argv)
+    assert code == 0, err
+
+
+def test_settings_of_a_start_that_never_finished_an_epoch_do_not_block(tmp_path, capsys):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "run.json").write_text(json.dumps({"model": "alexnet", "data": "synthetic", "lr": 0.5}))
+    code, _, err = run_cli(capsys, "train", "alexnet", "--out", out, "--resume", *TINY_TRAIN)
+    assert code == 0, err
+    assert json.loads((out / "run.json").read_text())["lr"] != 0.5
+
+
+def test_a_corrupt_checkpoint_names_the_way_out(root, tmp_path, capsys):
+    run = tmp_path / "corrupt"
+    shutil.copytree(root / "corrupt", run)
+    code, _, err = run_cli(capsys, "train", "alexnet", "--resume", "--out", run, *TINY_TRAIN, "--epochs", "2")
+    assert code == 2
+    path = err.split("checkpoint ", 1)[1].split(" is damaged")[0]  # the message names the file to delete
+    os.unlink(path)
+    code, _, err = run_cli(capsys, "train", "alexnet", "--out", run, *TINY_TRAIN, "--epochs", "2")
+    assert code == 0, err
+
+
+def test_resume_removes_temp_files_of_killed_writers(root, tmp_path, capsys):
+    run = tmp_path / "interrupted"
+    shutil.copytree(root / "interrupted", run)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = run / f".checkpoint.safetensors.{dead.pid}.0123abcd.tmp"
+    stale.write_bytes(b"half a checkpoint")
+    code, _, err = run_cli(capsys, "train", "alexnet", "--resume", "--out", run, *TINY_TRAIN, "--epochs", "2")
+    assert code == 0, err
+    assert not stale.exists() and (run / "metrics.json").exists()
+
+
+def test_a_second_writer_is_refused_naming_the_holder(tmp_path, capsys):
+    run = tmp_path / "busy"
+    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import sys
+        from cdprune.io import lock_directory
+        with lock_directory({str(run)!r}):
+            print("locked", flush=True)
+            sys.stdin.read()
+        """)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        before = tree(run)
+        code, _, err = run_cli(capsys, "train", "alexnet", "--out", run, *TINY_TRAIN)
+        assert code == 2 and str(run) in err and f"pid {holder.pid}" in err, err
+        assert len(err.strip().splitlines()) == 1 and tree(run) == before
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    code, _, err = run_cli(capsys, "train", "alexnet", "--out", run, *TINY_TRAIN)  # the kernel freed the lock
+    assert code == 0, err
+
+
+def test_a_full_disk_mid_run_is_one_line_and_exit_1(tmp_path, capsys, monkeypatch):
+    import errno
+
+    import cdprune.runs as runs
+
+    def full(*_args, **_kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "run" / "model.safetensors"))
+
+    monkeypatch.setattr(runs, "save_weights", full)
+    code, _, err = run_cli(capsys, "train", "alexnet", "--out", tmp_path / "run", *TINY_TRAIN)
+    assert code == 1 and len(err.strip().splitlines()) == 1 and "disk is full" in err, err
+    assert not (tmp_path / "run" / "metrics.json").exists()
