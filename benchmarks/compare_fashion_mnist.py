@@ -35,7 +35,7 @@ def main():
     else:
         settings = RunSettings("vgg16", "fashion-mnist", seed=0, **BUDGET)
         root, results = HERE / "runs" / "compare", HERE / "results"
-    summaries = {s.method: s for s in compare(root, settings, METHODS, 0.5, metric="flops", seeds=3)}
+    summaries = {s.method: s for s in compare(root, settings, METHODS, 0.5, metric="flops", seeds=3).summaries}
     fa, uniform, dense, l1 = summaries["fa"], summaries["uniform"], summaries["dense"], summaries["l1"]
     goals = {
         "fa_acc_ge_uniform": fa.acc_mean >= uniform.acc_mean,

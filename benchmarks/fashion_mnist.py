@@ -16,7 +16,7 @@ import torch
 
 from cdprune.experiment import DEFAULT_JOB, main_job
 from cdprune.io import atomic_write_json, atomic_write_text
-from cdprune.deploy.worker import device_name
+from cdprune.measure.latency import cpu_description
 from cdprune.runs import RunSettings
 
 HERE = Path(__file__).parent
@@ -37,11 +37,11 @@ def main():
         if args.only and name != args.only:
             continue
         settings = RunSettings(model="vgg16", data="fashion-mnist", seed=0, **config)
-        dense, pruned = main_job(HERE / "runs" / name, settings, "fa", 0.5)
+        dense, pruned = main_job(HERE / "runs" / name, settings, "fa", 0.5).runs
         accuracy_gap = 100 * (dense.test_acc - pruned.test_acc)
         time_ratio = pruned.train_time_s / dense.train_time_s
         results[name] = {
-            "settings": asdict(settings), "cpu": device_name("cpu"), "threads": torch.get_num_threads(),
+            "settings": asdict(settings), "cpu": cpu_description(), "threads": torch.get_num_threads(),
             "dense": {k: getattr(dense, k) for k in ("test_acc", "params", "flops", "memory_bytes", "latency_ms",
                                                     "train_time_s", "train_size", "test_size")},
             "fa-0.5": {k: getattr(pruned, k) for k in ("test_acc", "params", "flops", "memory_bytes", "latency_ms",

@@ -140,3 +140,13 @@ def test_user_module_pruned_and_trained_on_real_fashion_mnist(tmp_path):
     result = train(model, train_set, test_set, TrainConfig(epochs=1, batch_size=16, lr=0.02, progress=False), tmp_path)
     assert result.test_acc > 0.5
     assert evaluate(model, test_set, channels_last=True)[1] == pytest.approx(result.test_acc)
+
+
+def test_main_job_estimates_its_time_before_training(tmp_path, capsys):
+    argv = ["run", "--model", "alexnet", "--out", tmp_path / "job", *[a for a in TINY if a != "--no-progress"]]
+    code, _, err = run(capsys, *argv)
+    assert code == 0, err
+    assert "estimated training time on this CPU: about" in err and "dense" in err.split("probe:")[1]
+    assert err.index("estimated training time") < err.index("dense: training")
+    code, _, err = run(capsys, *argv)  # both runs are reused: nothing left to estimate
+    assert code == 0 and "estimated" not in err and "finished, reused" in err

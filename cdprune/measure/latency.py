@@ -51,6 +51,29 @@ def cpu_model_name() -> str:
     return platform.processor() or platform.machine()
 
 
+@functools.lru_cache(maxsize=None)
+def cpu_description() -> str:
+    """The model name plus what tells CPUs of one name apart in speed: family/model and the widest SIMD.
+
+    Virtual machines often report a bare "AMD EPYC"; a Zen 1 and a Zen 4 behind that name train
+    about 4x apart, so timings are recorded with this longer description.
+    """
+    fields: dict[str, str] = {}
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            fields.setdefault(key.strip(), value.strip())
+    except OSError:
+        return cpu_model_name()
+    flags = set(fields.get("flags", "").split())
+    simd = next((f for f in ("avx512f", "avx2", "avx", "neon", "asimd") if f in flags), None)
+    details = [f"family {fields['cpu family']} model {fields['model']}" if "cpu family" in fields else None,
+               simd and {"avx512f": "AVX-512"}.get(simd, simd.upper()),
+               "VNNI" if flags & {"avx512_vnni", "avx_vnni"} else None]
+    details = [d for d in details if d]
+    return f"{cpu_model_name()} ({', '.join(details)})" if details else cpu_model_name()
+
+
 @contextmanager
 def torch_threads(threads: int | None):
     """Temporarily set torch's intra-op thread count (None: leave it)."""
