@@ -22,50 +22,17 @@ from cdprune.data import idx as idx_mod
 from cdprune.data.images import balanced_subset
 from cdprune.data.transforms import random_crop_flip
 from cdprune.errors import CdpruneError
+from cifarfiles import cifar_images, write_cifar10, write_pickle
 
 CIFAR10_MEAN, CIFAR10_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
 
 
 # --------------------------------------------------------------------------- file writers
 
-def _numpy1_protocol2(obj) -> bytes:
-    """Pickle like the official files: protocol 2, numpy arrays named via numpy.core."""
-    raw = pickle.dumps(obj, protocol=2)
-    return raw.replace(b"numpy._core.multiarray\n", b"numpy.core.multiarray\n")
-
-
-def _write_pickle(path, obj, style: str = "numpy1-protocol2") -> None:
-    path.write_bytes(_numpy1_protocol2(obj) if style == "numpy1-protocol2" else pickle.dumps(obj, protocol=5))
-
-
-def _cifar_images(n: int, first: int) -> np.ndarray:
-    """n images (N x 3072 uint8) whose pixels encode (image id, channel, row, col) for checking."""
-    imgs = np.zeros((n, 3, 32, 32), np.uint8)
-    for i in range(n):
-        imgs[i, 0] = 255                      # red plane saturated
-        imgs[i, 1] = 0                        # green plane black
-        imgs[i, 2] = (first + i) % 256        # blue plane carries the image id
-        imgs[i, 1, 3, 7] = 200                # one marked green pixel at row 3, col 7
-    return imgs.reshape(n, 3072)
-
-
 @pytest.fixture
 def cifar10_dir(tmp_path):
     """A CIFAR-10 parent folder: 5 train batches of 4 images and a 4-image test batch."""
-    def build(style: str = "numpy1-protocol2"):
-        folder = tmp_path / "cifar-10-batches-py"
-        folder.mkdir(exist_ok=True)
-        for b in range(5):
-            _write_pickle(folder / f"data_batch_{b + 1}", {
-                b"batch_label": b"training batch",
-                b"labels": [(4 * b + i) % 10 for i in range(4)],
-                b"data": _cifar_images(4, first=4 * b),
-                b"filenames": [b"x.png"] * 4,
-            }, style)
-        _write_pickle(folder / "test_batch", {
-            b"labels": [9, 8, 7, 6], b"data": _cifar_images(4, first=100)}, style)
-        return tmp_path
-    return build
+    return lambda style="numpy1-protocol2": write_cifar10(tmp_path, 4, style)
 
 
 def _write_idx(path, array: np.ndarray, magic: int, gz: bool) -> None:
@@ -134,7 +101,7 @@ def _python2_batch(pixels: bytes, label: int) -> bytes:
 def test_cifar_reads_python2_pickles(tmp_path):
     folder = tmp_path / "cifar-10-batches-py"
     folder.mkdir()
-    (folder / "test_batch").write_bytes(_python2_batch(_cifar_images(1, first=77).tobytes(), label=4))
+    (folder / "test_batch").write_bytes(_python2_batch(cifar_images(1, first=77).tobytes(), label=4))
     x, y = data.load_dataset("cifar10", "test", tmp_path)[0]
     assert y == 4
     assert x[2, 10, 10].item() == pytest.approx((77 / 255 - CIFAR10_MEAN[2]) / CIFAR10_STD[2], abs=1e-5)
@@ -150,9 +117,9 @@ def test_cifar100_fine_labels(tmp_path):
     folder = tmp_path / "cifar-100-python"
     folder.mkdir()
     for split, labels in (("train", [0, 42, 99]), ("test", [7, 77])):
-        _write_pickle(folder / split, {
+        write_pickle(folder / split, {
             b"fine_labels": labels, b"coarse_labels": [0] * len(labels),
-            b"data": _cifar_images(len(labels), first=10)})
+            b"data": cifar_images(len(labels), first=10)})
     train = data.load_dataset("cifar100", "train", tmp_path)
     assert train.info.num_classes == 100 and train.targets.tolist() == [0, 42, 99]
     assert data.load_dataset("cifar100", "test", tmp_path).targets.tolist() == [7, 77]
@@ -169,12 +136,12 @@ def test_cifar_truncated_batch_names_the_file(cifar10_dir):
 
 def test_cifar_wrong_contents_are_reported(cifar10_dir):
     root = cifar10_dir()
-    _write_pickle(root / "cifar-10-batches-py" / "test_batch",
-                  {b"labels": [1, 2, 3], b"data": _cifar_images(4, first=0)})
+    write_pickle(root / "cifar-10-batches-py" / "test_batch",
+                  {b"labels": [1, 2, 3], b"data": cifar_images(4, first=0)})
     with pytest.raises(CdpruneError, match="test_batch is corrupt \\(3 labels for 4 images\\)"):
         data.load_dataset("cifar10", "test", root)
-    _write_pickle(root / "cifar-10-batches-py" / "test_batch",
-                  {b"labels": [1, 2, 3, 10], b"data": _cifar_images(4, first=0)})
+    write_pickle(root / "cifar-10-batches-py" / "test_batch",
+                  {b"labels": [1, 2, 3, 10], b"data": cifar_images(4, first=0)})
     with pytest.raises(CdpruneError, match="labels outside 0..9"):
         data.load_dataset("cifar10", "test", root)
 
@@ -224,7 +191,7 @@ class _FakeResponse(io.BytesIO):
 def _fake_archive(tmp_path) -> bytes:
     src = tmp_path / "src" / "cifar-10-batches-py"
     src.mkdir(parents=True)
-    _write_pickle(src / "test_batch", {b"labels": [3, 1], b"data": _cifar_images(2, first=0)})
+    write_pickle(src / "test_batch", {b"labels": [3, 1], b"data": cifar_images(2, first=0)})
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w:gz") as tar:
         tar.add(src, arcname="cifar-10-batches-py")
