@@ -341,7 +341,7 @@ def run_sweep(args) -> None:
     out = args.out or f"runs/sweep-{_slug(args.model)}-{_slug(args.data)}"
     result = sweep(out, settings, _csv(args.modes), _csv(args.targets, float), download=args.download,
                    progress=not args.no_progress, bench_time_s=args.bench_time, backend=args.backend,
-                   resources=_resources(args))
+                   resources=_resources(args), fps=args.fps)
     print_record(result, args, report.sweep_text(result))
 
 
@@ -350,6 +350,9 @@ def _(p):
     p.add_argument("--model", required=True, help=MODEL_HELP)
     p.add_argument("--modes", default="pa,fa,ma", help="comma-separated modes (default pa,fa,ma)")
     p.add_argument("--targets", default="0.3,0.5,0.7,0.9", help="comma-separated targets (default 0.3,0.5,0.7,0.9)")
+    p.add_argument("--fps", type=number, default=10.0, metavar="N",
+                   help="frame rate for the CPU panel: the share of one core the model takes at N inferences/s "
+                        "(default 10)")
     p.add_argument("--bench-time", type=number, default=1.0, metavar="S",
                    help="seconds of timed inference per point for latency and CPU (default 1)")
     p.add_argument("--out", default=None, help="output directory (default runs/sweep-MODEL-DATA)")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import sys
 import time
+from datetime import date
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -27,7 +28,8 @@ from .methods import Goal, Job, check_goal, get_method, plan_goal, run_method
 from .pruning import apply_plan, get_mode
 from .records import Record
 from .report import compare_markdown, comparison_markdown
-from .runs import METRICS_FILE, RunMetrics, RunSettings, run_name
+from .measure.latency import cpu_description
+from .runs import METRICS_FILE, RunMetrics, RunSettings, read_metrics, run_name
 
 # The embedded default, sized so that setup plus this job take under 10 minutes on a slow 2-core
 # CPU (a Zen 1 EPYC trains dense VGG-16 at about 29 images/s): 2,500 images for 3 epochs.
@@ -249,6 +251,8 @@ class SweepPoint(Record):
     latency_ms: float | None = None  # median, batch 1, measured in a fresh process
     energy_mj: float | None = None
     cpu_percent: float | None = None  # process CPU time ÷ wall time in the timed loop, in % of one core
+    cpu_ms: float | None = None  # process CPU time (all threads) per inference
+    energy_kind: str | None = None  # "estimated" or "measured"
     train_time_s: float | None = None
 
 
@@ -260,16 +264,17 @@ class SweepResult(Record):
 
 
 SWEEP_CSV_FIELDS = ["method", "mode", "target", "test_acc", "params", "flops", "memory_bytes", "latency_ms", "energy_mj",
-                    "cpu_percent", "train_time_s", "status"]
+                    "energy_kind", "cpu_percent", "cpu_ms", "train_time_s", "status"]
 
 
 def sweep(out: str | Path, settings: RunSettings, modes: list[str], targets: list[float], *, download: bool = False,
           progress: bool = True, bench_time_s: float = 1.0, backend: str = "local",
-          resources: Resources = Resources()) -> SweepResult:
+          resources: Resources = Resources(), fps: float = 10.0) -> SweepResult:
     """Dense plus every mode × target (each mode reduces its own metric), measured on this device.
 
     Writes sweep.csv, sweep.json and the trade-off charts tradeoff_resources.png (accuracy
-    against params, FLOPs, memory) and tradeoff_device.png (against latency, energy, CPU).
+    against params, FLOPs, memory) and tradeoff_device.png (against latency, energy, and the
+    share of one CPU core the model takes at `fps` inferences per second).
     Targets a mode cannot reach are recorded with status 'unreachable', not trained.
     backend="ray" trains and measures each point as a Ray task, on the node that runs it.
     """
@@ -288,7 +293,12 @@ def sweep(out: str | Path, settings: RunSettings, modes: list[str], targets: lis
     atomic_write_text(out / "sweep.csv", csv_text(SWEEP_CSV_FIELDS, rows))
     from .plots import tradeoff_charts  # matplotlib takes a second to import: only when drawing
 
-    tradeoff_charts([p for p in result.points if p.status == "ok"], out, result.title)
+    trained = [p for p in result.points if p.status == "ok"]
+    first = trained and read_metrics(out / trained[0].method)
+    epochs = f"{settings.epochs} epoch{'s' if settings.epochs != 1 else ''}"
+    budget = f"{epochs} on {first.train_size} images, tested on {first.test_size}" if first else ""
+    subtitle = f"{budget} · {cpu_description()}, {torch.get_num_threads()} threads · {date.today().isoformat()}"
+    tradeoff_charts(trained, out, result.title, subtitle, fps=fps)
     outcome.raise_failures()
     return result
 
@@ -303,4 +313,5 @@ def _sweep_point(job: Job, goal: Goal, bench_time_s: float) -> SweepPoint:
     return SweepPoint(goal.name, goal.method, goal.target, "ok", test_acc=metrics.test_acc, params=metrics.params,
                       flops=metrics.flops, memory_bytes=metrics.memory_bytes, latency_ms=measured.p50_ms,
                       energy_mj=metrics.energy_mj, cpu_percent=measured.cpu_percent,
+                      cpu_ms=measured.cpu_ms_per_input, energy_kind=metrics.energy.get("kind"),
                       train_time_s=metrics.train_time_s)

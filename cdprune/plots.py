@@ -42,35 +42,62 @@ def comparison_chart(runs, path: Path) -> None:
     save_figure(fig, path)
 
 
+# (SweepPoint attribute, axis label, divisor that gives the label's unit)
 TRADEOFF_PANELS = {
-    "tradeoff_resources.png": [("params", "parameters"), ("flops", "FLOPs (MACs)"), ("memory_bytes", "memory (bytes)")],
-    "tradeoff_device.png": [("latency_ms", "CPU latency, batch 1 (ms)"), ("energy_mj", "energy / inference (mJ, est.)"),
-                            ("cpu_percent", "CPU utilisation (% of a core)")],
+    "tradeoff_resources.png": [("params", "parameters (M)", 1e6), ("flops", "FLOPs (M MACs)", 1e6),
+                               ("memory_bytes", "activation memory (KB)", 1e3)],
+    "tradeoff_device.png": [("latency_ms", "CPU latency, batch 1 (ms)", 1), ("energy_mj", "energy / inference (mJ, {energy})", 1),
+                            ("cpu_share", "CPU share at {fps:g} inferences/s (% of one core)", 1)],
 }
 
 
-def tradeoff_charts(points: list, out: Path, title: str) -> list[Path]:
-    """Accuracy against each resource, one line per mode and the dense model as a star (the paper's Figs. 4–5).
+def pareto_front(xs: list[float], ys: list[float]) -> list[int]:
+    """Indices of the points no other point beats (lower or equal x with higher y), in order of x."""
+    order = sorted(range(len(xs)), key=lambda i: (xs[i], -ys[i]))
+    front, best = [], float("-inf")
+    for i in order:
+        if ys[i] > best:
+            front.append(i)
+            best = ys[i]
+    return front
 
-    `points` are sweep points (cdprune.experiment.SweepPoint) that were trained and measured."""
+
+def tradeoff_charts(points: list, out: Path, title: str, subtitle: str = "", fps: float = 10.0) -> list[Path]:
+    """Accuracy against each resource (the paper's Figs. 4–5): every point of a mode as a marker labelled
+    with its target, the mode's Pareto front as a line, the dense model as a black star, one legend.
+
+    `points` are sweep points (cdprune.experiment.SweepPoint) that were trained and measured;
+    `subtitle` states the budget, CPU and date. The CPU panel shows the share of one core the model
+    takes at `fps` inferences per second (CPU time per inference × fps), which is what an edge device
+    has to spare; a back-to-back benchmark keeps every thread busy whatever the model.
+    """
+    energy = "measured" if any(p.energy_kind == "measured" for p in points) else "estimated"
+    modes = sorted({p.mode for p in points if p.mode != "dense"})
+    colours = {m: f"C{i}" for i, m in enumerate(modes)}
     written = []
     for filename, panels in TRADEOFF_PANELS.items():
-        fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4))
-        for ax, (key, label) in zip(axes, panels):
-            for mode in sorted({p.mode for p in points if p.mode != "dense"}):
-                line = sorted((p for p in points if p.mode == mode), key=lambda p: getattr(p, key))
-                ax.plot([getattr(p, key) for p in line], [100 * p.test_acc for p in line], "o-", label=mode)
-                for p in line:
-                    ax.annotate(f"{p.target:g}", (getattr(p, key), 100 * p.test_acc), fontsize=7,
-                                xytext=(3, 3), textcoords="offset points")
+        fig, axes = plt.subplots(1, len(panels), figsize=(4.4 * len(panels), 3.6))
+        for ax, (key, label, scale) in zip(axes, panels):
+            value = (lambda p: p.cpu_ms * fps / 10) if key == "cpu_share" else (lambda p: getattr(p, key) / scale)
+            for mode in modes:
+                line = [p for p in points if p.mode == mode]
+                xs, ys = [value(p) for p in line], [100 * p.test_acc for p in line]
+                ax.plot(xs, ys, "o", color=colours[mode], alpha=0.45, markersize=5)
+                front = pareto_front(xs, ys)
+                ax.plot([xs[i] for i in front], [ys[i] for i in front], "o-", color=colours[mode], label=mode)
+                for p, x, y in zip(line, xs, ys):
+                    ax.annotate(f"{p.target:g}", (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
             for p in points:
                 if p.mode == "dense":
-                    ax.plot(getattr(p, key), 100 * p.test_acc, "k*", markersize=11, label="dense")
-            ax.set_xlabel(label)
+                    ax.plot(value(p), 100 * p.test_acc, "k*", markersize=12, label="dense")
+            ax.set_xlabel(label.format(energy=energy, fps=fps))
             ax.set_ylabel("test accuracy (%)")
             ax.grid(alpha=0.3)
-        axes[0].legend(frameon=False, fontsize=8)
-        fig.suptitle(title)
+        handles, labels = axes[0].get_legend_handles_labels()
+        fig.legend(handles, labels, loc="lower center", ncol=len(labels), frameon=False, fontsize=9,
+                   bbox_to_anchor=(0.5, -0.02))
+        fig.suptitle(f"{title}\n{subtitle}" if subtitle else title, fontsize=10)
+        fig.tight_layout(rect=(0, 0.06, 1, 1))
         save_figure(fig, out / filename)
         written.append(out / filename)
     return written

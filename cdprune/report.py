@@ -200,8 +200,9 @@ def sweep_text(result) -> str:
     """What `cdprune sweep` prints: one row per point, blanks for unreachable points."""
     rows = [[p.method, p.status] + ([_pct(p.test_acc), human_count(p.params), human_count(p.flops),
                                      human_bytes(p.memory_bytes), f"{p.latency_ms:.2f} ms", f"{p.energy_mj:.3f} mJ",
-                                     f"{p.cpu_percent:.0f}%"] if p.status == "ok" else [""] * 7)
+                                     f"{p.cpu_ms:.2f} ms"] if p.status == "ok" else [""] * 7)
             for p in result.points]
     return "\n".join([
-        table(["run", "status", "accuracy", "params", "FLOPs", "memory", "latency", "energy (est.)", "CPU"], rows), "",
+        table(["run", "status", "accuracy", "params", "FLOPs", "memory", "latency", "energy (est.)",
+               "CPU time / inference"], rows), "",
         f"data: {result.out}/sweep.csv; charts: {result.out}/tradeoff_resources.png, {result.out}/tradeoff_device.png"])

@@ -98,3 +98,11 @@ def test_sweep_points_charts_and_unreachable_targets(tmp_path, capsys):
     for png in ("tradeoff_resources.png", "tradeoff_device.png"):
         assert (out / png).read_bytes()[:4] == b"\x89PNG"
     assert len((out / "sweep.csv").read_text().splitlines()) == 6
+
+
+def test_pareto_front_keeps_only_points_nothing_beats():
+    from cdprune.plots import pareto_front
+
+    # (x, y): (1, 50) and (2, 60) and (4, 70) form the front; (3, 55) is beaten by (2, 60), (5, 70) by (4, 70).
+    xs, ys = [3, 1, 5, 2, 4], [55, 50, 70, 60, 70]
+    assert pareto_front(xs, ys) == [1, 3, 4]

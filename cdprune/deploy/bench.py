@@ -58,6 +58,7 @@ class BenchResult(Record):
     peak_rss_scope: str  # "inference": warm-up and timing only (Linux); "process": loading included
     cpu_percent: float  # process CPU time ÷ wall time in the timed loop, in % of one core
     cpu_utilisation: float  # the same as a fraction of the `threads` cores it may use
+    cpu_ms_per_input: float  # process CPU time (all threads) per input: what one inference costs the device
     energy_mj: float  # per input
     energy: dict  # kind ("measured" or "estimated"), source and the details
 
@@ -129,7 +130,8 @@ def bench(source: str, plan_path: str | None = None, runtime: str = "torch", bat
         throughput_per_s=batch * 1000.0 / raw["p50_ms"], peak_rss_bytes=raw["peak_rss_bytes"],
         rss_increase_bytes=raw["peak_rss_bytes"] - raw["rss_before_bytes"], peak_rss_scope=raw["peak_rss_scope"],
         cpu_percent=cpu_percent,
-        cpu_utilisation=cpu_percent / 100.0 / raw["threads"], energy_mj=energy["energy_mj"], energy=energy)
+        cpu_utilisation=cpu_percent / 100.0 / raw["threads"], cpu_ms_per_input=1000.0 * raw["cpu_time_s"] / inputs,
+        energy_mj=energy["energy_mj"], energy=energy)
 
 
 def _check_arguments(runtime, batch, threads, min_time_s, min_repeats, device) -> None:
