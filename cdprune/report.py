@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from .complexity import METRICS, Profile, Totals
 from .formatting import human_bytes, human_count, human_metric, markdown_table, table
+from .formatting import table as table_text  # where a parameter is called `table`
 
 METRIC_LABELS = {"params": "params", "flops": "FLOPs", "memory": "memory"}
 
@@ -35,7 +36,8 @@ def reduction_table(before: Totals, after: Totals, latency: dict | None = None) 
     rows = [[METRIC_LABELS[m], human_metric(m, before.metric(m)), human_metric(m, after.metric(m)), f"{reduction[m]:.1%}"]
             for m in METRICS]
     if latency:
-        rows.append(["latency (est.)", f"{latency['before_ms']:.2f}ms", f"{latency['after_ms']:.2f}ms",
+        label = f"latency (est., {latency['runtime']})" if latency.get("runtime") else "latency (est.)"
+        rows.append([label, f"{latency['before_ms']:.2f}ms", f"{latency['after_ms']:.2f}ms",
                      f"{1 - latency['after_ms'] / latency['before_ms']:.1%}"])
     return table(["", "before", "after", "reduction"], rows)
 
@@ -148,6 +150,20 @@ def plan_text(plan, model_name: str, mode_title: str, plan_path) -> str:
     if plan.narrow_units:
         lines.append(f"units narrower than {plan.round_to} kept whole: {', '.join(plan.narrow_units)}")
     return "\n".join(lines + ["", f"plan written to {plan_path}"])
+
+
+def latency_table_text(table, model_name: str, path) -> str:
+    """What `cdprune latency-table` prints: each layer's time at full and half width, then the calibration."""
+    mid = 1  # the grid's 50 % column and row (FRACTIONS = 25, 50, 75, 100 %)
+    rows = [[name, table.layers.get(name, ""), f"{grid[-1][-1]:.4f}", f"{grid[mid][mid]:.4f}"]
+            for name, grid in table.grids.items()]
+    return "\n".join([
+        f"{model_name} · {table.describe()} · input {'×'.join(map(str, table.input_shape))} · batch 1",
+        table_text(["layer", "timed as", "ms at 100 %", "ms at 50 %"], rows), "",
+        f"dense network {table.network_ms:.3f} ms measured; layers alone {table.layer_sum_ms:.3f} ms "
+        f"(calibration {table.calibration:.3f})",
+        f"latency table written to {path}: plan with it anywhere, "
+        f"cdprune prune {model_name} --mode la --latency-table {path}"])
 
 
 def run_text(metrics) -> str:
