@@ -19,8 +19,8 @@ from typing import Callable
 
 from . import (AUGMENTATIONS, BACKENDS, DATASETS, DEFAULT_JOB, DEFAULT_ROUND_TO, FORMATS, METHODS, MODES, RUNTIMES,
                CdpruneError, PruningPlan, Resources, RunSettings, TrainingInterrupted, bench, build_latency_table, compare,
-               distributed, eval_run, export_run, main_job, make_plan, models, parse_budget, parse_shape, profile, report,
-               sweep, train_run)
+               distributed, eval_onnx, eval_run, export_run, main_job, make_plan, models, parse_budget, parse_shape,
+               profile, report, sweep, train_run)
 
 _COMMANDS: dict[str, tuple[Callable, Callable, str]] = {}
 
@@ -250,6 +250,12 @@ def _(p):
 
 
 def run_eval(args) -> None:
+    if args.onnx:
+        if args.model or args.device:
+            raise CdpruneError("--onnx tests the exported file in ONNX Runtime on the CPU: drop --model and --device")
+        result = eval_onnx(args.run, args.onnx, data_dir=args.data_dir)
+        print_record(result, args, report.onnx_eval_text(result))
+        return
     result = eval_run(args.run, data_dir=args.data_dir, device=args.device, model=args.model)
     print_record(result, args, report.eval_text(result))
 
@@ -260,6 +266,8 @@ def _(p):
     p.add_argument("--data-dir", default=None, help="where the dataset lives now (default: as recorded)")
     _run_model_argument(p)
     p.add_argument("--device", default=None, help="default: the device it was trained on")
+    p.add_argument("--onnx", default=None, metavar="FILE",
+                   help="test this exported ONNX file (fp32 or int8) in ONNX Runtime instead of the PyTorch model")
     p.add_argument("--json", action="store_true")
 
 
@@ -285,7 +293,8 @@ def run_bench(args) -> None:
     result = bench(args.source, plan_path=args.plan_path, runtime=args.runtime, batch=args.batch,
                    threads=args.threads, input_shape=parse_shape(args.input) if args.input else None,
                    num_classes=args.num_classes, min_time_s=args.min_time, min_repeats=args.min_repeats,
-                   device=args.device, model=args.model, model_args=models.parse_model_args(args.model_args))
+                   device=args.device, model=args.model, model_args=models.parse_model_args(args.model_args),
+                   int8=args.int8, calibration_images=args.calibration_images, data_dir=args.data_dir)
     print_record(result, args, report.bench_text(result))
 
 
@@ -304,20 +313,32 @@ def _(p):
     p.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N (torch runtime only)")
     p.add_argument("--min-time", type=number, default=2.0, metavar="S", help="time at least S seconds (default 2)")
     p.add_argument("--min-repeats", type=int, default=50, metavar="N", help="and at least N runs (default 50)")
+    _int8_arguments(p)
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
 
+def _int8_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--int8", action="store_true",
+                   help="the statically quantised int8 ONNX model, calibrated on the run's training images")
+    p.add_argument("--calibration-images", type=int, default=256, metavar="N",
+                   help="training images that calibrate the int8 model (default 256)")
+    p.add_argument("--data-dir", default=None, help="where the run's data lives now (default: as recorded)")
+
+
 def run_export(args) -> None:
-    result = export_run(args.run, args.format, args.out, model=args.model)
+    result = export_run(args.run, args.format, args.out, model=args.model, int8=args.int8,
+                        calibration_images=args.calibration_images, data_dir=args.data_dir)
     print_record(result, args, report.export_text(result))
 
 
-@command("export", "write a run's model as ONNX or TorchScript for deployment")(run_export)
+@command("export", "write a run's model as ONNX (fp32 or int8) or TorchScript for deployment")(run_export)
 def _(p):
     p.add_argument("run", metavar="RUN_DIR", help="run directory written by 'cdprune train'")
     _run_model_argument(p)
     p.add_argument("--format", choices=list(FORMATS), default="onnx", help="default onnx")
-    p.add_argument("--out", default=None, metavar="FILE", help="default RUN_DIR/model.onnx or RUN_DIR/model.pt")
+    p.add_argument("--out", default=None, metavar="FILE",
+                   help="default RUN_DIR/model.onnx, RUN_DIR/model.int8.onnx (--int8) or RUN_DIR/model.pt")
+    _int8_arguments(p)
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
 

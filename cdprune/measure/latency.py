@@ -144,3 +144,22 @@ def measure_latency(model: torch.nn.Module, input_shape, batch: int = 1, threads
     return LatencyStats(p50_ms=float(np.percentile(ms, 50)), p90_ms=float(np.percentile(ms, 90)),
                         p99_ms=float(np.percentile(ms, 99)), mean_ms=float(ms.mean()), min_ms=float(ms.min()), repeats=len(ms),
                         batch=batch, threads=used, device=str(dev))
+
+
+def onnx_latency(model: bytes | str, input_shape, threads: int = 1, batch: int = 1, warmup: int = 10,
+                 min_repeats: int = 20, min_time_s: float = 1.0, max_repeats: int = 2000) -> LatencyStats:
+    """Time an ONNX model in ONNX Runtime on the CPU, like `measure_latency` times a torch model."""
+    session = ort_session(model, threads)
+    feed = {session.get_inputs()[0].name: np.random.default_rng(0).standard_normal((batch, *input_shape),
+                                                                                   dtype=np.float32)}
+    for _ in range(warmup):
+        session.run(None, feed)
+    times, start = [], time.perf_counter()
+    while len(times) < max_repeats and (len(times) < min_repeats or time.perf_counter() - start < min_time_s):
+        t0 = time.perf_counter()
+        session.run(None, feed)
+        times.append((time.perf_counter() - t0) * 1000.0)
+    ms = np.array(times)
+    return LatencyStats(p50_ms=float(np.percentile(ms, 50)), p90_ms=float(np.percentile(ms, 90)),
+                        p99_ms=float(np.percentile(ms, 99)), mean_ms=float(ms.mean()), min_ms=float(ms.min()),
+                        repeats=len(ms), batch=batch, threads=threads, device="cpu")
