@@ -12,18 +12,21 @@ from . import data, distributed, models, report
 from .backends import BACKENDS, Resources
 from .complexity import LayerComplexity, Profile, Totals, parse_shape, profile
 from .data import AUGMENTATIONS, DATASETS
-from .deploy import FORMATS, RUNTIMES, BenchResult, ExportResult, bench, export_run
+from .deploy import FORMATS, RUNTIMES, BenchResult, ExportResult, OnnxEvalResult, bench, eval_onnx, export_run
 from .errors import CdpruneError, UnreachableTarget
+from .measure.layer_latency import LatencyTable, build_latency_table
 from .experiment import DEFAULT_JOB, CompareResult, RunComparison, SweepResult, compare, main_job, sweep
 from .methods import METHODS
 from .pruning import MODES, PruningPlan, apply_plan, make_plan, parse_budget
+from .pruning.sampler import DEFAULT_ROUND_TO
 from .runs import EvalResult, RunMetrics, RunSettings, eval_run, load_run, train_run
 from .train import TrainingInterrupted
 
 __version__ = "0.1.0"
-__all__ = ["data", "distributed", "models", "report", "BACKENDS", "Resources", "LayerComplexity", "Profile", "Totals",
-           "parse_shape", "profile", "AUGMENTATIONS", "DATASETS", "FORMATS", "RUNTIMES", "BenchResult", "ExportResult", "bench",
-           "export_run", "CdpruneError", "UnreachableTarget", "DEFAULT_JOB", "CompareResult", "RunComparison",
-           "SweepResult", "compare", "main_job", "sweep", "METHODS", "MODES", "PruningPlan", "apply_plan", "make_plan",
+__all__ = ["data", "distributed", "models", "report", "BACKENDS", "Resources", "LayerComplexity", "Profile",
+           "Totals", "parse_shape", "profile", "AUGMENTATIONS", "DATASETS", "FORMATS", "RUNTIMES", "BenchResult",
+           "ExportResult", "OnnxEvalResult", "bench", "eval_onnx", "export_run", "CdpruneError", "UnreachableTarget", "LatencyTable",
+           "build_latency_table", "DEFAULT_ROUND_TO", "DEFAULT_JOB", "CompareResult", "RunComparison", "SweepResult",
+           "compare", "main_job", "sweep", "METHODS", "MODES", "PruningPlan", "apply_plan", "make_plan",
            "parse_budget", "EvalResult", "RunMetrics", "RunSettings", "eval_run", "load_run", "train_run",
            "TrainingInterrupted"]

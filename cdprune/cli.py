@@ -17,9 +17,10 @@ import sys
 from pathlib import Path
 from typing import Callable
 
-from . import (AUGMENTATIONS, BACKENDS, DATASETS, DEFAULT_JOB, FORMATS, METHODS, MODES, RUNTIMES, CdpruneError, PruningPlan,
-               Resources, RunSettings, TrainingInterrupted, bench, compare, distributed, eval_run, export_run,
-               main_job, make_plan, models, parse_budget, parse_shape, profile, report, sweep, train_run)
+from . import (AUGMENTATIONS, BACKENDS, DATASETS, DEFAULT_JOB, DEFAULT_ROUND_TO, FORMATS, METHODS, MODES, RUNTIMES,
+               CdpruneError, PruningPlan, Resources, RunSettings, TrainingInterrupted, bench, build_latency_table, compare,
+               distributed, eval_onnx, eval_run, export_run, main_job, make_plan, models, parse_budget, parse_shape,
+               profile, report, sweep, train_run)
 
 _COMMANDS: dict[str, tuple[Callable, Callable, str]] = {}
 
@@ -109,7 +110,8 @@ def run_prune(args) -> None:
     mode = args.mode or (None if budget else "fa")
     target = args.target if args.target is not None else (None if budget else 0.5)
     plan = make_plan(model, shape, mode, target, budget=budget, seed=args.seed, step=args.step, floor=args.floor,
-                     round_to=args.round_to, refresh_latency=args.refresh)
+                     round_to=args.round_to, refresh_latency=args.refresh, latency_table=args.latency_table,
+                     latency_runtime=args.runtime)
     plan_path = plan.save(args.out)
     if args.json:
         print_json({**plan.to_dict(), "plan_path": str(plan_path)})
@@ -129,9 +131,42 @@ def _(p):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--step", type=number, default=0.1, help="fraction of a unit's channels removed per draw (default 0.1)")
     p.add_argument("--floor", type=number, default=0.1, help="fraction of a unit's channels always kept (default 0.1)")
-    p.add_argument("--round-to", type=int, default=1, metavar="R", help="keep channel counts multiples of R (8 or 16 suit SIMD/tensor cores)")
+    p.add_argument("--round-to", type=int, default=DEFAULT_ROUND_TO, metavar="R",
+                   help=f"keep channel counts multiples of R (8 or 16 suit SIMD/tensor cores; default {DEFAULT_ROUND_TO})")
+    p.add_argument("--latency-table", default=None, metavar="FILE",
+                   help="per-layer latency table measured on the target device ('cdprune latency-table') for mode la "
+                        "and latency budgets (default: measure this machine, cached)")
+    p.add_argument("--runtime", choices=RUNTIMES, default=None,
+                   help="runtime whose latency mode la and latency budgets estimate (default: the table's, else torch)")
     p.add_argument("--refresh", action="store_true", help="rebuild the cached per-layer latency table (mode la, latency budgets)")
     p.add_argument("--out", default="plan.json", help="where to write the plan (default plan.json)")
+
+
+# ---- latency-table -----------------------------------------------------------------------------
+
+def run_latency_table(args) -> None:
+    model, shape = _build(args)
+    table = build_latency_table(model, shape, args.runtime, args.threads, repeats=args.repeats,
+                                min_time_s=args.min_time, progress=not (args.json or args.no_progress))
+    path = table.save(args.out)
+    if args.json:
+        print_json({**table.to_dict(), "path": str(path)})
+        return
+    print(report.latency_table_text(table, args.model, path))
+
+
+@command("latency-table", "time every layer on this device for planning elsewhere (mode la, latency budgets)")(
+    run_latency_table)
+def _(p):
+    _model_arguments(p)
+    p.add_argument("--runtime", choices=RUNTIMES, required=True,
+                   help="the runtime the model will run in on this device (onnxruntime: layers as deployed, BN folded)")
+    p.add_argument("--threads", type=int, required=True, metavar="N", help="intra-op threads the model will run with")
+    p.add_argument("--repeats", type=int, default=15, metavar="N", help="timed runs per grid entry, at least (default 15)")
+    p.add_argument("--min-time", type=number, default=0.03, metavar="S",
+                   help="seconds per grid entry, at least (default 0.03)")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.add_argument("--out", required=True, metavar="FILE", help="where to write the table (JSON)")
 
 
 # ---- train / eval / run -----------------------------------------------------------------------
@@ -215,6 +250,12 @@ def _(p):
 
 
 def run_eval(args) -> None:
+    if args.onnx:
+        if args.model or args.device:
+            raise CdpruneError("--onnx tests the exported file in ONNX Runtime on the CPU: drop --model and --device")
+        result = eval_onnx(args.run, args.onnx, data_dir=args.data_dir)
+        print_record(result, args, report.onnx_eval_text(result))
+        return
     result = eval_run(args.run, data_dir=args.data_dir, device=args.device, model=args.model)
     print_record(result, args, report.eval_text(result))
 
@@ -225,6 +266,8 @@ def _(p):
     p.add_argument("--data-dir", default=None, help="where the dataset lives now (default: as recorded)")
     _run_model_argument(p)
     p.add_argument("--device", default=None, help="default: the device it was trained on")
+    p.add_argument("--onnx", default=None, metavar="FILE",
+                   help="test this exported ONNX file (fp32 or int8) in ONNX Runtime instead of the PyTorch model")
     p.add_argument("--json", action="store_true")
 
 
@@ -250,7 +293,8 @@ def run_bench(args) -> None:
     result = bench(args.source, plan_path=args.plan_path, runtime=args.runtime, batch=args.batch,
                    threads=args.threads, input_shape=parse_shape(args.input) if args.input else None,
                    num_classes=args.num_classes, min_time_s=args.min_time, min_repeats=args.min_repeats,
-                   device=args.device, model=args.model, model_args=models.parse_model_args(args.model_args))
+                   device=args.device, model=args.model, model_args=models.parse_model_args(args.model_args),
+                   int8=args.int8, calibration_images=args.calibration_images, data_dir=args.data_dir)
     print_record(result, args, report.bench_text(result))
 
 
@@ -269,20 +313,32 @@ def _(p):
     p.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N (torch runtime only)")
     p.add_argument("--min-time", type=number, default=2.0, metavar="S", help="time at least S seconds (default 2)")
     p.add_argument("--min-repeats", type=int, default=50, metavar="N", help="and at least N runs (default 50)")
+    _int8_arguments(p)
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
 
+def _int8_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--int8", action="store_true",
+                   help="the statically quantised int8 ONNX model, calibrated on the run's training images")
+    p.add_argument("--calibration-images", type=int, default=256, metavar="N",
+                   help="training images that calibrate the int8 model (default 256)")
+    p.add_argument("--data-dir", default=None, help="where the run's data lives now (default: as recorded)")
+
+
 def run_export(args) -> None:
-    result = export_run(args.run, args.format, args.out, model=args.model)
+    result = export_run(args.run, args.format, args.out, model=args.model, int8=args.int8,
+                        calibration_images=args.calibration_images, data_dir=args.data_dir)
     print_record(result, args, report.export_text(result))
 
 
-@command("export", "write a run's model as ONNX or TorchScript for deployment")(run_export)
+@command("export", "write a run's model as ONNX (fp32 or int8) or TorchScript for deployment")(run_export)
 def _(p):
     p.add_argument("run", metavar="RUN_DIR", help="run directory written by 'cdprune train'")
     _run_model_argument(p)
     p.add_argument("--format", choices=list(FORMATS), default="onnx", help="default onnx")
-    p.add_argument("--out", default=None, metavar="FILE", help="default RUN_DIR/model.onnx or RUN_DIR/model.pt")
+    p.add_argument("--out", default=None, metavar="FILE",
+                   help="default RUN_DIR/model.onnx, RUN_DIR/model.int8.onnx (--int8) or RUN_DIR/model.pt")
+    _int8_arguments(p)
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
 

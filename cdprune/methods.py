@@ -18,7 +18,7 @@ from . import models
 from .errors import CdpruneError
 from .pruning import MODES, PruningPlan, make_plan
 from .pruning.baselines import l1_plan, magnitude_plan, uniform_plan
-from .pruning.sampler import BUDGET_METRICS, SIZE_METRICS
+from .pruning.sampler import BUDGET_METRICS, DEFAULT_ROUND_TO, SIZE_METRICS
 from .runs import RunMetrics, RunSettings, load_run, run_name, train_run
 
 FINETUNE_EPOCH_FRACTION = 0.5  # fine-tuning after ranking gets half the epochs…
@@ -140,7 +140,8 @@ register_method(Method("dense", "unpruned model, trained from scratch", plan=lam
 def _sampled(mode: str):
     def plan(job: Job, goal: Goal) -> PruningPlan:
         model, shape = job.base_model()
-        return make_plan(model, shape, mode, goal.target, target_metric=goal.metric, seed=job.settings.seed)
+        return make_plan(model, shape, mode, goal.target, target_metric=goal.metric, seed=job.settings.seed,
+                         round_to=DEFAULT_ROUND_TO)
     return plan
 
 

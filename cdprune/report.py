@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from .complexity import METRICS, Profile, Totals
 from .formatting import human_bytes, human_count, human_metric, markdown_table, table
+from .formatting import table as table_text  # where a parameter is called `table`
 
 METRIC_LABELS = {"params": "params", "flops": "FLOPs", "memory": "memory"}
 
@@ -35,7 +36,8 @@ def reduction_table(before: Totals, after: Totals, latency: dict | None = None) 
     rows = [[METRIC_LABELS[m], human_metric(m, before.metric(m)), human_metric(m, after.metric(m)), f"{reduction[m]:.1%}"]
             for m in METRICS]
     if latency:
-        rows.append(["latency (est.)", f"{latency['before_ms']:.2f}ms", f"{latency['after_ms']:.2f}ms",
+        label = f"latency (est., {latency['runtime']})" if latency.get("runtime") else "latency (est.)"
+        rows.append([label, f"{latency['before_ms']:.2f}ms", f"{latency['after_ms']:.2f}ms",
                      f"{1 - latency['after_ms'] / latency['before_ms']:.1%}"])
     return table(["", "before", "after", "reduction"], rows)
 
@@ -150,6 +152,20 @@ def plan_text(plan, model_name: str, mode_title: str, plan_path) -> str:
     return "\n".join(lines + ["", f"plan written to {plan_path}"])
 
 
+def latency_table_text(table, model_name: str, path) -> str:
+    """What `cdprune latency-table` prints: each layer's time at full and half width, then the calibration."""
+    mid = 1  # the grid's 50 % column and row (FRACTIONS = 25, 50, 75, 100 %)
+    rows = [[name, table.layers.get(name, ""), f"{grid[-1][-1]:.4f}", f"{grid[mid][mid]:.4f}"]
+            for name, grid in table.grids.items()]
+    return "\n".join([
+        f"{model_name} · {table.describe()} · input {'×'.join(map(str, table.input_shape))} · batch 1",
+        table_text(["layer", "timed as", "ms at 100 %", "ms at 50 %"], rows), "",
+        f"dense network {table.network_ms:.3f} ms measured; layers alone {table.layer_sum_ms:.3f} ms "
+        f"(calibration {table.calibration:.3f})",
+        f"latency table written to {path}: plan with it anywhere, "
+        f"cdprune prune {model_name} --mode la --latency-table {path}"])
+
+
 def run_text(metrics) -> str:
     """What `cdprune train` prints: one finished run."""
     return table(["", metrics.method], [
@@ -176,12 +192,17 @@ def main_job_text(result) -> str:
 
 
 def bench_text(r) -> str:
-    """What `cdprune bench` prints: one benchmark."""
+    """What `cdprune bench` prints: one benchmark; a pruned model also against the dense one."""
+    against = [] if r.speedup is None else [
+        ["dense latency p50", f"{r.dense_p50_ms:.2f} ms (same architecture unpruned, measured the same way)"],
+        ["speed-up over dense", f"{r.speedup:.2f}× for {r.flops_ratio:.2f}× fewer FLOPs "
+                                f"(speed-up ÷ FLOPs ratio {r.speedup_per_flops:.2f})"]]
+    precision = " · int8" if r.precision == "int8" else ""
     return "\n".join([
-        f"{r.model} ({r.method}) · {r.runtime_version} · {r.device} ({r.device_name}) · "
+        f"{r.model} ({r.method}) · {r.runtime_version}{precision} · {r.device} ({r.device_name}) · "
         f"input {'×'.join(map(str, r.input_shape))} · batch {r.batch} · {r.threads} threads",
         table(["", "value"], [
-            ["latency p50", f"{r.p50_ms:.2f} ms"], ["latency p90", f"{r.p90_ms:.2f} ms"],
+            ["latency p50", f"{r.p50_ms:.2f} ms"], *against, ["latency p90", f"{r.p90_ms:.2f} ms"],
             ["latency p99", f"{r.p99_ms:.2f} ms"], ["throughput", f"{r.throughput_per_s:.1f} inputs/s"],
             ["peak memory (RSS)",
              f"{human_bytes(r.peak_rss_bytes)} (+{human_bytes(r.rss_increase_bytes)} to load and run the model)"],
@@ -193,7 +214,32 @@ def bench_text(r) -> str:
 
 
 def export_text(result) -> str:
-    return f"{result.format} model written to {result.path} ({human_bytes(result.bytes)})"
+    """What `cdprune export` prints; an int8 export also compares the int8 file with the fp32 model."""
+    precision = " int8" if result.precision == "int8" else ""
+    line = f"{result.format}{precision} model written to {result.path} ({human_bytes(result.bytes)})"
+    c = result.comparison
+    if not c:
+        return line
+    fp32, int8 = c["fp32"], c["int8"]
+    q = result.metadata.get("quantization", {})
+    rows = [["test accuracy", _pct(fp32["test_acc"]), _pct(int8["test_acc"]),
+             f"{100 * (int8['test_acc'] - fp32['test_acc']):+.2f} pt"],
+            ["file size", human_bytes(fp32["bytes"]), human_bytes(int8["bytes"]), f"{c['size_ratio']:.2f}×"],
+            [f"latency p50 (ONNX Runtime, batch {c['batch']}, {c['threads']} thread)", f"{fp32['latency_ms']:.2f} ms",
+             f"{int8['latency_ms']:.2f} ms", f"{1 / c['speedup']:.2f}×"]]
+    return "\n".join([
+        line,
+        f"static int8 ({q.get('format')}, {'per-channel' if q.get('per_channel') else 'per-tensor'} weights), "
+        f"calibrated on {q.get('calibration_images')} training images; tested on the run's {c['test_size']} test images",
+        table(["", "fp32", "int8", "int8 / fp32"], rows)])
+
+
+def onnx_eval_text(result) -> str:
+    """What `cdprune eval RUN --onnx FILE` prints."""
+    gap = 100 * (result.test_acc - result.recorded_acc)
+    return (f"test accuracy {_pct(result.test_acc)} on {result.test_size} images through ONNX Runtime "
+            f"({result.precision} {result.path}; the run's PyTorch model scored {_pct(result.recorded_acc)}, "
+            f"{gap:+.2f} pt)")
 
 
 def sweep_text(result) -> str:

@@ -404,15 +404,11 @@ def eval_run(run_dir: str | Path, data_dir: str | None = None, device: str | Non
         the API (`train_run(..., datasets=...)`); other runs reload theirs from the recorded settings.
     """
     model, metrics = load_run(run_dir, model)
-    try:
-        settings = RunSettings(**metrics.settings)
-    except TypeError:
-        raise CdpruneError(f"{Path(run_dir) / METRICS_FILE} records malformed settings: train the run again") from None
-    _check_fields(settings, f"metrics file {Path(run_dir) / METRICS_FILE}", fix="train the run again")
+    settings = _recorded_settings(Path(run_dir), metrics)
     if test_set is None:
         if data_dir:
             settings = replace(settings, data_dir=data_dir)
-        test_set = _recorded_test_set(Path(run_dir), settings, metrics)
+        test_set = _recorded_split(Path(run_dir), settings, metrics, "test")
     config = settings.train_config()
     if config.channels_last:
         model.to(memory_format=torch.channels_last)
@@ -421,7 +417,31 @@ def eval_run(run_dir: str | Path, data_dir: str | None = None, device: str | Non
     return EvalResult(test_acc=acc, test_loss=loss, recorded_acc=metrics.test_acc, test_size=len(test_set))
 
 
-def _recorded_test_set(run_dir: Path, settings: RunSettings, metrics: RunMetrics) -> Dataset:
+def run_data(run_dir: str | Path, split: str, data_dir: str | None = None) -> tuple[Dataset, RunMetrics]:
+    """One split ("train" or "test") of a finished run's data, reloaded through its recorded settings.
+
+    The items are normalised as training normalised them (the training split also carries the
+    run's augmentation; `dataset.plain(indices)` gives un-augmented images). data_dir: where the
+    data lives now, when it moved.
+    """
+    run_dir = Path(run_dir)
+    metrics = read_metrics(run_dir)
+    settings = _recorded_settings(run_dir, metrics)
+    if data_dir:
+        settings = replace(settings, data_dir=data_dir)
+    return _recorded_split(run_dir, settings, metrics, split), metrics
+
+
+def _recorded_settings(run_dir: Path, metrics: RunMetrics) -> RunSettings:
+    try:
+        settings = RunSettings(**metrics.settings)
+    except TypeError:
+        raise CdpruneError(f"{run_dir / METRICS_FILE} records malformed settings: train the run again") from None
+    _check_fields(settings, f"metrics file {run_dir / METRICS_FILE}", fix="train the run again")
+    return settings
+
+
+def _recorded_split(run_dir: Path, settings: RunSettings, metrics: RunMetrics, split: str) -> Dataset:
     try:
         settings.dataset_info()
     except CdpruneError as exc:
@@ -430,11 +450,11 @@ def _recorded_test_set(run_dir: Path, settings: RunSettings, metrics: RunMetrics
                                "(a dataset given through the API?): pass its test split, eval_run(..., test_set=...), "
                                "or its folder with --data-dir") from None
         raise exc
-    test_set = settings.load("test")
-    if metrics.mean and (list(test_set.info.mean) != metrics.mean or list(test_set.info.std) != metrics.std):
+    dataset = settings.load(split)
+    if metrics.mean and (list(dataset.info.mean) != metrics.mean or list(dataset.info.std) != metrics.std):
         raise CdpruneError(f"the data of {run_dir} changed since training (its normalisation differs): evaluate on "
                            "the data it was trained on")
-    return test_set
+    return dataset
 
 
 def _guard_directory(out: Path, settings: RunSettings, plan_digest: str | None, resume: bool) -> str:

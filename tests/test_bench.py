@@ -42,6 +42,7 @@ def test_bench_json_on_torch(capsys):
     assert r["peak_rss_scope"] == ("inference" if sys.platform == "linux" else "process")
     assert 0 < r["cpu_percent"] <= 100 * os.cpu_count() + 5
     assert r["cpu_utilisation"] == pytest.approx(r["cpu_percent"] / 100 / r["threads"])
+    assert r["precision"] == "fp32" and r["dense_p50_ms"] is None and r["speedup"] is None  # dense: nothing to compare
 
     totals = profile(models.create("alexnet"), SHAPE).totals
     assert (r["params"], r["flops"], r["memory_bytes"]) == (totals.params, totals.flops, totals.memory_bytes)
@@ -64,6 +65,12 @@ def test_bench_onnxruntime_on_a_pruned_run(pruned_run, capsys):
     assert 0 < r["p50_ms"] <= r["p90_ms"] <= r["p99_ms"] and r["threads"] >= 1
     assert 0 < r["cpu_utilisation"] and r["peak_rss_bytes"] > 0
     assert sorted(pruned_run.iterdir()) == files  # the export went to a temporary directory
+    # A pruned run is measured against the dense model of its architecture, in the same runtime.
+    dense = json.loads((pruned_run / "plan.json").read_text())["before"]
+    assert r["dense_flops"] == dense["flops"] == profile(models.create("alexnet"), SHAPE).totals.flops
+    assert r["flops_ratio"] == pytest.approx(dense["flops"] / recorded["flops"])
+    assert r["dense_p50_ms"] > 0 and r["speedup"] == pytest.approx(r["dense_p50_ms"] / r["p50_ms"])
+    assert r["speedup_per_flops"] == pytest.approx(r["speedup"] / r["flops_ratio"])
 
 
 def test_bench_table_for_a_model_pruned_by_plan(pruned_run, capsys):
@@ -73,9 +80,21 @@ def test_bench_table_for_a_model_pruned_by_plan(pruned_run, capsys):
     assert code == 0 and out.startswith("alexnet (fa-0.5) · torch")
     assert rows["FLOPs (MACs)"] == human_count(plan.after.flops) and rows["params"] == human_count(plan.after.params)
     assert {"latency p50", "latency p90", "latency p99", "throughput", "peak memory (RSS)", "CPU use",
-            "energy / inference"} <= rows.keys()
+            "energy / inference", "dense latency p50", "speed-up over dense"} <= rows.keys()
+    speedup = [line for line in out.splitlines() if line.startswith("speed-up over dense")][0]
+    assert f"for {plan.before.flops / plan.after.flops:.2f}× fewer FLOPs" in speedup
     meter = discover_meter("cpu")
     assert out.splitlines()[-1] == f"energy: {SOURCE if meter is None else meter.source}"
+
+
+def test_bench_int8_times_the_quantised_model(pruned_run, capsys):
+    code, out, err = run(capsys, "bench", pruned_run, "--runtime", "onnxruntime", "--int8", "--calibration-images", "8",
+                         "--threads", "1", "--json", *QUICK)
+    r = json.loads(out)
+    assert code == 0, err
+    assert (r["precision"], r["runtime"], r["threads"]) == ("int8", "onnxruntime", 1)
+    assert r["p50_ms"] > 0 and r["speedup"] == pytest.approx(r["dense_p50_ms"] / r["p50_ms"])
+    assert "· int8 ·" in cdprune.report.bench_text(cdprune.BenchResult(**r)).splitlines()[0]
 
 
 # ---- energy meters on a fake sysfs --------------------------------------------------------------
@@ -189,6 +208,8 @@ def test_bench_reports_measured_energy_from_rapl(tmp_path):
     (["bench", "alexnet", "--batch", "0"], "batch must be at least 1"),
     (["bench", "alexnet", "--threads", "0"], "threads must be at least 1"),
     (["bench", "alexnet", "--device", "gpu"], "unknown device 'gpu'"),
+    (["bench", "alexnet", "--int8"], "int8 models run in ONNX Runtime: add --runtime onnxruntime"),
+    (["bench", "alexnet", "--int8", "--runtime", "onnxruntime"], "calibrated on a run's training images: give a run"),
 ])
 def test_bad_arguments_are_one_line_exit_2(capsys, argv, message):
     assert_one_line_error(*run(capsys, *argv)[::2], message)

@@ -95,3 +95,91 @@ def test_unknown_format_is_refused(pruned_run, capsys):
     assert exit_info.value.code == 2 and "invalid choice" in capsys.readouterr().err
     with pytest.raises(cdprune.CdpruneError, match="unknown export format"):
         export_run(pruned_run, "tflite")
+
+
+# ---- what travels with the model: ONNX metadata -------------------------------------------------
+
+def test_onnx_metadata_round_trips(pruned_run, tmp_path, capsys):
+    code, _, err = run(capsys, "export", pruned_run, "--out", tmp_path / "m.onnx")
+    assert code == 0, err
+    proto = onnx.load(str(tmp_path / "m.onnx"))
+    meta = {p.key: json.loads(p.value) for p in proto.metadata_props}  # every value is JSON text
+    recorded = json.loads((pruned_run / "metrics.json").read_text())
+    digest = json.loads((pruned_run / "plan.json").read_text())["digest"]
+    assert (meta["input_shape"], meta["mean"], meta["std"], meta["class_names"]) == (
+        recorded["input_shape"], recorded["mean"], recorded["std"], recorded["class_names"])
+    assert len(meta["class_names"]) == recorded["num_classes"] and meta["std"] and meta["mean"]
+    assert (meta["layout"], meta["channel_order"], meta["task"], meta["precision"]) == ("NCHW", "RGB", "classification",
+                                                                                       "fp32")
+    assert (meta["plan_digest"], meta["model"], meta["cdprune_version"]) == (digest, "alexnet", cdprune.__version__)
+    assert meta["output_name"] == proto.graph.output[0].name == "logits"
+    assert meta["input_name"] == proto.graph.input[0].name == "input"
+    assert set(cdprune.deploy.ONNX_METADATA_KEYS) - {"quantization"} <= set(meta)
+
+
+# ---- ONNX files tested on the run's test set ----------------------------------------------------
+
+def test_eval_onnx_agrees_with_the_pytorch_model(pruned_run, tmp_path, capsys):
+    export_run(pruned_run, "onnx", tmp_path / "m.onnx")
+    code, out, err = run(capsys, "eval", pruned_run, "--onnx", tmp_path / "m.onnx", "--json")
+    assert code == 0, err
+    onnx_result, torch_result = json.loads(out), cdprune.eval_run(pruned_run)
+    assert onnx_result["test_size"] == torch_result.test_size == 32 and onnx_result["precision"] == "fp32"
+    # The same function in another runtime: logits agree to ~1e-5, so at most a near-tie can flip.
+    assert abs(onnx_result["test_acc"] - torch_result.test_acc) <= 1 / 32
+    assert onnx_result["test_loss"] == pytest.approx(torch_result.test_loss, rel=1e-3)
+    assert onnx_result["recorded_acc"] == torch_result.recorded_acc
+
+
+def test_eval_onnx_refuses_a_file_of_another_model(pruned_run, tmp_path, capsys):
+    export_model(models.create("alexnet"), (3, 64, 64), "onnx", tmp_path / "big.onnx")
+    code, _, err = run(capsys, "eval", pruned_run, "--onnx", tmp_path / "big.onnx")
+    assert code == 2 and "takes inputs 3×64×64" in err and len(err.strip().splitlines()) == 1
+    code, _, err = run(capsys, "eval", pruned_run, "--onnx", tmp_path / "missing.onnx")
+    assert code == 2 and "not found: export one with 'cdprune export" in err
+
+
+# ---- int8 ---------------------------------------------------------------------------------------
+
+def test_int8_export_reports_accuracy_size_and_latency(pruned_run, tmp_path, capsys):
+    code, out, err = run(capsys, "export", pruned_run, "--int8", "--calibration-images", "16", "--out",
+                         tmp_path / "q.onnx", "--json")
+    assert code == 0, err
+    r = json.loads(out)
+    c, path = r["comparison"], tmp_path / "q.onnx"
+    assert r["precision"] == "int8" and r["bytes"] == path.stat().st_size == c["int8"]["bytes"]
+    proto = onnx.load(str(path))
+    assert {"QuantizeLinear", "DequantizeLinear"} <= {n.op_type for n in proto.graph.node}  # QDQ format
+    meta = {p.key: json.loads(p.value) for p in proto.metadata_props}
+    assert meta["precision"] == "int8" and meta["quantization"]["calibration_images"] == 16
+    assert meta["class_names"] == json.loads((pruned_run / "metrics.json").read_text())["class_names"]
+    # The fp32 figures are those of the plain export; the int8 ones those of the written file.
+    fp32 = export_run(pruned_run, "onnx", tmp_path / "fp32.onnx")
+    assert c["fp32"]["bytes"] == fp32.bytes and c["size_ratio"] == pytest.approx(r["bytes"] / fp32.bytes)
+    assert c["size_ratio"] < 0.3  # int8 weights: a quarter of the float32 bytes, plus scales
+    for name, file in (("fp32", tmp_path / "fp32.onnx"), ("int8", path)):
+        evaluated = cdprune.eval_onnx(pruned_run, file)
+        assert evaluated.precision == name and c[name]["test_acc"] == evaluated.test_acc
+        assert c[name]["latency_ms"] > 0
+    assert c["speedup"] == pytest.approx(c["fp32"]["latency_ms"] / c["int8"]["latency_ms"])
+    assert c["test_size"] == 32 and (c["batch"], c["threads"]) == (1, 1)
+
+
+def test_int8_text_compares_fp32_and_int8(pruned_run, tmp_path, capsys):
+    result = export_run(pruned_run, "onnx", tmp_path / "q.onnx", int8=True, calibration_images=8, latency_time_s=0.05)
+    text = cdprune.report.export_text(result)
+    rows = {line.split("  ")[0]: line.split() for line in text.splitlines()[3:]}
+    assert text.startswith(f"onnx int8 model written to {tmp_path / 'q.onnx'}")
+    assert "calibrated on 8 training images" in text
+    assert rows["test accuracy"][-2] == f"{100 * (result.comparison['int8']['test_acc'] - result.comparison['fp32']['test_acc']):+.2f}"
+    assert rows["file size"][-1] == f"{result.comparison['size_ratio']:.2f}×"
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--int8", "--format", "torchscript"], "int8 models are written as ONNX: use --format onnx with --int8"),
+    (["--int8", "--calibration-images", "0"], "calibration images (--calibration-images) must be a whole number"),
+])
+def test_bad_int8_arguments_write_nothing(pruned_run, tmp_path, capsys, argv, message):
+    code, _, err = run(capsys, "export", pruned_run, *argv, "--out", tmp_path / "q.onnx")
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+    assert list(tmp_path.iterdir()) == []

@@ -5,10 +5,6 @@ belong to the model and its runtime alone, not to whatever this process did befo
 """
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,10 +15,12 @@ from .. import models
 from ..complexity import Totals, profile
 from ..errors import CdpruneError
 from ..measure.energy import estimate_energy
-from .export import export_model, require_deploy
+from .export import DEFAULT_CALIBRATION_IMAGES, calibration_set, check_calibration_images, export_model, quantize_int8, \
+    require_deploy
+from .worker import run_worker
 from ..pruning import PruningPlan
 from ..records import Record
-from ..runs import build_model, load_run, plan_run_name, read_metrics, trusted_reference
+from ..runs import PLAN_FILE, build_model, load_run, plan_run_name, read_metrics, trusted_reference
 
 RUNTIMES = ("torch", "onnxruntime")
 DEFAULT_INPUT = (3, 32, 32)
@@ -61,12 +59,21 @@ class BenchResult(Record):
     cpu_ms_per_input: float  # process CPU time (all threads) per input: what one inference costs the device
     energy_mj: float  # per input
     energy: dict  # kind ("measured" or "estimated"), source and the details
+    precision: str = "fp32"  # "int8" for a statically quantised ONNX model
+    # A pruned source is measured against the dense model of the same architecture, in the same way
+    # (fresh weights, same runtime, threads, batch and precision); None for a dense source.
+    dense_p50_ms: float | None = None
+    dense_flops: int | None = None
+    speedup: float | None = None  # dense p50 ÷ this p50
+    flops_ratio: float | None = None  # dense FLOPs ÷ these FLOPs
+    speedup_per_flops: float | None = None  # speedup ÷ FLOPs ratio: 1.0 when latency falls as much as FLOPs do
 
 
 def bench(source: str, plan_path: str | None = None, runtime: str = "torch", batch: int = 1, threads: int | None = None,
           input_shape=None, num_classes: int = 10, min_time_s: float = 2.0, *, min_repeats: int = 50,
           device: str = "cpu", sysfs_root: str = "/", model: str | None = None,
-          model_args: dict | None = None) -> BenchResult:
+          model_args: dict | None = None, int8: bool = False, calibration_images: int = DEFAULT_CALIBRATION_IMAGES,
+          data_dir: str | None = None, against_dense: bool = True) -> BenchResult:
     """Benchmark `source`: a run directory, or a model reference (pruned by the plan file `plan_path`, if given).
 
     The timed loop lasts at least `min_time_s` seconds and `min_repeats` runs. `threads`
@@ -75,11 +82,20 @@ def bench(source: str, plan_path: str | None = None, runtime: str = "torch", bat
     exposes a meter, and estimated otherwise.
     model: the run's model reference when it is not a registered model (cdprune imports code only
     when the caller names it); model_args: keyword arguments for a model reference given as `source`.
+    int8: time the statically quantised ONNX model (runtime onnxruntime, a run directory: it is
+        calibrated on `calibration_images` of the run's training images, from `data_dir` if they moved).
+    against_dense: for a pruned source, also time the dense model of the same architecture in the same
+        way and report the speed-up and its ratio to the FLOPs ratio.
     """
     _check_arguments(runtime, batch, threads, min_time_s, min_repeats, device)
+    if int8:
+        if runtime != "onnxruntime":
+            raise CdpruneError("int8 models run in ONNX Runtime: add --runtime onnxruntime to --int8")
+        calibration_images = check_calibration_images(calibration_images)
     if runtime == "onnxruntime":
         require_deploy("onnxruntime")
     source_dir = Path(source)
+    images = None
     if source_dir.is_dir():
         if plan_path is not None:
             raise CdpruneError(f"{source} is a run directory, which holds its own plan: drop the plan (--plan)")
@@ -87,18 +103,25 @@ def bench(source: str, plan_path: str | None = None, runtime: str = "torch", bat
         ref = trusted_reference(metrics.model, model, source_dir)  # before the child imports anything
         name, method, run_dir = metrics.model, metrics.method, str(source_dir)
         input_shape, num_classes = tuple(metrics.input_shape), metrics.num_classes
+        model_args = metrics.settings.get("model_args") or {}
         totals = Totals(metrics.params, metrics.flops, metrics.memory_bytes)
+        pruned = (source_dir / PLAN_FILE).exists()
         # The torch worker loads the run itself; onnxruntime needs the exported file.
         net = load_run(source_dir, ref)[0] if runtime == "onnxruntime" else None
+        if int8:
+            images = calibration_set(source_dir, calibration_images, data_dir)
     else:
         if not models.is_registered(source) and ":" not in source:
             raise CdpruneError(f"'{source}' is neither a run directory nor a registered model "
                                f"({', '.join(models.names())}) nor a reference module:callable")
+        if int8:
+            raise CdpruneError("an int8 model is calibrated on a run's training images: give a run directory "
+                               "('cdprune train') instead of a model")
         input_shape = tuple(input_shape or DEFAULT_INPUT)
         plan = PruningPlan.load(plan_path) if plan_path else None
         net = build_model(source, num_classes, input_shape, plan, model_args)  # checks that the plan fits
         totals = profile(net, input_shape).totals
-        ref = source
+        ref, pruned = source, plan is not None
         name, method, run_dir = source, plan_run_name(plan), None
 
     # Absolute paths, so the child does not depend on sharing this process's working directory.
@@ -108,11 +131,20 @@ def bench(source: str, plan_path: str | None = None, runtime: str = "torch", bat
             "num_classes": num_classes, "input_shape": list(input_shape), "onnx_path": None, "batch": batch,
             "threads": threads, "device": device, "min_time_s": min_time_s, "min_repeats": min_repeats,
             "sysfs_root": str(sysfs_root)}
+    dense_raw = dense_totals = None
     with tempfile.TemporaryDirectory(prefix="cdprune-bench-") as tmp:
         if runtime == "onnxruntime":
-            spec["onnx_path"] = str(export_model(net, input_shape, "onnx", Path(tmp) / "model.onnx"))
+            spec["onnx_path"] = _onnx_file(net, input_shape, Path(tmp) / "model.onnx", images)
         del net  # the child loads its own copy
         raw = run_worker(spec)
+        if pruned and against_dense:
+            dense = build_model(ref, num_classes, input_shape, None, model_args)
+            dense_totals = profile(dense, input_shape).totals
+            dense_spec = {**spec, "run_dir": None, "plan_path": None}
+            if runtime == "onnxruntime":
+                dense_spec["onnx_path"] = _onnx_file(dense, input_shape, Path(tmp) / "dense.onnx", images)
+            del dense
+            dense_raw = run_worker(dense_spec)
 
     inputs = raw["repeats"] * batch
     if raw["energy_j"] is not None:
@@ -121,6 +153,11 @@ def bench(source: str, plan_path: str | None = None, runtime: str = "torch", bat
     else:
         energy = estimate_energy(totals, input_shape).to_dict()
     cpu_percent = 100.0 * raw["cpu_time_s"] / raw["timed_s"]
+    against = {}
+    if dense_raw is not None:
+        speedup, flops_ratio = dense_raw["p50_ms"] / raw["p50_ms"], dense_totals.flops / totals.flops
+        against = {"dense_p50_ms": dense_raw["p50_ms"], "dense_flops": dense_totals.flops, "speedup": speedup,
+                   "flops_ratio": flops_ratio, "speedup_per_flops": speedup / flops_ratio}
     return BenchResult(
         model=name, method=method, run_dir=run_dir, runtime=runtime, runtime_version=raw["runtime_version"],
         device=device, device_name=raw["device_name"], batch=batch, threads=raw["threads"],
@@ -131,7 +168,15 @@ def bench(source: str, plan_path: str | None = None, runtime: str = "torch", bat
         rss_increase_bytes=raw["peak_rss_bytes"] - raw["rss_before_bytes"], peak_rss_scope=raw["peak_rss_scope"],
         cpu_percent=cpu_percent,
         cpu_utilisation=cpu_percent / 100.0 / raw["threads"], cpu_ms_per_input=1000.0 * raw["cpu_time_s"] / inputs,
-        energy_mj=energy["energy_mj"], energy=energy)
+        energy_mj=energy["energy_mj"], energy=energy, precision="int8" if int8 else "fp32", **against)
+
+
+def _onnx_file(net, input_shape, path: Path, images) -> str:
+    """`net` exported to ONNX at `path`; quantised to int8 (calibrated on `images`) when images are given."""
+    fp32 = export_model(net, input_shape, "onnx", path)
+    if images is None:
+        return str(fp32)
+    return str(quantize_int8(fp32, path.with_suffix(".int8.onnx"), images))
 
 
 def _check_arguments(runtime, batch, threads, min_time_s, min_repeats, device) -> None:
@@ -151,22 +196,3 @@ def _check_arguments(runtime, batch, threads, min_time_s, min_repeats, device) -
         raise CdpruneError(f"unknown device '{device}': use cpu, cuda or cuda:N") from None
     if kind not in ("cpu", "cuda") or (kind == "cuda" and not torch.cuda.is_available()):
         raise CdpruneError(f"device '{device}' is not available here: use --device cpu")
-
-
-def run_worker(spec: dict) -> dict:
-    """Run the measuring process on `spec` and return its JSON result; a failure is one CdpruneError line."""
-    env = dict(os.environ)
-    # The child must import this very cdprune, installed or not.
-    package_root = str(Path(__file__).resolve().parents[2])
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
-    proc = subprocess.run([sys.executable, "-m", "cdprune.deploy.worker", json.dumps(spec)],
-                          capture_output=True, text=True, env=env)
-    if proc.returncode != 0:
-        lines = proc.stderr.strip().splitlines()
-        cause = lines[-1] if lines else f"exit code {proc.returncode}" + \
-            (" (killed: out of memory?)" if proc.returncode < 0 else "")
-        raise CdpruneError(f"the measurement failed: {cause}")
-    try:
-        return json.loads(proc.stdout.strip().splitlines()[-1])
-    except (IndexError, json.JSONDecodeError):
-        raise CdpruneError("the measuring process printed no result") from None

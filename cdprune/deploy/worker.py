@@ -15,12 +15,15 @@ and prints one JSON object on stdout:
     energy_j, energy_source           energy of the loop from a device meter, or null
     runtime_version, device_name
 
-A failure ends it with one line on stderr and a non-zero exit code.
+A failure ends it with one line on stderr and a non-zero exit code. `run_worker` starts it
+from the parent process.
 """
 from __future__ import annotations
 
 import gc
 import json
+import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -154,6 +157,25 @@ def measure(spec: dict) -> dict:
             "peak_rss_bytes": peak_rss_bytes(), "peak_rss_scope": peak_scope, "energy_j": energy_j,
             "energy_source": meter.source if meter else None, "runtime_version": version,
             "device_name": device_name(spec["device"])}
+
+
+def run_worker(spec: dict) -> dict:
+    """Run the measuring process on `spec` and return its JSON result; a failure is one CdpruneError line."""
+    env = dict(os.environ)
+    # The child must import this very cdprune, installed or not.
+    package_root = str(Path(__file__).resolve().parents[2])
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
+    proc = subprocess.run([sys.executable, "-m", "cdprune.deploy.worker", json.dumps(spec)],
+                          capture_output=True, text=True, env=env)
+    if proc.returncode != 0:
+        lines = proc.stderr.strip().splitlines()
+        cause = lines[-1] if lines else f"exit code {proc.returncode}" + \
+            (" (killed: out of memory?)" if proc.returncode < 0 else "")
+        raise CdpruneError(f"the measurement failed: {cause}")
+    try:
+        return json.loads(proc.stdout.strip().splitlines()[-1])
+    except (IndexError, json.JSONDecodeError):
+        raise CdpruneError("the measuring process printed no result") from None
 
 
 def main(argv: list[str]) -> int:

@@ -2,14 +2,18 @@
 from __future__ import annotations
 
 import functools
+import io
 import platform
 import time
+import warnings
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from ..errors import CdpruneError
 
 
 @dataclass(frozen=True)
@@ -74,6 +78,56 @@ def cpu_description() -> str:
     return f"{cpu_model_name()} ({', '.join(details)})" if details else cpu_model_name()
 
 
+ONNX_OPSET = 17
+
+
+def require_module(module: str):
+    """Import `module` (onnx, onnxruntime) or say, in one line, how to install it."""
+    try:
+        return __import__(module)
+    except ImportError:
+        raise CdpruneError(f"{module} is not installed: pip install 'cdprune[deploy]'") from None
+
+
+def onnx_bytes(model: torch.nn.Module, input_shape, input_name: str = "input", output_name: str = "output",
+               dynamic_batch: bool = True) -> bytes:
+    """`model` (on the CPU, in eval mode) as an ONNX file at opset ONNX_OPSET, for inputs (N, *input_shape)."""
+    require_module("onnx")
+    example = torch.randn(1, *input_shape)
+    buffer = io.BytesIO()
+    axes = {input_name: {0: "batch"}, output_name: {0: "batch"}} if dynamic_batch else None
+    # The TorchScript-based exporter is deprecated in favour of torch.export, but it is the one that
+    # gives a plain ONNX file quickly on every torch >= 2.3.
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(model, (example,), buffer, dynamo=False, opset_version=ONNX_OPSET,
+                          input_names=[input_name], output_names=[output_name], dynamic_axes=axes)
+    return buffer.getvalue()
+
+
+def ort_session(model: bytes | str, threads: int):
+    """An ONNX Runtime CPU session with `threads` intra-op threads; the graph runs op after op."""
+    ort = require_module("onnxruntime")
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1  # sequential graph: intra-op threads are the only parallelism
+    options.log_severity_level = 3  # warnings about unused initialisers are noise here
+    return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+
+
+def fastest_ms(step, warmup: int, min_repeats: int, min_time_s: float, max_repeats: int = 2000) -> float:
+    """The fastest of timed calls of `step` (after `warmup` calls), until `min_repeats` and `min_time_s` are done."""
+    for _ in range(warmup):
+        step()
+    best, runs, start = float("inf"), 0, time.perf_counter()
+    while runs < max_repeats and (runs < min_repeats or time.perf_counter() - start < min_time_s):
+        t0 = time.perf_counter()
+        step()
+        best = min(best, (time.perf_counter() - t0) * 1000.0)
+        runs += 1
+    return best
+
+
 @contextmanager
 def torch_threads(threads: int | None):
     """Temporarily set torch's intra-op thread count (None: leave it)."""
@@ -113,3 +167,22 @@ def measure_latency(model: torch.nn.Module, input_shape, batch: int = 1, threads
     return LatencyStats(p50_ms=float(np.percentile(ms, 50)), p90_ms=float(np.percentile(ms, 90)),
                         p99_ms=float(np.percentile(ms, 99)), mean_ms=float(ms.mean()), min_ms=float(ms.min()), repeats=len(ms),
                         batch=batch, threads=used, device=str(dev))
+
+
+def onnx_latency(model: bytes | str, input_shape, threads: int = 1, batch: int = 1, warmup: int = 10,
+                 min_repeats: int = 20, min_time_s: float = 1.0, max_repeats: int = 2000) -> LatencyStats:
+    """Time an ONNX model in ONNX Runtime on the CPU, like `measure_latency` times a torch model."""
+    session = ort_session(model, threads)
+    feed = {session.get_inputs()[0].name: np.random.default_rng(0).standard_normal((batch, *input_shape),
+                                                                                   dtype=np.float32)}
+    for _ in range(warmup):
+        session.run(None, feed)
+    times, start = [], time.perf_counter()
+    while len(times) < max_repeats and (len(times) < min_repeats or time.perf_counter() - start < min_time_s):
+        t0 = time.perf_counter()
+        session.run(None, feed)
+        times.append((time.perf_counter() - t0) * 1000.0)
+    ms = np.array(times)
+    return LatencyStats(p50_ms=float(np.percentile(ms, 50)), p90_ms=float(np.percentile(ms, 90)),
+                        p99_ms=float(np.percentile(ms, 99)), mean_ms=float(ms.mean()), min_ms=float(ms.min()),
+                        repeats=len(ms), batch=batch, threads=threads, device="cpu")

@@ -1,24 +1,34 @@
-"""Per-layer latency table for the latency-aware mode `la`.
+"""Per-layer latency tables for the latency-aware mode `la` and latency budgets (docs/design.md, §5.3).
 
-Each conv and linear layer is timed in isolation on this device, at a grid of
-input- and output-channel fractions (25/50/75/100 % of its original width),
-once per model architecture, input shape, device and thread count; the
-table is cached as JSON (`--refresh` rebuilds it). Each entry is the fastest
-of repeated runs, which other processes on the machine disturb least, so the
-table estimates uncontended latency. A pruned layer's latency
-is read off the grid by bilinear interpolation. The network's latency is the
-sum of its layers' scaled by one calibration factor, the dense network's
-measured latency over the sum of its layers' (BN, activations and framework
-overhead are thereby spread in proportion).
+Each conv and linear layer is timed in isolation on one device, at a grid of input- and
+output-channel fractions (25/50/75/100 % of its original width), in one runtime at one thread
+count. Each entry is the fastest of repeated runs, which other processes on the machine disturb
+least, so the table estimates uncontended latency. A pruned layer's latency is read off the grid
+by bilinear interpolation. The network's latency is the sum of its layers' scaled by one
+calibration factor, the dense network's measured latency over the sum of its layers'.
+
+- torch tables time the bare conv or linear layer, as eager PyTorch runs it; BN, activations and
+  framework overhead are spread in proportion by the calibration.
+- onnxruntime tables time each layer as it is deployed: the conv with the BatchNorm that follows it
+  (which ONNX Runtime folds into the conv) and the activation module after that (which it fuses),
+  exported to ONNX and run in an ONNX Runtime session with the table's thread count.
+
+A table is a portable JSON file (`LatencyTable.save`, format TABLE_FORMAT): `cdprune latency-table`
+measures one on the target device and `make_plan(..., latency_table=...)` plans with it on another
+machine. Without one, `latency_table` builds a table for this machine and caches it; the cache key
+names the CPU model and the runtime, since two CPUs of one architecture (x86_64) can differ
+several-fold in speed and two runtimes run the same layer differently.
 """
 from __future__ import annotations
 
 import copy
 import hashlib
 import json
+import math
+import numbers
 import os
 import platform
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -27,10 +37,21 @@ import torch.nn as nn
 
 from ..complexity import architecture_id
 from ..errors import CdpruneError
-from ..io import atomic_write_json
-from .latency import cpu_model_name, measure_latency
+from ..io import atomic_write_json, atomic_write_text
+from .latency import cpu_model_name, fastest_ms, measure_latency, onnx_bytes, ort_session, require_module, torch_threads
 
 FRACTIONS = (0.25, 0.5, 0.75, 1.0)
+RUNTIMES = ("torch", "onnxruntime")
+TABLE_FORMAT = "cdprune-latency-table/1"
+DEFAULT_REPEATS = 15  # timed runs per grid entry, at least…
+DEFAULT_MIN_TIME_S = 0.03  # …and at least this long
+NETWORK_TIME_FACTOR = 16  # the dense network is timed this many times longer than one grid entry
+# Element-wise activation modules that ONNX Runtime fuses into the conv before them (or runs right
+# after it); a table for onnxruntime times them with their layer.
+ACTIVATIONS = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.SiLU, nn.Hardswish, nn.Hardsigmoid, nn.Sigmoid, nn.Tanh, nn.GELU,
+               nn.ELU, nn.Mish)
+_BATCHNORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+_LAYERS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
 
 
 def cache_dir() -> Path:
@@ -40,18 +61,58 @@ def cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "cdprune"
 
 
-@dataclass
-class LatencyTable:
-    """Measured milliseconds per layer on a channel-fraction grid, plus the calibration to the whole network."""
+def runtime_version(runtime: str) -> str:
+    """'torch 2.13.0', 'onnxruntime 1.20.1': what a table's timings depend on besides the CPU."""
+    check_runtime(runtime)
+    if runtime == "onnxruntime":
+        return f"onnxruntime {require_module('onnxruntime').__version__}"
+    return f"torch {torch.__version__}"
 
-    key: dict
+
+def check_runtime(runtime) -> str:
+    if runtime not in RUNTIMES:
+        raise CdpruneError(f"unknown runtime '{runtime}': choose one of {', '.join(RUNTIMES)} (--runtime)")
+    return runtime
+
+
+@dataclass(frozen=True)
+class LatencyTable:
+    """Measured milliseconds per layer on a channel-fraction grid, plus the calibration to the whole network.
+
+    It belongs to one architecture (`architecture_id`) at one input shape, measured in one runtime
+    with one thread count on one CPU (`cpu_model`).
+    """
+
+    architecture: str
+    input_shape: tuple[int, ...]
+    runtime: str  # "torch" or "onnxruntime"
+    runtime_version: str  # "torch 2.13.0", "onnxruntime 1.20.1"
+    threads: int
+    cpu_model: str  # /proc/cpuinfo's model name, or what the platform gives (measure.latency.cpu_model_name)
+    machine: str  # platform.machine(): x86_64, aarch64, …
     grids: dict[str, list[list[float]]]  # layer -> [in fraction][out fraction] -> ms
     network_ms: float  # measured, dense, batch 1
     layer_sum_ms: float  # sum of the dense layers' isolated latencies
+    layers: dict[str, str] = field(default_factory=dict)  # layer -> what was timed: "conv", "conv+bn+relu", …
+    model: str | None = None  # the model reference it was measured for, where known
+    torch_version: str = torch.__version__
+    repeats: int = DEFAULT_REPEATS
+    min_time_s: float = DEFAULT_MIN_TIME_S
+    source: str = field(default="", compare=False)  # where it came from: a file, or this machine's cache
 
     @property
     def calibration(self) -> float:
         return self.network_ms / self.layer_sum_ms if self.layer_sum_ms else 1.0
+
+    @property
+    def key(self) -> dict:
+        """What the timings depend on: the cache key on the machine that measured them."""
+        return table_key(self.architecture, self.input_shape, self.runtime, self.runtime_version, self.threads,
+                         self.cpu_model, self.machine, self.torch_version)
+
+    def describe(self) -> str:
+        """'onnxruntime 1.20.1, 1 thread, AMD EPYC 7B13': where the times come from."""
+        return f"{self.runtime_version}, {self.threads} thread{'s' if self.threads != 1 else ''}, {self.cpu_model}"
 
     def layer_ms(self, name: str, in_fraction: float, out_fraction: float) -> float:
         grid = np.asarray(self.grids[name])
@@ -59,8 +120,111 @@ class LatencyTable:
         return max(0.0, _interp(out_fraction, rows))
 
     def to_dict(self) -> dict:
-        return {"key": self.key, "fractions": list(FRACTIONS), "grids": self.grids, "network_ms": self.network_ms,
-                "layer_sum_ms": self.layer_sum_ms}
+        return {"format": TABLE_FORMAT, "model": self.model, "architecture": self.architecture,
+                "input_shape": list(self.input_shape), "runtime": self.runtime,
+                "runtime_version": self.runtime_version, "threads": self.threads, "cpu_model": self.cpu_model,
+                "machine": self.machine, "torch_version": self.torch_version, "fractions": list(FRACTIONS),
+                "repeats": self.repeats, "min_time_s": self.min_time_s, "network_ms": self.network_ms,
+                "layer_sum_ms": self.layer_sum_ms, "layers": self.layers, "grids": self.grids}
+
+    def save(self, path: str | Path) -> Path:
+        """Write the table as JSON, atomically."""
+        atomic_write_text(path, json.dumps(self.to_dict(), indent=1, allow_nan=False) + "\n")
+        return Path(path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "LatencyTable":
+        """Read a table written by `save` (`cdprune latency-table`); a missing or invalid file is one CdpruneError."""
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text(), parse_constant=_no_constant)
+        except FileNotFoundError:
+            raise CdpruneError(f"latency table {path} not found: measure one on the device with "
+                               f"'cdprune latency-table MODEL --out {path}'") from None
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            raise CdpruneError(f"latency table {path} is not readable JSON ({type(exc).__name__}): measure it again "
+                               "with 'cdprune latency-table'") from None
+        return cls.from_dict(data, source=str(path))
+
+    @classmethod
+    def from_dict(cls, data, source: str = "latency table") -> "LatencyTable":
+        def bad(why: str) -> CdpruneError:
+            return CdpruneError(f"{source} is not a valid cdprune latency table ({why}): measure it again with "
+                                "'cdprune latency-table'")
+
+        if not isinstance(data, dict) or data.get("format") != TABLE_FORMAT:
+            raise bad(f"format is not {TABLE_FORMAT}")
+        if data.get("fractions") != list(FRACTIONS):
+            raise bad(f"its grid is not at the fractions {list(FRACTIONS)}")
+        try:
+            grids = {str(k): [[_ms(v) for v in row] for row in grid] for k, grid in data["grids"].items()}
+            table = cls(architecture=_text(data["architecture"]),
+                        input_shape=tuple(_count(s) for s in data["input_shape"]),
+                        runtime=_text(data["runtime"]), runtime_version=_text(data["runtime_version"]),
+                        threads=_count(data["threads"]), cpu_model=_text(data["cpu_model"]),
+                        machine=_text(data["machine"]), grids=grids, network_ms=_ms(data["network_ms"]),
+                        layer_sum_ms=_ms(data["layer_sum_ms"]),
+                        layers={str(k): _text(v) for k, v in (data.get("layers") or {}).items()},
+                        model=data.get("model") if isinstance(data.get("model"), str) else None,
+                        torch_version=_text(data.get("torch_version", "")),
+                        repeats=_count(data.get("repeats", DEFAULT_REPEATS)),
+                        min_time_s=_ms(data.get("min_time_s", DEFAULT_MIN_TIME_S)), source=source)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise bad(f"missing or malformed field {exc}") from None
+        if table.runtime not in RUNTIMES:
+            raise bad(f"unknown runtime {table.runtime!r}")
+        if not table.grids or any(len(g) != len(FRACTIONS) or any(len(r) != len(FRACTIONS) for r in g)
+                                  for g in table.grids.values()):
+            raise bad(f"every layer needs a {len(FRACTIONS)}×{len(FRACTIONS)} grid")
+        if table.network_ms <= 0 or table.layer_sum_ms <= 0:
+            raise bad("its network and layer-sum times must be positive")
+        return table
+
+    def check_fits(self, model: nn.Module, input_shape, runtime: str | None, layers) -> None:
+        """Refuse, in one line, a table measured for another architecture, input shape or runtime.
+
+        layers: the names of the conv and linear layers that planning reads off the table.
+        """
+        where = self.source or "the latency table"
+        spec = getattr(model, "cdprune_spec", None) or {}
+        mine = spec.get("name") or type(model).__name__
+        shape = ",".join(map(str, input_shape))
+        fix = (f"measure one on the device with 'cdprune latency-table {mine} --input {shape} --runtime "
+               f"{runtime or self.runtime} --threads {self.threads} --out FILE'")
+        if self.architecture != architecture_id(model):
+            raise CdpruneError(f"{where} was measured for another architecture ({self.model or self.architecture}), "
+                               f"not this {mine}: {fix}")
+        if tuple(self.input_shape) != tuple(input_shape):
+            raise CdpruneError(f"{where} was measured for input {','.join(map(str, self.input_shape))}, not {shape}: "
+                               f"{fix}")
+        if runtime is not None and runtime != self.runtime:
+            raise CdpruneError(f"{where} was measured in {self.runtime}, but the plan is for {runtime}: {fix}, "
+                               f"or plan for {self.runtime} (--runtime)")
+        missing = sorted(set(layers) - set(self.grids))
+        if missing:
+            raise CdpruneError(f"{where} has no times for layer {missing[0]} of this model: {fix}")
+
+
+def _no_constant(token: str):
+    raise ValueError(f"{token} is not a number JSON allows")
+
+
+def _text(value) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"{value!r} is not text")
+    return value
+
+
+def _count(value) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"{value!r} is not a positive whole number")
+    return int(value)
+
+
+def _ms(value) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or value < 0:
+        raise ValueError(f"{value!r} is not a finite number >= 0")
+    return float(value)
 
 
 def _interp(x: float, values) -> float:
@@ -73,44 +237,121 @@ def _interp(x: float, values) -> float:
     return float(np.interp(x, xs, ys))
 
 
-def latency_table(model: nn.Module, input_shape, refresh: bool = False, progress: bool = False) -> LatencyTable:
+def table_key(architecture: str, input_shape, runtime: str, version: str, threads: int, cpu_model: str,
+              machine: str, torch_version: str) -> dict:
+    return {"architecture": architecture, "input_shape": list(input_shape), "device": "cpu", "runtime": runtime,
+            "runtime_version": version, "threads": threads, "torch": torch_version, "machine": machine,
+            "cpu_model": cpu_model, "fractions": list(FRACTIONS)}
+
+
+def check_timing(threads, repeats, min_time_s) -> None:
+    """Refuse thread counts, repeats and times that cannot measure anything, before any work."""
+    for name, flag, value in (("threads", "--threads", threads), ("repeats", "--repeats", repeats)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1):
+            raise CdpruneError(f"{name} ({flag}) must be a whole number of at least 1, got {value!r}")
+    if isinstance(min_time_s, bool) or not isinstance(min_time_s, numbers.Real) or not math.isfinite(min_time_s) \
+            or min_time_s < 0:
+        raise CdpruneError(f"min_time_s (--min-time) must be a finite number of seconds >= 0, got {min_time_s!r}")
+
+
+def latency_table(model: nn.Module, input_shape, refresh: bool = False, progress: bool = False, *,
+                  runtime: str = "torch", threads: int | None = None) -> LatencyTable:
     """The cached table for `model` at `input_shape` on this CPU, built (tens of seconds) when missing.
 
-    `model` is not changed: the timing runs on a float32 copy on the CPU in eval mode. The cache key
-    names the CPU model, since two CPUs of one architecture (x86_64) can differ several-fold in speed.
+    threads: the runtime's intra-op threads (default: torch's current thread count). `model` is not
+    changed. `refresh` rebuilds the table; a damaged cache entry is rebuilt, and an unwritable cache
+    only costs a rebuild next time.
     """
-    key = {"architecture": architecture_id(model), "input_shape": list(input_shape), "device": "cpu",
-           "threads": torch.get_num_threads(), "torch": torch.__version__, "machine": platform.machine(),
-           "cpu_model": cpu_model_name(), "fractions": list(FRACTIONS)}
+    check_runtime(runtime)
+    check_timing(threads, DEFAULT_REPEATS, DEFAULT_MIN_TIME_S)
+    threads = threads or torch.get_num_threads()
+    key = table_key(architecture_id(model), tuple(input_shape), runtime, runtime_version(runtime), threads,
+                    cpu_model_name(), platform.machine(), torch.__version__)
     path = cache_dir() / "latency" / (hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20] + ".json")
     if path.exists() and not refresh:
         try:
-            data = json.loads(path.read_text())
-            if data["key"] == key:
-                return LatencyTable(key, data["grids"], float(data["network_ms"]), float(data["layer_sum_ms"]))
-        except (OSError, ValueError, KeyError, TypeError):
+            table = LatencyTable.from_dict(json.loads(path.read_text()), source=f"the latency cache ({path})")
+            if table.key == key:
+                return table
+        except (OSError, ValueError, CdpruneError):
             pass  # a damaged cache entry is simply rebuilt
-    table = _build(model, tuple(input_shape), key, progress)
+    table = build_latency_table(model, input_shape, runtime, threads, progress=progress)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_json(path, table.to_dict())
     except OSError:
         pass  # an unwritable cache only costs a rebuild next time
-    return table
+    return replace(table, source=f"the latency cache ({path})")
 
 
-def _build(model: nn.Module, input_shape, key: dict, progress: bool) -> LatencyTable:
+def build_latency_table(model: nn.Module, input_shape, runtime: str = "torch", threads: int | None = None, *,
+                        repeats: int = DEFAULT_REPEATS, min_time_s: float = DEFAULT_MIN_TIME_S,
+                        progress: bool = False) -> LatencyTable:
+    """Measure a fresh table for `model` at `input_shape` on this CPU, in `runtime` with `threads` threads.
+
+    Each grid entry is the fastest of at least `repeats` runs lasting at least `min_time_s` seconds
+    (fewer, shorter runs build faster and estimate worse); the dense network is timed
+    NETWORK_TIME_FACTOR times as long. `model` is not changed: the timing runs on a float32 copy on
+    the CPU in eval mode. Nothing is cached (see `latency_table`).
+    """
+    check_runtime(runtime)
+    check_timing(threads, repeats, min_time_s)
+    input_shape = tuple(int(s) for s in input_shape)
+    version = runtime_version(runtime)  # onnxruntime missing: one line, before any work
+    if runtime == "onnxruntime":
+        require_module("onnx")
+    threads = threads or torch.get_num_threads()
     # A copy: eval mode, the move to the CPU and float32 must not reach the caller's model.
-    model = copy.deepcopy(model).to(device="cpu", dtype=torch.float32).eval()
-    inputs: dict[str, tuple] = {}
-    layers = {n: m for n, m in model.named_modules() if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear))}
+    net = copy.deepcopy(model).to(device="cpu", dtype=torch.float32).eval()
+    layers = _trace(net, input_shape)
+
+    from tqdm import tqdm
+
+    grids, timed = {}, {}
+    with torch_threads(threads):
+        for name in tqdm(list(layers), desc="timing layers", disable=not progress, file=None):
+            layer = layers[name]
+            grids[name] = _time_grid(layer, runtime, threads, repeats, min_time_s)
+            timed[name] = layer.description(runtime)
+        network = _time_network(net, input_shape, runtime, threads, repeats, min_time_s)
+    spec = getattr(model, "cdprune_spec", None) or {}
+    return LatencyTable(architecture=architecture_id(model), input_shape=input_shape, runtime=runtime,
+                        runtime_version=version, threads=threads, cpu_model=cpu_model_name(),
+                        machine=platform.machine(), grids=grids, network_ms=network,
+                        layer_sum_ms=sum(g[-1][-1] for g in grids.values()), layers=timed, model=spec.get("name"),
+                        repeats=repeats, min_time_s=float(min_time_s), source="measured on this machine")
+
+
+@dataclass
+class _Layer:
+    """A conv or linear layer as the network runs it: its input shape, and the BN and activation after it."""
+
+    module: nn.Module
+    input_shape: tuple
+    bn: nn.Module | None = None
+    act: nn.Module | None = None
+
+    def description(self, runtime: str) -> str:
+        kind = "linear" if isinstance(self.module, nn.Linear) else "conv"
+        if runtime == "torch":
+            return kind
+        parts = [kind] + (["bn"] if self.bn is not None else []) + \
+            ([type(self.act).__name__.lower()] if self.act is not None else [])
+        return "+".join(parts)
+
+
+def _trace(model: nn.Module, input_shape) -> dict[str, _Layer]:
+    """Every conv and linear layer that a forward pass calls, with the BatchNorm and activation modules
+    that take its output directly (in call order)."""
+    leaves = {n: m for n, m in model.named_modules() if not list(m.children())}
+    calls: list[tuple[str, nn.Module, object, object]] = []
 
     def hook(name):
         def record(module, args, output):
-            inputs.setdefault(name, tuple(args[0].shape[1:]))
+            calls.append((name, module, args[0] if args else None, output))
         return record
 
-    handles = [m.register_forward_hook(hook(n)) for n, m in layers.items()]
+    handles = [m.register_forward_hook(hook(n)) for n, m in leaves.items()]
     try:
         with torch.no_grad():
             model(torch.zeros(1, *input_shape))
@@ -120,40 +361,90 @@ def _build(model: nn.Module, input_shape, key: dict, progress: bool) -> LatencyT
         for h in handles:
             h.remove()
 
-    from tqdm import tqdm
+    def reader(start: int, tensor, kinds):
+        """The first call after `start` that takes `tensor` itself as input, if it is one of `kinds`."""
+        for j in range(start + 1, len(calls)):
+            if calls[j][2] is tensor:
+                return j if isinstance(calls[j][1], kinds) else None
+        return None
 
-    grids = {}
-    for name in tqdm(list(inputs), desc="timing layers", disable=not progress, file=None):
-        grids[name] = _time_grid(layers[name], inputs[name])
-    layer_sum = sum(g[-1][-1] for g in grids.values())
-    network = measure_latency(model, input_shape, batch=1, warmup=5, min_repeats=20, min_time_s=0.5).min_ms
-    return LatencyTable(key, grids, network, layer_sum)
+    layers: dict[str, _Layer] = {}
+    for i, (name, module, inp, out) in enumerate(calls):
+        if not isinstance(module, _LAYERS) or name in layers or not isinstance(inp, torch.Tensor):
+            continue
+        layer = _Layer(module, tuple(inp.shape[1:]))
+        width = module.out_features if isinstance(module, nn.Linear) else module.out_channels
+        last, j = i, reader(i, out, _BATCHNORMS)
+        if j is not None and calls[j][1].num_features == width:
+            layer.bn, last = calls[j][1], j
+        k = reader(last, calls[last][3], ACTIVATIONS)
+        if k is not None:
+            layer.act = calls[k][1]
+        layers[name] = layer
+    return layers
 
 
-def _time_grid(layer: nn.Module, input_shape: tuple) -> list[list[float]]:
+def _grid_module(layer: _Layer, i: int, o: int, depthwise: bool) -> nn.Module:
+    """A fresh layer like `layer.module` with `i` inputs and `o` outputs (with its BN and activation)."""
+    base = layer.module
+    if isinstance(base, nn.Linear):
+        module = nn.Linear(i, o, bias=base.bias is not None)
+    else:
+        groups = o if depthwise else base.groups
+        module = type(base)(o if depthwise else i, o, base.kernel_size, base.stride, base.padding, base.dilation,
+                            groups=groups, bias=base.bias is not None, padding_mode=base.padding_mode)
+    parts = [module]
+    if layer.bn is not None:
+        parts.append(type(layer.bn)(o))
+    if layer.act is not None:
+        parts.append(copy.deepcopy(layer.act))
+    return nn.Sequential(*parts).eval()
+
+
+def _time_grid(layer: _Layer, runtime: str, threads: int, repeats: int, min_time_s: float) -> list[list[float]]:
     """ms at every (in fraction, out fraction); depthwise and grouped convs are timed along the diagonal only."""
-    conv = not isinstance(layer, nn.Linear)
-    c_in, c_out = (layer.in_channels, layer.out_channels) if conv else (layer.in_features, layer.out_features)
-    depthwise = conv and layer.groups > 1 and layer.groups == c_in == c_out
+    base, shape = layer.module, layer.input_shape
+    conv = not isinstance(base, nn.Linear)
+    c_in, c_out = (base.in_channels, base.out_channels) if conv else (base.in_features, base.out_features)
+    depthwise = conv and base.groups > 1 and base.groups == c_in == c_out
+    seen: dict[tuple[int, int], float] = {}  # one timing per distinct layer shape
     grid = []
     for fi in FRACTIONS:
         row = []
         for fo in FRACTIONS:
-            if conv and layer.groups > 1 and not depthwise:
+            if conv and base.groups > 1 and not depthwise:
                 fi_, fo_ = 1.0, 1.0  # grouped convs are never pruned
             elif depthwise:
                 fi_ = fo_ = fo
             else:
                 fi_, fo_ = fi, fo
             i, o = max(1, round(fi_ * c_in)), max(1, round(fo_ * c_out))
-            if not conv:
-                module = nn.Linear(i, o, bias=layer.bias is not None)
-            else:
-                groups = o if depthwise else layer.groups
-                i = o if depthwise else i
-                module = type(layer)(i, o, layer.kernel_size, layer.stride, layer.padding, layer.dilation,
-                                     groups=groups, bias=layer.bias is not None, padding_mode=layer.padding_mode)
-            shape = (i, *input_shape[1:]) if conv else (*input_shape[:-1], i)
-            row.append(measure_latency(module, shape, batch=1, warmup=3, min_repeats=15, min_time_s=0.03).min_ms)
+            if depthwise:
+                i = o
+            if (i, o) not in seen:
+                if runtime == "torch":
+                    # The bare layer: eager PyTorch runs BN and activations as separate calls.
+                    module = _grid_module(_Layer(base, shape), i, o, depthwise)[0]
+                else:
+                    module = _grid_module(layer, i, o, depthwise)
+                x_shape = (i, *shape[1:]) if conv else (*shape[:-1], i)
+                seen[(i, o)] = _time_module(module, x_shape, runtime, threads, 3, repeats, min_time_s)
+            row.append(seen[(i, o)])
         grid.append(row)
     return grid
+
+
+def _time_module(module: nn.Module, input_shape, runtime: str, threads: int, warmup: int, repeats: int,
+                 min_time_s: float) -> float:
+    """The fastest batch-1 run of `module` in `runtime`, in ms."""
+    if runtime == "torch":
+        return measure_latency(module, input_shape, batch=1, warmup=warmup, min_repeats=repeats,
+                               min_time_s=min_time_s).min_ms
+    session = ort_session(onnx_bytes(module, input_shape, dynamic_batch=False), threads)
+    feed = {session.get_inputs()[0].name: np.random.default_rng(0).standard_normal((1, *input_shape),
+                                                                                   dtype=np.float32)}
+    return fastest_ms(lambda: session.run(None, feed), warmup, repeats, min_time_s)
+
+
+def _time_network(model: nn.Module, input_shape, runtime: str, threads: int, repeats: int, min_time_s: float) -> float:
+    return _time_module(model, input_shape, runtime, threads, 5, max(5, repeats), NETWORK_TIME_FACTOR * min_time_s)

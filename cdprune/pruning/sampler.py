@@ -11,11 +11,16 @@ original width) are this project's choices and are parameters. With
 `round_to` R > 1 every unit ends with a multiple of R channels: units whose
 width is not one lose their odd channels (at random) before the first draw,
 and units narrower than R stay whole.
+
+Latency (mode `la`, latency budgets) is estimated from a per-layer latency table: one measured on
+the target device (`latency_table=`, written by `cdprune latency-table`) or one this machine
+builds and caches (cdprune.measure.layer_latency).
 """
 from __future__ import annotations
 
 import math
 import numbers
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -31,6 +36,10 @@ from .units import ChannelModel, find_units, require_units
 
 SIZE_METRICS = ("params", "flops", "memory")
 BUDGET_METRICS = SIZE_METRICS + ("latency",)
+# Channel counts are rounded to multiples of this unless round_to says otherwise: make_plan, the
+# CLI's --round-to and the methods of `compare` all take it from here, so the default is changed
+# in one place (benchmarks/rounding.py measures what each value gains on a device).
+DEFAULT_ROUND_TO = 1
 
 
 @dataclass(frozen=True)
@@ -82,7 +91,8 @@ def next_count(current: int, least: int, step: float, round_to: int) -> int:
 
 def make_plan(model: nn.Module, input_shape=(3, 32, 32), mode: str | None = "fa", target: float | None = 0.5, *,
               budget: dict[str, float] | str | None = None, target_metric: str | None = None, seed: int = 0,
-              step: float = 0.1, floor: float = 0.1, round_to: int = 1, refresh_latency: bool = False) -> PruningPlan:
+              step: float = 0.1, floor: float = 0.1, round_to: int = DEFAULT_ROUND_TO, refresh_latency: bool = False,
+              latency_table=None, latency_runtime: str | None = None) -> PruningPlan:
     """Sample a pruning plan (SPEC §3). `model` is not modified; the same arguments and seed give the same plan.
 
     target: fraction to remove, in (0, 1), of the mode's metric or of `target_metric` when given
@@ -94,10 +104,17 @@ def make_plan(model: nn.Module, input_shape=(3, 32, 32), mode: str | None = "fa"
         ("flops=100M,params=2M"). With a budget and mode=None, each draw follows the metric furthest
         over its budget.
     round_to: every unit keeps a multiple of this many channels; units narrower than it stay whole
-        (listed by the plan's `narrow_units`).
+        (listed by the plan's `narrow_units`). Default DEFAULT_ROUND_TO.
+    latency_table: for latency (mode "la", latency budgets), a table measured on the target device: a
+        `LatencyTable` or the path of one written by `cdprune latency-table`. It must be for this
+        architecture and input shape (and runtime, when `latency_runtime` is given). Without it, a
+        table for this machine is built and cached.
+    latency_runtime: the runtime whose latency the plan estimates, "torch" or "onnxruntime" (default:
+        the table's, or torch for this machine's table).
     """
     budget = budget_limits(budget)
     target, step, floor, round_to, seed = check_settings(target, step, floor, round_to, seed)
+    table = _given_table(latency_table, latency_runtime)
     if target is None and not budget:
         raise CdpruneError("give a target reduction (--target) or a budget (--budget) to prune to")
     chosen = get_mode(mode) if mode is not None else None
@@ -115,10 +132,17 @@ def make_plan(model: nn.Module, input_shape=(3, 32, 32), mode: str | None = "fa"
     require_units(channels)
     wants_latency = "latency" in budget or "latency" in (stop_metric, chosen.metric if chosen else None)
     latency = None
-    if wants_latency:
-        from ..measure.layer_latency import latency_table
+    if (table is not None or latency_runtime is not None) and not wants_latency:
+        what = "a latency table (--latency-table)" if table is not None else "a latency runtime (--runtime)"
+        raise CdpruneError(f"{what} serves latency planning only: plan with --mode la or --budget latency=..., "
+                           "or drop it")
+    if table is not None:
+        table.check_fits(model, input_shape, latency_runtime, (m.name for m in channels.layers()))
+        latency = table
+    elif wants_latency:
+        from ..measure.layer_latency import latency_table as cached_table
 
-        latency = latency_table(model, input_shape, refresh=refresh_latency)
+        latency = cached_table(model, input_shape, refresh=refresh_latency, runtime=latency_runtime or "torch")
     sampler = Sampler(channels, step, floor, round_to, seed, latency)
 
     if target is not None:
@@ -143,6 +167,19 @@ def make_plan(model: nn.Module, input_shape=(3, 32, 32), mode: str | None = "fa"
             raise CdpruneError("every unit is at its floor before the goal was met; lower --floor")
         sampler.draw(weights)
     return sampler.to_plan(model, input_shape, chosen.name if chosen else AUTO, target, budget, stop_metric)
+
+
+def _given_table(table, runtime):
+    """The latency table the caller gave (loaded when it is a path), or None; the runtime checked."""
+    from ..measure.layer_latency import LatencyTable, check_runtime
+
+    if runtime is not None:
+        check_runtime(runtime)
+    if table is None or isinstance(table, LatencyTable):
+        return table
+    if isinstance(table, (str, os.PathLike)):
+        return LatencyTable.load(table)
+    raise CdpruneError(f"latency_table must be a LatencyTable or the path of one, not {type(table).__name__}")
 
 
 class Sampler:
@@ -267,8 +304,8 @@ class Sampler:
                       for u, kept in zip(self.channels.units, self.kept))
         latency = {} if self.latency is None else {
             "before_ms": round(self.before_ms, 4), "after_ms": round(self.current_ms, 4),
-            "source": "per-layer latency table on this CPU, calibrated to the measured dense network",
-            "threads": self.latency.key["threads"]}
+            "source": f"per-layer latency table ({self.latency.describe()}), calibrated to the measured dense network",
+            "runtime": self.latency.runtime, "threads": self.latency.threads, "cpu_model": self.latency.cpu_model}
         return PruningPlan(model=spec.get("name"), model_kwargs=dict(spec.get("kwargs", {})),
                            architecture=architecture_id(model), input_shape=tuple(input_shape), mode=mode,
                            target=target, seed=self.seed, step=self.step, floor=self.floor, round_to=self.round_to,

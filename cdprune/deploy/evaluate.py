@@ -1,0 +1,83 @@
+"""Test an exported ONNX file (fp32 or int8) on a run's test set through ONNX Runtime.
+
+This is what the device will compute: the file, not the PyTorch model it came from. The images
+are the run's test split, normalised as the run records (`RunMetrics.mean` / `std`).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import CdpruneError
+from ..measure.latency import ort_session, require_module
+from ..records import Record
+from ..runs import run_data
+
+EVAL_BATCH = 256
+
+
+@dataclass(frozen=True)
+class OnnxEvalResult(Record):
+    """An ONNX file tested on a run's test set. Accuracy is a fraction; loss is cross-entropy in nats per image."""
+
+    path: str
+    precision: str  # "fp32", or "int8" for a quantised file
+    test_acc: float
+    test_loss: float
+    recorded_acc: float  # the run's own accuracy, from its PyTorch model
+    test_size: int
+
+
+def _precision(path: Path) -> str:
+    onnx = require_module("onnx")
+    ops = {node.op_type for node in onnx.load(str(path), load_external_data=False).graph.node}
+    return "int8" if ops & {"QuantizeLinear", "QLinearConv", "QLinearMatMul", "ConvInteger", "MatMulInteger"} else "fp32"
+
+
+def evaluate_onnx(path: str | Path, dataset, batch: int = EVAL_BATCH, threads: int | None = None) -> tuple[float, float]:
+    """(mean cross-entropy, accuracy) of the ONNX file `path` on `dataset` (normalised, un-augmented images)."""
+    session = ort_session(str(path), threads or torch.get_num_threads())
+    name = session.get_inputs()[0].name
+    labels = dataset.targets.numpy()
+    loss, correct = 0.0, 0
+    for start in range(0, len(dataset), batch):
+        index = torch.arange(start, min(start + batch, len(dataset)))
+        logits = session.run(None, {name: dataset.plain(index).numpy()})[0].astype(np.float64)
+        y = labels[start:start + len(index)]
+        shifted = logits - logits.max(axis=1, keepdims=True)
+        log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+        loss -= float(log_probs[np.arange(len(y)), y].sum())
+        correct += int((logits.argmax(axis=1) == y).sum())
+    return loss / len(dataset), correct / len(dataset)
+
+
+def eval_onnx(run_dir: str | Path, onnx_path: str | Path, data_dir: str | None = None,
+              threads: int | None = None) -> OnnxEvalResult:
+    """Test the ONNX file `onnx_path` (any export of the run, fp32 or int8) on the run's test set.
+
+    data_dir: where the run's data lives now, when it moved. threads: ONNX Runtime's intra-op threads
+    (default torch's thread count).
+    """
+    path = Path(onnx_path)
+    if not path.is_file():
+        raise CdpruneError(f"ONNX file {path} not found: export one with 'cdprune export {run_dir}'")
+    require_module("onnxruntime")
+    test_set, metrics = run_data(run_dir, "test", data_dir)
+    try:
+        session = ort_session(str(path), 1)
+    except Exception as exc:  # onnxruntime's own error types: a damaged or foreign file
+        first = " ".join(str(exc).split())[:160]
+        raise CdpruneError(f"ONNX Runtime cannot load {path} ({first}): export it again with 'cdprune export'") from None
+    (given,), (output,) = session.get_inputs(), session.get_outputs()
+    shape, classes = list(given.shape[1:]), output.shape[-1]
+    if shape != list(metrics.input_shape) or (isinstance(classes, int) and classes != metrics.num_classes):
+        raise CdpruneError(f"{path} takes inputs {'×'.join(map(str, shape))} and gives {classes} outputs, but "
+                           f"{run_dir} has {'×'.join(map(str, metrics.input_shape))} images of {metrics.num_classes} "
+                           f"classes: evaluate a file exported from this run")
+    del session
+    loss, acc = evaluate_onnx(path, test_set, threads=threads)
+    return OnnxEvalResult(path=str(path), precision=_precision(path), test_acc=acc, test_loss=loss,
+                          recorded_acc=metrics.test_acc, test_size=len(test_set))
