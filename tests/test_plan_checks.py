@@ -268,7 +268,7 @@ def test_latency_plan_keeps_the_model_as_given_and_keys_the_cache_by_cpu_model(t
 
     (table,) = (tmp_path / "latency").iterdir()
     expected = _cpu_model_from_proc()
-    assert json.loads(table.read_text())["key"]["cpu_model"] == expected
+    assert json.loads(table.read_text())["cpu_model"] == expected
 
     from cdprune.deploy.worker import device_name
 
