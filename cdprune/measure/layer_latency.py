@@ -25,7 +25,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from ..complexity import architecture_id
+from ..complexity import CONV_TYPES, architecture_id
 from ..errors import CdpruneError
 from ..io import atomic_write_json
 from .latency import cpu_model_name, measure_latency
@@ -103,7 +103,7 @@ def _build(model: nn.Module, input_shape, key: dict, progress: bool) -> LatencyT
     # A copy: eval mode, the move to the CPU and float32 must not reach the caller's model.
     model = copy.deepcopy(model).to(device="cpu", dtype=torch.float32).eval()
     inputs: dict[str, tuple] = {}
-    layers = {n: m for n, m in model.named_modules() if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear))}
+    layers = {n: m for n, m in model.named_modules() if isinstance(m, CONV_TYPES + (nn.Linear,))}
 
     def hook(name):
         def record(module, args, output):
@@ -151,8 +151,11 @@ def _time_grid(layer: nn.Module, input_shape: tuple) -> list[list[float]]:
             else:
                 groups = o if depthwise else layer.groups
                 i = o if depthwise else i
-                module = type(layer)(i, o, layer.kernel_size, layer.stride, layer.padding, layer.dilation,
-                                     groups=groups, bias=layer.bias is not None, padding_mode=layer.padding_mode)
+                # Keywords: a transposed conv's positional arguments differ (output_padding comes before groups).
+                extra = {"output_padding": layer.output_padding} if layer.transposed else {}
+                module = type(layer)(i, o, layer.kernel_size, stride=layer.stride, padding=layer.padding,
+                                     dilation=layer.dilation, groups=groups, bias=layer.bias is not None,
+                                     padding_mode=layer.padding_mode, **extra)
             shape = (i, *input_shape[1:]) if conv else (*input_shape[:-1], i)
             row.append(measure_latency(module, shape, batch=1, warmup=3, min_repeats=15, min_time_s=0.03).min_ms)
         grid.append(row)
