@@ -10,6 +10,15 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from .io import atomic_write_bytes  # noqa: E402
 
+
+def _score_legend(name: str, value) -> str:
+    return f"acc {100 * value:.2f}%" if name == "accuracy" else f"{name} {value:.2f} dB"
+
+
+def _score_axis(name: str) -> tuple[float, str]:
+    """How the charts show a task's headline: accuracy in %, PSNR in dB."""
+    return (100.0, "test accuracy (%)") if name == "accuracy" else (1.0, f"test {name} (dB)")
+
 CHART_METRICS = [("params", "params"), ("flops", "FLOPs"), ("memory_bytes", "memory"), ("latency_ms", "latency"),
                  ("energy_mj", "energy"), ("train_time_s", "train time")]
 
@@ -32,7 +41,7 @@ def comparison_chart(runs, path: Path) -> None:
     for i, run in enumerate(runs):
         ratios = [getattr(run, attr) / getattr(base, attr) for attr, _ in CHART_METRICS]
         xs = [x + (i - (len(runs) - 1) / 2) * width for x in range(len(CHART_METRICS))]
-        ax.bar(xs, ratios, width, label=f"{run.method} (acc {100 * run.test_acc:.2f}%)")
+        ax.bar(xs, ratios, width, label=f"{run.method} ({_score_legend(run.score_name, run.score)})")
     ax.axhline(1.0, color="grey", lw=0.8, ls="--")
     ax.set_xticks(range(len(CHART_METRICS)), [label for _, label in CHART_METRICS])
     ax.set_ylabel(f"relative to {base.method}")
@@ -54,20 +63,21 @@ def tradeoff_charts(points: list, out: Path, title: str) -> list[Path]:
 
     `points` are sweep points (cdprune.experiment.SweepPoint) that were trained and measured."""
     written = []
+    scale, ylabel = _score_axis(points[0].score_name if points else "accuracy")
     for filename, panels in TRADEOFF_PANELS.items():
         fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4))
         for ax, (key, label) in zip(axes, panels):
             for mode in sorted({p.mode for p in points if p.mode != "dense"}):
                 line = sorted((p for p in points if p.mode == mode), key=lambda p: getattr(p, key))
-                ax.plot([getattr(p, key) for p in line], [100 * p.test_acc for p in line], "o-", label=mode)
+                ax.plot([getattr(p, key) for p in line], [scale * p.score for p in line], "o-", label=mode)
                 for p in line:
-                    ax.annotate(f"{p.target:g}", (getattr(p, key), 100 * p.test_acc), fontsize=7,
+                    ax.annotate(f"{p.target:g}", (getattr(p, key), scale * p.score), fontsize=7,
                                 xytext=(3, 3), textcoords="offset points")
             for p in points:
                 if p.mode == "dense":
-                    ax.plot(getattr(p, key), 100 * p.test_acc, "k*", markersize=11, label="dense")
+                    ax.plot(getattr(p, key), scale * p.score, "k*", markersize=11, label="dense")
             ax.set_xlabel(label)
-            ax.set_ylabel("test accuracy (%)")
+            ax.set_ylabel(ylabel)
             ax.grid(alpha=0.3)
         axes[0].legend(frameon=False, fontsize=8)
         fig.suptitle(title)

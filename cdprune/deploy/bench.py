@@ -19,7 +19,7 @@ from .. import models
 from ..complexity import Totals, profile
 from ..errors import CdpruneError
 from ..measure.energy import estimate_energy
-from .export import export_model, require_deploy
+from .export import export_model, require_deploy, run_output_name
 from ..pruning import PruningPlan
 from ..records import Record
 from ..runs import build_model, load_run, plan_run_name, read_metrics, trusted_reference
@@ -60,6 +60,7 @@ class BenchResult(Record):
     cpu_utilisation: float  # the same as a fraction of the `threads` cores it may use
     energy_mj: float  # per input
     energy: dict  # kind ("measured" or "estimated"), source and the details
+    task: str | None = None  # the run's task (classify, denoise, sr); None for a model without a run
 
 
 def bench(source: str, plan_path: str | None = None, runtime: str = "torch", batch: int = 1, threads: int | None = None,
@@ -89,6 +90,7 @@ def bench(source: str, plan_path: str | None = None, runtime: str = "torch", bat
         totals = Totals(metrics.params, metrics.flops, metrics.memory_bytes)
         # The torch worker loads the run itself; onnxruntime needs the exported file.
         net = load_run(source_dir, ref)[0] if runtime == "onnxruntime" else None
+        task, output_name = metrics.task, run_output_name(metrics)
     else:
         if not models.is_registered(source) and ":" not in source:
             raise CdpruneError(f"'{source}' is neither a run directory nor a registered model "
@@ -99,6 +101,7 @@ def bench(source: str, plan_path: str | None = None, runtime: str = "torch", bat
         totals = profile(net, input_shape).totals
         ref = source
         name, method, run_dir = source, plan_run_name(plan), None
+        task, output_name = None, "logits"  # a bare model: its task is unknown; the name only labels a temporary file
 
     # Absolute paths, so the child does not depend on sharing this process's working directory.
     spec = {"runtime": runtime, "run_dir": run_dir and str(Path(run_dir).resolve()), "model": ref,
@@ -109,7 +112,7 @@ def bench(source: str, plan_path: str | None = None, runtime: str = "torch", bat
             "sysfs_root": str(sysfs_root)}
     with tempfile.TemporaryDirectory(prefix="cdprune-bench-") as tmp:
         if runtime == "onnxruntime":
-            spec["onnx_path"] = str(export_model(net, input_shape, "onnx", Path(tmp) / "model.onnx"))
+            spec["onnx_path"] = str(export_model(net, input_shape, "onnx", Path(tmp) / "model.onnx", output_name))
         del net  # the child loads its own copy
         raw = run_worker(spec)
 
@@ -129,7 +132,7 @@ def bench(source: str, plan_path: str | None = None, runtime: str = "torch", bat
         throughput_per_s=batch * 1000.0 / raw["p50_ms"], peak_rss_bytes=raw["peak_rss_bytes"],
         rss_increase_bytes=raw["peak_rss_bytes"] - raw["rss_before_bytes"], peak_rss_scope=raw["peak_rss_scope"],
         cpu_percent=cpu_percent,
-        cpu_utilisation=cpu_percent / 100.0 / raw["threads"], energy_mj=energy["energy_mj"], energy=energy)
+        cpu_utilisation=cpu_percent / 100.0 / raw["threads"], energy_mj=energy["energy_mj"], energy=energy, task=task)
 
 
 def _check_arguments(runtime, batch, threads, min_time_s, min_repeats, device) -> None:

@@ -1,7 +1,8 @@
 """Export a trained (pruned or dense) model to a deployable file: ONNX or TorchScript.
 
 ONNX files use opset 17, one input named `input` (N×C×H×W float32) and one output
-named `logits` (N×classes), with a dynamic batch axis N. TorchScript files are a
+named by the run's task: `logits` (N×classes) for classify, `image` (N×C×H×W) for the
+restoration tasks, with a dynamic batch axis N. TorchScript files are a
 CPU trace in eval mode, for `torch.jit.load` on the device. Files are written
 atomically, so a reader never sees half of one.
 """
@@ -19,6 +20,7 @@ from ..errors import CdpruneError
 from ..io import atomic_write_bytes
 from ..records import Record
 from ..runs import load_run
+from ..tasks import KINDS as TASK_KINDS
 
 OPSET = 17
 INPUT_NAME, OUTPUT_NAME = "input", "logits"
@@ -33,8 +35,10 @@ def require_deploy(module: str):
         raise CdpruneError(f"{module} is not installed: pip install 'cdprune[deploy]'") from None
 
 
-def export_model(model: torch.nn.Module, input_shape, format: str, path: str | Path) -> Path:
-    """Write `model` for inputs of shape (C, H, W) to `path` as `format` ("onnx" or "torchscript").
+def export_model(model: torch.nn.Module, input_shape, format: str, path: str | Path,
+                 output_name: str = OUTPUT_NAME) -> Path:
+    """Write `model` for inputs of shape (C, H, W) to `path` as `format` ("onnx" or "torchscript");
+    `output_name` names the ONNX output ("logits", or "image" for a restoration model).
 
     The model itself is left as it was (device and train/eval mode): a CPU copy is exported.
     """
@@ -51,8 +55,8 @@ def export_model(model: torch.nn.Module, input_shape, format: str, path: str | P
         warnings.simplefilter("ignore", DeprecationWarning)
         if format == "onnx":
             torch.onnx.export(model, (example,), buffer, dynamo=False, opset_version=OPSET,
-                              input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-                              dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}})
+                              input_names=[INPUT_NAME], output_names=[output_name],
+                              dynamic_axes={INPUT_NAME: {0: "batch"}, output_name: {0: "batch"}})
         else:
             torch.jit.save(torch.jit.trace(model, example), buffer)
     data = buffer.getvalue()
@@ -85,7 +89,14 @@ def export_run(run_dir: str | Path, format: str, out: str | Path | None = None, 
     if format not in FORMATS:
         raise CdpruneError(f"unknown export format '{format}': choose one of {', '.join(FORMATS)}")
     model, metrics = load_run(run_dir, model)
-    path = export_model(model, tuple(metrics.input_shape), format, out or Path(run_dir) / FORMATS[format])
+    output = run_output_name(metrics)
+    path = export_model(model, tuple(metrics.input_shape), format, out or Path(run_dir) / FORMATS[format], output)
     onnx = format == "onnx"
     return ExportResult(path=str(path), format=format, bytes=path.stat().st_size, opset=OPSET if onnx else None,
-                        input=INPUT_NAME if onnx else None, output=OUTPUT_NAME if onnx else None, dynamic_batch=onnx)
+                        input=INPUT_NAME if onnx else None, output=output if onnx else None, dynamic_batch=onnx)
+
+
+def run_output_name(metrics) -> str:
+    """The ONNX output name of a run's task ("logits" for classify, "image" for denoise and sr)."""
+    kind = TASK_KINDS.get(metrics.task)
+    return kind.output_name if kind is not None else OUTPUT_NAME
