@@ -16,7 +16,11 @@ def profile_table(profile: Profile) -> str:
     for layer in profile.layers:
         shape = "×".join(map(str, layer.output_shape))
         kernel = "×".join(map(str, layer.kernel_size)) or "-"
-        kind = "dwconv" if layer.kind == "conv" and layer.groups > 1 and layer.groups == layer.out_channels else layer.kind
+        kind = layer.kind
+        if getattr(layer, "transposed", False):
+            kind = "convT"
+        elif layer.kind == "conv" and layer.groups > 1:
+            kind = "dwconv" if layer.groups == layer.out_channels else f"gconv{layer.groups}"
         rows.append([layer.name, kind, f"{layer.in_channels}→{layer.out_channels}", kernel, shape,
                      human_count(layer.params), f"{layer.params_share:.1%}", human_count(layer.flops),
                      f"{layer.flops_share:.1%}", human_bytes(layer.memory_bytes), f"{layer.memory_share:.1%}"])
