@@ -5,8 +5,8 @@ plus the U-Net at FA-0.5.
     python benchmarks/restoration.py --smoke    # under a minute, into benchmarks/runs/restoration-smoke
 
 Runs live in benchmarks/runs/restoration/ (resumable: re-running continues or reuses them);
-results go to benchmarks/results/restoration.json and .md (the smoke run writes
-restoration-smoke.json and .md next to them, so it never overwrites the real results).
+results go to benchmarks/results/restoration.json and .md (the smoke run writes its
+results.json and .md into its runs folder, so it never touches the committed results).
 Goals: the FA-0.5 DnCNN's test PSNR within 0.3 dB of the dense DnCNN's, with a training wall
 time of at most 60 % of the dense one's. The PSNR of the noisy test images themselves is shown
 for reference.
@@ -53,7 +53,7 @@ def main():
             "psnr_gap_db": gap, "train_time_ratio": ratio,
             "goal_psnr_within_0.3db": gap <= 0.3, "goal_time_ratio_le_0.6": ratio <= 0.6,
         }
-    path = HERE / "results" / f"{name}.json"
+    path = HERE / "runs" / name / "results.json" if args.smoke else HERE / "results" / f"{name}.json"
     atomic_write_json(path, results)
     atomic_write_text(path.with_suffix(".md"), markdown(results))
     print(markdown(results))
