@@ -1,5 +1,6 @@
 """Image restoration: transposed and grouped convs in the profile and the planner, the dncnn and unet
 models, the denoise and sr tasks (training, resume, eval, reports, export), PSNR and SSIM."""
+import copy
 import csv
 import json
 import math
@@ -71,13 +72,62 @@ def test_profile_counts_transposed_and_grouped_convs():
     assert prof.totals.params == sum(p.numel() for p in net.parameters())
 
 
-def test_grouped_convs_are_excluded_with_their_reason():
+def test_grouped_convs_are_pruned_by_group_and_grouped_transposed_convs_excluded():
     report = cdprune.prunable_units(MixedNet(), (1, 12, 12))
+    assert [(u.name, u.groups) for u in report.units] == [("a.0", 1), ("b.0", 4), ("c.0", 1)]
     excluded = {e.name: e.reason for e in report.excluded}
-    assert "grouped conv g (groups=4)" in excluded["b.0"] and "grouped conv g" in excluded["g"]
-    assert "grouped conv up (groups=2)" in excluded["up"]  # a grouped transposed conv is grouped too
-    assert excluded["out"] == "they reach the network output"
-    assert [u.name for u in report.units] == ["a.0", "c.0"]
+    assert excluded == {"g": "they feed the grouped transposed conv up (groups=2), which cdprune does not prune",
+                        "up": "they are the output of the grouped transposed conv up (groups=2), which cdprune does "
+                              "not prune",
+                        "out": "they reach the network output"}
+
+
+class ResNeXtBlock(nn.Module):
+    """A bottleneck whose 3×3 conv has 4 groups, in a residual add, then a linear head."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU())
+        self.c1, self.bn1 = nn.Conv2d(16, 32, 1), nn.BatchNorm2d(32)
+        self.c2, self.bn2 = nn.Conv2d(32, 32, 3, padding=1, groups=4), nn.BatchNorm2d(32)
+        self.c3, self.bn3 = nn.Conv2d(32, 16, 1), nn.BatchNorm2d(16)
+        self.head = nn.Linear(16, 10)
+
+    def forward(self, x):
+        x = self.stem(x)
+        y = self.bn3(self.c3(torch.relu(self.bn2(self.c2(torch.relu(self.bn1(self.c1(x))))))))
+        return self.head(torch.relu(x + y).mean((2, 3)))
+
+
+def test_resnext_block_is_pruned_group_consistently():
+    torch.manual_seed(0)
+    net, shape = ResNeXtBlock().eval(), (3, 16, 16)
+    for bn in (net.stem[1], net.bn1, net.bn2, net.bn3):  # BN that is not the identity, so every channel counts
+        bn.running_mean.normal_()
+        bn.running_var.uniform_(0.5, 2)
+        bn.weight.data.normal_()
+        bn.bias.data.normal_()
+    plan = cdprune.make_plan(net, shape, "fa", 0.5, seed=1)  # a seed that draws both grouped units
+    assert plan.reduction["flops"] >= 0.5
+    units = {u.name: u for u in plan.units}
+    for name in ("c1", "c2"):  # the same in-group positions go from each of the 4 groups
+        kept = units[name].kept
+        assert len(kept) < 32 and all([c + 8 * k for c in kept if c < 8] == [c for c in kept if 8 * k <= c < 8 * k + 8]
+                                      for k in range(4))
+    pruned = cdprune.apply_plan(copy.deepcopy(net), plan).eval()
+    assert pruned.c2.groups == 4 and pruned.c2.in_channels == len(units["c1"].kept)
+    assert cdprune.profile(pruned, shape).totals == plan.after
+    # Zeroing the removed channels' BN in the dense net must give exactly the pruned net's output:
+    # the kept weights are the right ones, group by group.
+    masked = copy.deepcopy(net)
+    for name, bns in (("stem.0", (masked.stem[1], masked.bn3)), ("c1", (masked.bn1,)), ("c2", (masked.bn2,))):
+        gone = sorted(set(range(units[name].channels)) - set(units[name].kept))
+        for bn in bns:
+            bn.weight.data[gone] = 0
+            bn.bias.data[gone] = 0
+    x = torch.randn(2, *shape)
+    with torch.no_grad():
+        assert torch.allclose(masked(x), pruned(x), atol=1e-6)
 
 
 @pytest.mark.parametrize("name", ["dncnn", "unet"])
@@ -291,3 +341,11 @@ def test_compare_checks_the_baselines_on_denoising(tmp_path):
     header = (tmp_path / "compare.csv").read_text().splitlines()[0].split(",")
     assert header[:5] == ["method", "seeds", "psnr_mean", "psnr_std", "ssim_mean"]
     assert "test PSNR" in (tmp_path / "compare.md").read_text()
+
+
+def test_a_plan_that_prunes_groups_unevenly_is_refused():
+    net = ResNeXtBlock()
+    plan = cdprune.make_plan(net, (3, 16, 16), "fa", 0.5, seed=1)
+    units = [replace(u, kept=tuple(range(1, 32))) if u.name == "c1" else u for u in plan.units]  # one group only
+    with pytest.raises(cdprune.CdpruneError, match="same channels in each of its 4 groups"):
+        cdprune.apply_plan(net, replace(plan, units=tuple(units)))

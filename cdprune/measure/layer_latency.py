@@ -79,7 +79,8 @@ def latency_table(model: nn.Module, input_shape, refresh: bool = False, progress
     `model` is not changed: the timing runs on a float32 copy on the CPU in eval mode. The cache key
     names the CPU model, since two CPUs of one architecture (x86_64) can differ several-fold in speed.
     """
-    key = {"architecture": architecture_id(model), "input_shape": list(input_shape), "device": "cpu",
+    # "grid" names how grids are timed: tables from before grouped convs were pruned differ for them.
+    key = {"grid": 2, "architecture": architecture_id(model), "input_shape": list(input_shape), "device": "cpu",
            "threads": torch.get_num_threads(), "torch": torch.__version__, "machine": platform.machine(),
            "cpu_model": cpu_model_name(), "fractions": list(FRACTIONS)}
     path = cache_dir() / "latency" / (hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20] + ".json")
@@ -131,7 +132,8 @@ def _build(model: nn.Module, input_shape, key: dict, progress: bool) -> LatencyT
 
 
 def _time_grid(layer: nn.Module, input_shape: tuple) -> list[list[float]]:
-    """ms at every (in fraction, out fraction); depthwise and grouped convs are timed along the diagonal only."""
+    """ms at every (in fraction, out fraction); depthwise convs are timed along the diagonal only, grouped
+    convs at widths rounded to multiples of their group count, grouped transposed convs at full width."""
     conv = not isinstance(layer, nn.Linear)
     c_in, c_out = (layer.in_channels, layer.out_channels) if conv else (layer.in_features, layer.out_features)
     depthwise = conv and layer.groups > 1 and layer.groups == c_in == c_out
@@ -139,13 +141,16 @@ def _time_grid(layer: nn.Module, input_shape: tuple) -> list[list[float]]:
     for fi in FRACTIONS:
         row = []
         for fo in FRACTIONS:
-            if conv and layer.groups > 1 and not depthwise:
-                fi_, fo_ = 1.0, 1.0  # grouped convs are never pruned
+            if conv and layer.groups > 1 and not depthwise and layer.transposed:
+                fi_, fo_ = 1.0, 1.0  # grouped transposed convs are never pruned
             elif depthwise:
                 fi_ = fo_ = fo
             else:
                 fi_, fo_ = fi, fo
             i, o = max(1, round(fi_ * c_in)), max(1, round(fo_ * c_out))
+            if conv and layer.groups > 1 and not depthwise:  # pruned group by group: widths stay multiples
+                g = layer.groups
+                i, o = max(g, round(fi_ * c_in / g) * g), max(g, round(fo_ * c_out / g) * g)
             if not conv:
                 module = nn.Linear(i, o, bias=layer.bias is not None)
             else:

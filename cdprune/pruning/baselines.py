@@ -72,8 +72,10 @@ def l1_plan(model: nn.Module, input_shape, target: float, metric: str = "flops",
     """Li et al. 2017: the same fraction per unit; the filters with the smallest L1 norm go (trained `model`)."""
     state = _setup(model, input_shape, target, metric, floor, 0)
     for u, drop in enumerate(_uniform_counts(state, target, metric)):
-        norms = sum(_filter_l1(model.get_submodule(c)) for c in state.channels.units[u].convs)
-        order = np.argsort(norms.cpu().numpy(), kind="stable")
+        unit = state.channels.units[u]
+        norms = sum(_filter_l1(model.get_submodule(c)) for c in unit.convs).cpu().numpy()
+        # A position of a unit around a grouped conv is one channel per group: its norm is their sum.
+        order = np.argsort(norms.reshape(unit.groups, unit.positions).sum(0), kind="stable")
         state.keep(u, order[int(drop):])
     return state.to_plan(model, input_shape, "l1", target, {}, metric)
 
@@ -98,7 +100,8 @@ def magnitude_plan(model: nn.Module, input_shape, target: float, metric: str = "
             root = model.get_submodule(unit.name)
             group = graph.get_pruning_group(root, graph.get_pruner_of_module(root).prune_out_channels,
                                             list(range(unit.channels)))
-            for c, score in enumerate(importance(group).cpu().numpy()):
+            scores = importance(group).cpu().numpy().reshape(unit.groups, unit.positions).sum(0)
+            for c, score in enumerate(scores):
                 scored.append((float(score), u, c))
     scored.sort()
     removed = {u: [] for u in range(len(state.original))}

@@ -26,11 +26,27 @@ _IN_CHANNEL_FNS = {tp.pruner.function.prune_conv_in_channels, tp.pruner.function
 
 @dataclass
 class Unit:
-    """Channels removed together. `convs` are the convs whose output channels are these channels."""
+    """Channels removed together. `convs` are the convs whose output channels are these channels.
+
+    A unit that feeds or leaves a grouped conv has `groups` g > 1: its channels fall into g equal
+    blocks, and every block must lose the same positions so that each group of the conv keeps
+    the same width and the same in-group layout. The planner therefore works on the unit's
+    `positions` (channels / g): removing position p removes channels p, p + n/g, p + 2n/g, ….
+    """
 
     name: str  # the first of `convs` in module order; pruning it prunes the whole unit
     convs: list[str]
     channels: int  # original channel count
+    groups: int = 1
+
+    @property
+    def positions(self) -> int:
+        return self.channels // self.groups
+
+    def expand(self, positions) -> np.ndarray:
+        """The channel indices (sorted) of the given positions, in every block."""
+        positions = np.asarray(positions, dtype=np.int64)
+        return np.sort((np.arange(self.groups)[:, None] * self.positions + positions[None, :]).ravel())
 
 
 @dataclass
@@ -48,11 +64,11 @@ class _SizedModule:
     calls: int = 0  # forward calls in one pass (0: not a profiled layer)
     bias: bool = False
     vectors: int = 0  # per-channel parameter vectors ("vector" kind)
-    in_terms: list[tuple[int, int]] = field(default_factory=list)  # (unit index, channels per unit channel)
+    in_terms: list[tuple[int, int]] = field(default_factory=list)  # (unit index, channels per unit position)
     out_terms: list[tuple[int, int]] = field(default_factory=list)
 
     def channels(self, removed: np.ndarray) -> tuple[int, int]:
-        """(in, out) channel counts when unit u has lost removed[u] channels."""
+        """(in, out) channel counts when unit u has lost removed[u] positions (terms count channels per position)."""
         out = self.out_base - sum(m * int(removed[u]) for u, m in self.out_terms)
         if self.kind in ("vector", "depthwise"):
             return out, out
@@ -81,7 +97,8 @@ class ExcludedUnit:
 
 
 class ChannelModel:
-    """The exact complexity of a network as a function of the channels removed from each unit.
+    """The exact complexity of a network as a function of the positions removed from each unit (channels,
+    for a unit without groups; see `Unit`).
 
     `excluded` lists the coupled channel sets that are not units, each with the reason."""
 
@@ -126,8 +143,10 @@ def find_units(model: nn.Module, profile: Profile, graph: tp.DependencyGraph | N
     """Every prunable unit of `model` and the arithmetic model of its sizes.
 
     Excluded (listed in the result's `excluded`, each with its reason): units whose channels
-    reach the network output, units that touch a grouped (non-depthwise) conv, and units that
-    touch a parameterised layer type the size model does not know or map unevenly onto one.
+    reach the network output, units that touch a grouped transposed conv or fill only part of a
+    grouped conv's channels, and units that touch a parameterised layer type the size model does
+    not know or map unevenly onto one. Units around a grouped (non-depthwise) conv are pruned
+    group by group (`Unit.groups`).
     """
     graph = graph or build_graph(model, profile.input_shape)
     names = {m: n for n, m in model.named_modules()}
@@ -151,7 +170,7 @@ def find_units(model: nn.Module, profile: Profile, graph: tp.DependencyGraph | N
     for group in graph.get_all_groups(root_module_types=CONV_TYPES):
         n_root = len(group[0].idxs)
         root = names.get(group[0].dep.target.module, "?")
-        convs, couplings, reason = [], [], None
+        convs, couplings, reason, unit_groups = [], [], None, 1
         for dep, idxs in group:
             module = dep.target.module
             is_in = dep.handler in _IN_CHANNEL_FNS
@@ -169,10 +188,17 @@ def find_units(model: nn.Module, profile: Profile, graph: tp.DependencyGraph | N
                 break
             entry = sized[name]
             if entry.kind == "conv" and entry.groups > 1:
-                # Pruning must keep every group the same width; cdprune does not plan that.
                 what = "they are the output of" if name == root else "they feed"
-                reason = f"{what} the grouped conv {name} (groups={entry.groups}), which cdprune does not prune"
-                break
+                if getattr(module, "transposed", False):
+                    # torch-pruning slices a grouped transposed conv's weight as if it were a plain conv's.
+                    reason = f"{what} the grouped transposed conv {name} (groups={entry.groups}), which cdprune does not prune"
+                    break
+                width = entry.in_base if is_in else entry.out_base
+                if n_root != width or [int(i) for i in idxs] != list(range(width)):
+                    # Equal removals per group need the unit to span the conv's channels exactly.
+                    reason = f"{what} only part of the grouped conv {name}'s channels (groups={entry.groups})"
+                    break
+                unit_groups = math.lcm(unit_groups, entry.groups)
             couplings.append((name, is_in, len(idxs) // n_root))
             if not is_in and name in layers and layers[name].kind == "conv":
                 convs.append(name)
@@ -183,9 +209,9 @@ def find_units(model: nn.Module, profile: Profile, graph: tp.DependencyGraph | N
             continue
         convs.sort(key=order.__getitem__)
         unit_index = len(units)
-        units.append(Unit(name=convs[0], convs=convs, channels=n_root))
+        units.append(Unit(name=convs[0], convs=convs, channels=n_root, groups=unit_groups))
         for name, is_in, mult in couplings:
-            (sized[name].in_terms if is_in else sized[name].out_terms).append((unit_index, mult))
+            (sized[name].in_terms if is_in else sized[name].out_terms).append((unit_index, mult * unit_groups))
 
     # Units in module order make plans readable and independent of graph traversal order.
     permutation = sorted(range(len(units)), key=lambda i: order[units[i].name])
