@@ -56,7 +56,7 @@ class TrainConfig:
     num_workers: int = 0
     progress: bool = True       # tqdm bar on stderr
     channels_last: bool = True  # NHWC tensors: about 25 % faster convs on a CPU (oneDNN) and on tensor cores
-    task: Task = CLASSIFY  # the loss and metrics (tasks.create builds one)
+    task: Task = CLASSIFY  # the loss, metrics and optimiser (tasks.create builds one)
 
 
 # The settings that shape the weight trajectory: a checkpoint may only be
