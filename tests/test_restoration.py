@@ -349,3 +349,10 @@ def test_a_plan_that_prunes_groups_unevenly_is_refused():
     units = [replace(u, kept=tuple(range(1, 32))) if u.name == "c1" else u for u in plan.units]  # one group only
     with pytest.raises(cdprune.CdpruneError, match="same channels in each of its 4 groups"):
         cdprune.apply_plan(net, replace(plan, units=tuple(units)))
+
+
+def test_task_options_of_another_task_are_refused_before_writing(tmp_path, capsys):
+    code, _, err = run_cli(capsys, "train", "alexnet", "--noise", "30", "--data", "synthetic", "--out", tmp_path / "r",
+                           "--no-progress")
+    assert code == 2 and "noise (--noise) applies to task denoise, not classify" in err, err
+    assert not (tmp_path / "r").exists()
