@@ -8,7 +8,7 @@ The public API; the `cdprune` command uses nothing else (docs/design.md, "Layout
     >>> plan = cdprune.make_plan(net, (3, 32, 32), mode="fa", target=0.5, seed=0)
     >>> small = cdprune.apply_plan(cdprune.models.create("vgg16"), plan)
 """
-from . import data, distributed, models, report
+from . import data, distributed, models, report, tasks
 from .backends import BACKENDS, Resources
 from .complexity import LayerComplexity, Profile, Totals, parse_shape, profile
 from .data import AUGMENTATIONS, DATASETS
@@ -17,13 +17,15 @@ from .errors import CdpruneError, UnreachableTarget
 from .measure.layer_latency import LatencyTable, build_latency_table
 from .experiment import DEFAULT_JOB, CompareResult, RunComparison, SweepResult, compare, main_job, sweep
 from .methods import METHODS
-from .pruning import MODES, PruningPlan, apply_plan, make_plan, parse_budget
+from .pruning import MODES, PruningPlan, UnitsReport, apply_plan, make_plan, parse_budget, prunable_units
 from .pruning.sampler import DEFAULT_ROUND_TO
 from .runs import EvalResult, RunMetrics, RunSettings, eval_run, load_run, train_run
+from .tasks import TASKS, Task
 from .train import TrainingInterrupted
 
 __version__ = "0.1.0"
-__all__ = ["data", "distributed", "models", "report", "BACKENDS", "Resources", "LayerComplexity", "Profile",
+__all__ = ["data", "distributed", "models", "report", "tasks", "TASKS", "Task", "UnitsReport", "prunable_units",
+           "BACKENDS", "Resources", "LayerComplexity", "Profile",
            "Totals", "parse_shape", "profile", "AUGMENTATIONS", "DATASETS", "FORMATS", "RUNTIMES", "BenchResult",
            "ExportResult", "OnnxEvalResult", "bench", "eval_onnx", "export_run", "CdpruneError", "UnreachableTarget", "LatencyTable",
            "build_latency_table", "DEFAULT_ROUND_TO", "DEFAULT_JOB", "CompareResult", "RunComparison", "SweepResult",

@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Callable
 
 from . import (AUGMENTATIONS, BACKENDS, DATASETS, DEFAULT_JOB, DEFAULT_ROUND_TO, FORMATS, METHODS, MODES, RUNTIMES,
-               CdpruneError, PruningPlan, Resources, RunSettings, TrainingInterrupted, bench, build_latency_table, compare,
-               distributed, eval_onnx, eval_run, export_run, main_job, make_plan, models, parse_budget, parse_shape,
-               profile, report, sweep, train_run)
+               TASKS, CdpruneError, PruningPlan, Resources, RunSettings, TrainingInterrupted, bench, build_latency_table,
+               compare, distributed, eval_onnx, eval_run, export_run, main_job, make_plan, models, parse_budget,
+               parse_shape, profile, prunable_units, report, sweep, train_run)
 
 _COMMANDS: dict[str, tuple[Callable, Callable, str]] = {}
 
@@ -109,15 +109,21 @@ def run_prune(args) -> None:
     budget = parse_budget(args.budget) if args.budget else None
     mode = args.mode or (None if budget else "fa")
     target = args.target if args.target is not None else (None if budget else 0.5)
+    units = prunable_units(model, shape) if args.verbose else None
+    if units is not None and not units.units:
+        print(report.units_text(units), file=sys.stderr)  # why make_plan is about to refuse
     plan = make_plan(model, shape, mode, target, budget=budget, seed=args.seed, step=args.step, floor=args.floor,
                      round_to=args.round_to, refresh_latency=args.refresh, latency_table=args.latency_table,
                      latency_runtime=args.runtime)
     plan_path = plan.save(args.out)
     if args.json:
-        print_json({**plan.to_dict(), "plan_path": str(plan_path)})
+        extra = {"excluded": units.to_dict()["excluded"]} if units is not None else {}
+        print_json({**plan.to_dict(), "plan_path": str(plan_path), **extra})
         return
     title = MODES[plan.mode].title if plan.mode in MODES else "each draw follows the metric furthest over budget"
     print(report.plan_text(plan, args.model, title, plan_path))
+    if units is not None:
+        print("\n" + report.units_text(units))
 
 
 @command("prune", "sample a complexity-driven pruning plan and write it")(run_prune)
@@ -140,6 +146,8 @@ def _(p):
                    help="runtime whose latency mode la and latency budgets estimate (default: the table's, else torch)")
     p.add_argument("--refresh", action="store_true", help="rebuild the cached per-layer latency table (mode la, latency budgets)")
     p.add_argument("--out", default="plan.json", help="where to write the plan (default plan.json)")
+    p.add_argument("--verbose", action="store_true",
+                   help="also list the coupled channels that cannot be pruned, each with the reason")
 
 
 # ---- latency-table -----------------------------------------------------------------------------
@@ -207,11 +215,20 @@ def _training_arguments(p: argparse.ArgumentParser, defaults: dict) -> None:
                    help="share of each class held out for testing when a folder has no val/ or test/ (default 0.2)")
     _model_args_argument(p)
     p.add_argument("--download", action="store_true", help="fetch CIFAR into --data-dir when missing (needs a network)")
+    p.add_argument("--task", default="classify", choices=TASKS,
+                   help="what the network learns: classify (labels), denoise (Gaussian noise) or sr "
+                        "(super-resolution); the restoration tasks use the images alone (default classify)")
+    p.add_argument("--noise", type=number, default=None, metavar="SIGMA",
+                   help="denoise: standard deviation of the noise on the 0-255 scale (default 25)")
+    p.add_argument("--scale", type=int, default=None, help="sr: down-sampling factor, 2 or 4 (default 2)")
+    p.add_argument("--loss", default=None, help="denoise and sr: mse (default) or l1")
     p.add_argument("--epochs", type=int, default=defaults.get("epochs", 10), help=f"default {defaults.get('epochs', 10)}")
     p.add_argument("--batch-size", type=int, default=defaults.get("batch_size", 128),
                    help=f"default {defaults.get('batch_size', 128)}")
-    p.add_argument("--lr", type=number, default=defaults.get("lr", 0.05),
-                   help=f"initial learning rate, cosine-annealed (default {defaults.get('lr', 0.05)})")
+    p.add_argument("--lr", type=number, default=None,
+                   help=f"initial learning rate, cosine-annealed (default {defaults.get('lr', 0.05)} for classify "
+                        "with SGD, 0.001 for denoise and sr with Adam)")
+    p.set_defaults(classify_lr=defaults.get("lr"))
     p.add_argument("--seed", type=int, default=0)
     for split in ("train", "test"):
         default = defaults.get(f"{split}_subset")
@@ -228,8 +245,16 @@ def _settings(args, model: str) -> RunSettings:
                        model_args=models.parse_model_args(args.model_args),
                        input_shape=list(parse_shape(args.input)) if args.input else None, augment=args.augment,
                        val_fraction=args.val_fraction, epochs=args.epochs,
-                       batch_size=args.batch_size, lr=args.lr, seed=args.seed, train_subset=args.train_subset,
-                       test_subset=args.test_subset, device=args.device, num_workers=args.workers)
+                       batch_size=args.batch_size, lr=_lr(args), seed=args.seed, train_subset=args.train_subset,
+                       test_subset=args.test_subset, device=args.device, num_workers=args.workers, task=args.task,
+                       noise=args.noise, scale=args.scale, loss=args.loss)
+
+
+def _lr(args) -> float | None:
+    """--lr, else the command's own classify default (the main job's 0.02), else None: the task's default."""
+    if args.lr is not None:
+        return args.lr
+    return args.classify_lr if args.task == "classify" else None
 
 
 def run_train(args) -> None:
@@ -273,7 +298,8 @@ def _(p):
 
 def run_main(args) -> None:
     settings = _settings(args, args.model)
-    out = args.out or f"runs/{_slug(args.model)}-{_slug(args.data)}-{args.mode}{args.target:g}"
+    task = "" if args.task == "classify" else f"-{args.task}"
+    out = args.out or f"runs/{_slug(args.model)}-{_slug(args.data)}{task}-{args.mode}{args.target:g}"
     result = main_job(out, settings, args.mode, args.target, download=args.download, progress=not args.no_progress)
     print_record(result, args, report.main_job_text(result))
 

@@ -4,8 +4,8 @@ Counting observes one real forward pass (batch 1, float32) through forward
 hooks, so any `nn.Module` works. Units (docs/design.md, "Complexity"):
 
 - params: weights and biases; the network total is every parameter of the model.
-- FLOPs: multiply-accumulates of conv and linear layers (the pruning literature's
-  convention; fvcore and `torch.utils.flop_counter` count 2 per MAC).
+- FLOPs: multiply-accumulates of conv, transposed-conv and linear layers (the pruning
+  literature's convention; fvcore and `torch.utils.flop_counter` count 2 per MAC).
 - memory: bytes of the layer's output feature map at float32, i.e. activation memory.
 """
 from __future__ import annotations
@@ -21,16 +21,20 @@ from .errors import CdpruneError
 from .records import Record
 
 METRICS = ("params", "flops", "memory")
-CONV_TYPES = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
+CONV_TYPES = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
 BYTES_PER_VALUE = 4  # float32
 
 
 @dataclass(frozen=True)
 class LayerComplexity:
-    """One conv or linear layer: its shape and its three complexities with their shares of the network total."""
+    """One conv or linear layer: its shape and its three complexities with their shares of the network total.
+
+    A transposed conv (`transposed`) is a conv whose weight is applied once per *input* position,
+    so its FLOPs are `weight.numel() × flop_positions` with the input's positions there.
+    """
 
     name: str
-    kind: str  # "conv" or "linear"
+    kind: str  # "conv" (plain, grouped, depthwise or transposed) or "linear"
     in_channels: int
     out_channels: int
     kernel_size: tuple[int, ...]
@@ -43,6 +47,8 @@ class LayerComplexity:
     params_share: float
     flops_share: float
     memory_share: float
+    transposed: bool = False
+    flop_positions: int = 0  # positions each weight is applied at per call: `positions`, or the input's for a transposed conv
 
     def metric(self, name: str) -> int:
         return {"params": self.params, "flops": self.flops, "memory": self.memory_bytes}[name]
@@ -114,18 +120,22 @@ def run_forward(model: nn.Module, input_shape: tuple[int, ...]):
 
 
 def profile(model: nn.Module, input_shape=(3, 32, 32)) -> Profile:
-    """Measure every conv and linear layer of `model` on one input of shape (C, H, W)."""
+    """Measure every conv, transposed conv and linear layer of `model` on one input of shape (C, H, W)."""
     input_shape = tuple(int(s) for s in input_shape)
     counts: dict[str, dict] = {}
 
     def hook(name):
         def record(module, inputs, output):
             weight = module.weight
-            positions = output[0].numel() // output.shape[1] if isinstance(module, CONV_TYPES) else output.numel() // module.out_features
+            conv = isinstance(module, CONV_TYPES)
+            positions = output[0].numel() // output.shape[1] if conv else output.numel() // module.out_features
+            # A transposed conv scatters its whole weight once per input position (torch's FLOP counter
+            # counts it the same way); every other layer applies it once per output position.
+            flop_positions = inputs[0][0].numel() // inputs[0].shape[1] if conv and module.transposed else positions
             entry = counts.setdefault(name, {"module": module, "flops": 0, "memory_bytes": 0, "positions": positions,
-                                             "output_shape": tuple(output.shape[1:])})
+                                             "flop_positions": flop_positions, "output_shape": tuple(output.shape[1:])})
             # A module called twice costs twice (shared layers).
-            entry["flops"] += weight.numel() * positions
+            entry["flops"] += weight.numel() * flop_positions
             entry["memory_bytes"] += output.numel() * BYTES_PER_VALUE
         return record
 
@@ -151,7 +161,8 @@ def profile(model: nn.Module, input_shape=(3, 32, 32)) -> Profile:
             kernel_size=tuple(m.kernel_size) if conv else (), groups=m.groups if conv else 1,
             output_shape=c["output_shape"], positions=c["positions"], params=params, flops=c["flops"], memory_bytes=c["memory_bytes"],
             params_share=_share(params, total_params), flops_share=_share(c["flops"], total_flops),
-            memory_share=_share(c["memory_bytes"], total_memory)))
+            memory_share=_share(c["memory_bytes"], total_memory), transposed=conv and bool(m.transposed),
+            flop_positions=c["flop_positions"]))
     return Profile(input_shape, tuple(layers), Totals(total_params, total_flops, total_memory))
 
 

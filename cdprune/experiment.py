@@ -134,12 +134,14 @@ def write_comparison(out: Path, runs: list[RunMetrics], settings: RunSettings, p
 
 @dataclass(frozen=True)
 class MethodSummary(Record):
-    """One method over its seeds: accuracy mean ± std (fractions), resources and training cost (means)."""
+    """One method over its seeds: the task's score mean ± std (`score_name`: accuracy as a fraction, or PSNR
+    in dB), resources and training cost (means). `acc_mean` and `acc_std` repeat the score for classify and
+    are None for a restoration task, which has `ssim_mean` instead."""
 
     method: str
     seeds: int
-    acc_mean: float
-    acc_std: float
+    acc_mean: float | None
+    acc_std: float | None
     params: float
     flops: float
     memory_bytes: float
@@ -148,13 +150,20 @@ class MethodSummary(Record):
     energy_mj: float
     train_time_s: float  # every stage of the method: dense pre-training and fine-tuning included
     train_flops: float  # MACs, every stage
+    score_name: str = "accuracy"
+    score_mean: float = 0.0
+    score_std: float = 0.0
+    ssim_mean: float | None = None
 
     @classmethod
     def of(cls, method: str, runs: list[RunMetrics]) -> "MethodSummary":
-        acc = np.array([r.test_acc for r in runs])
+        score = np.array([r.score for r in runs])
         mean = lambda attr: float(np.mean([getattr(r, attr) for r in runs]))
-        return cls(method=method, seeds=len(runs), acc_mean=float(acc.mean()),
-                   acc_std=float(acc.std(ddof=1)) if len(acc) > 1 else 0.0,
+        score_mean, score_std = float(score.mean()), float(score.std(ddof=1)) if len(score) > 1 else 0.0
+        classify = runs[0].score_name == "accuracy"
+        return cls(method=method, seeds=len(runs), acc_mean=score_mean if classify else None,
+                   acc_std=score_std if classify else None, score_name=runs[0].score_name, score_mean=score_mean,
+                   score_std=score_std, ssim_mean=None if classify else mean("ssim"),
                    params=mean("params"), flops=mean("flops"), memory_bytes=mean("memory_bytes"),
                    reduction={m: float(np.mean([r.reduction[m] for r in runs])) for m in runs[0].reduction},
                    latency_ms=mean("latency_ms"), energy_mj=mean("energy_mj"),
@@ -175,6 +184,8 @@ class CompareResult(Record):
 
 COMPARE_CSV_FIELDS = ["method", "seeds", "acc_mean", "acc_std", "params", "flops", "memory_bytes", "params_reduction",
                       "flops_reduction", "memory_reduction", "latency_ms", "energy_mj", "train_time_s", "train_flops"]
+# A restoration task's columns in place of acc_mean and acc_std (PSNR in dB).
+RESTORATION_SCORE_FIELDS = ["psnr_mean", "psnr_std", "ssim_mean"]
 
 
 def compare(out: str | Path, settings: RunSettings, methods: list[str], target: float, *, metric: str = "flops",
@@ -226,10 +237,13 @@ def _write_compare(out: Path, result: CompareResult, runs: dict[str, list[RunMet
         "settings": asdict(settings), "target": result.target, "metric": result.metric,
         "summaries": [s.to_dict() for s in result.summaries],
         "runs": {name: [r.to_dict() for r in rs] for name, rs in runs.items()}})
-    rows = [[s.method, s.seeds, s.acc_mean, s.acc_std, s.params, s.flops, s.memory_bytes, s.reduction["params"],
+    classify = settings.make_task().score_name == "accuracy"
+    fields = COMPARE_CSV_FIELDS if classify else COMPARE_CSV_FIELDS[:2] + RESTORATION_SCORE_FIELDS + COMPARE_CSV_FIELDS[4:]
+    rows = [[s.method, s.seeds, *([s.acc_mean, s.acc_std] if classify else [s.score_mean, s.score_std, s.ssim_mean]),
+             s.params, s.flops, s.memory_bytes, s.reduction["params"],
              s.reduction["flops"], s.reduction["memory"], s.latency_ms, s.energy_mj, s.train_time_s, s.train_flops]
             for s in result.summaries]
-    atomic_write_text(out / "compare.csv", csv_text(COMPARE_CSV_FIELDS, rows))
+    atomic_write_text(out / "compare.csv", csv_text(fields, rows))
     first = next(iter(runs.values()))[0]
     atomic_write_text(out / "compare.md", compare_markdown(result, settings, first.train_size, first.test_size))
 
@@ -244,7 +258,7 @@ class SweepPoint(Record):
     mode: str
     target: float | None
     status: str  # "ok", or "unreachable": the mode cannot remove that much (nothing trained)
-    test_acc: float | None = None
+    test_acc: float | None = None  # classify
     params: int | None = None
     flops: int | None = None
     memory_bytes: int | None = None
@@ -254,6 +268,9 @@ class SweepPoint(Record):
     cpu_ms: float | None = None  # process CPU time (all threads) per inference
     energy_kind: str | None = None  # "estimated" or "measured"
     train_time_s: float | None = None
+    score_name: str = "accuracy"  # the task's headline: "accuracy" or "PSNR" (dB)
+    score: float | None = None
+    ssim: float | None = None  # restoration tasks
 
 
 @dataclass(frozen=True)
@@ -265,6 +282,8 @@ class SweepResult(Record):
 
 SWEEP_CSV_FIELDS = ["method", "mode", "target", "test_acc", "params", "flops", "memory_bytes", "latency_ms", "energy_mj",
                     "energy_kind", "cpu_percent", "cpu_ms", "train_time_s", "status"]
+# A restoration task's columns in place of test_acc.
+RESTORATION_SWEEP_FIELDS = ["test_psnr", "test_ssim"]
 
 
 def sweep(out: str | Path, settings: RunSettings, modes: list[str], targets: list[float], *, download: bool = False,
@@ -286,11 +305,15 @@ def sweep(out: str | Path, settings: RunSettings, modes: list[str], targets: lis
     job = Job(out, settings, progress and backend == "local", download)
     tasks = [Task(g.name, _sweep_point, (job, g, bench_time_s)) for g in goals]
     outcome = run_tasks(tasks, backend, resources, progress)
-    result = SweepResult(str(out), f"{settings.model} on {settings.data}",
+    task = settings.make_task()
+    result = SweepResult(str(out), f"{settings.model} on {settings.data}" + (f", {task.name}" if task.restoration else ""),
                          [outcome.results[t.name] for t in tasks if t.name in outcome.results])
     atomic_write_json(out / "sweep.json", {"settings": asdict(settings), "points": [p.to_dict() for p in result.points]})
-    rows = [[getattr(p, f) for f in SWEEP_CSV_FIELDS] for p in result.points]
-    atomic_write_text(out / "sweep.csv", csv_text(SWEEP_CSV_FIELDS, rows))
+    classify = settings.make_task().score_name == "accuracy"
+    fields = SWEEP_CSV_FIELDS if classify else SWEEP_CSV_FIELDS[:3] + RESTORATION_SWEEP_FIELDS + SWEEP_CSV_FIELDS[4:]
+    values = {"test_psnr": "score", "test_ssim": "ssim"}
+    rows = [[getattr(p, values.get(f, f)) for f in fields] for p in result.points]
+    atomic_write_text(out / "sweep.csv", csv_text(fields, rows))
     from .plots import tradeoff_charts  # matplotlib takes a second to import: only when drawing
 
     trained = [p for p in result.points if p.status == "ok"]
@@ -315,4 +338,5 @@ def _sweep_point(job: Job, goal: Goal, bench_time_s: float) -> SweepPoint:
                       flops=metrics.flops, memory_bytes=metrics.memory_bytes, latency_ms=measured.p50_ms,
                       energy_mj=metrics.energy_mj, cpu_percent=measured.cpu_percent,
                       cpu_ms=measured.cpu_ms_per_input, energy_kind=metrics.energy.get("kind"),
-                      train_time_s=metrics.train_time_s)
+                      train_time_s=metrics.train_time_s, score_name=metrics.score_name, score=metrics.score,
+                      ssim=metrics.ssim)

@@ -10,6 +10,15 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from .io import atomic_write_bytes  # noqa: E402
 
+
+def _score_legend(name: str, value) -> str:
+    return f"acc {100 * value:.2f}%" if name == "accuracy" else f"{name} {value:.2f} dB"
+
+
+def _score_axis(name: str) -> tuple[float, str]:
+    """How the charts show a task's headline: accuracy in %, PSNR in dB."""
+    return (100.0, "test accuracy (%)") if name == "accuracy" else (1.0, f"test {name} (dB)")
+
 CHART_METRICS = [("params", "params"), ("flops", "FLOPs"), ("memory_bytes", "memory"), ("latency_ms", "latency"),
                  ("energy_mj", "energy"), ("train_time_s", "train time")]
 
@@ -32,7 +41,7 @@ def comparison_chart(runs, path: Path) -> None:
     for i, run in enumerate(runs):
         ratios = [getattr(run, attr) / getattr(base, attr) for attr, _ in CHART_METRICS]
         xs = [x + (i - (len(runs) - 1) / 2) * width for x in range(len(CHART_METRICS))]
-        ax.bar(xs, ratios, width, label=f"{run.method} (acc {100 * run.test_acc:.2f}%)")
+        ax.bar(xs, ratios, width, label=f"{run.method} ({_score_legend(run.score_name, run.score)})")
     ax.axhline(1.0, color="grey", lw=0.8, ls="--")
     ax.set_xticks(range(len(CHART_METRICS)), [label for _, label in CHART_METRICS])
     ax.set_ylabel(f"relative to {base.method}")
@@ -63,7 +72,7 @@ def pareto_front(xs: list[float], ys: list[float]) -> list[int]:
 
 
 def tradeoff_charts(points: list, out: Path, title: str, subtitle: str = "", fps: float = 10.0) -> list[Path]:
-    """Accuracy against each resource (the paper's Figs. 4–5): every point of a mode as a marker labelled
+    """The score (accuracy, or PSNR for restoration) against each resource (the paper's Figs. 4–5): every point of a mode as a marker labelled
     with its target, the mode's Pareto front as a line, the dense model as a black star, one legend.
 
     `points` are sweep points (cdprune.experiment.SweepPoint) that were trained and measured;
@@ -75,13 +84,14 @@ def tradeoff_charts(points: list, out: Path, title: str, subtitle: str = "", fps
     modes = sorted({p.mode for p in points if p.mode != "dense"})
     colours = {m: f"C{i}" for i, m in enumerate(modes)}
     written = []
+    scale, ylabel = _score_axis(points[0].score_name if points else "accuracy")
     for filename, panels in TRADEOFF_PANELS.items():
         fig, axes = plt.subplots(1, len(panels), figsize=(4.4 * len(panels), 3.6))
         for ax, (key, label, scale) in zip(axes, panels):
             value = (lambda p: p.cpu_ms * fps / 10) if key == "cpu_share" else (lambda p: getattr(p, key) / scale)
             for mode in modes:
                 line = [p for p in points if p.mode == mode]
-                xs, ys = [value(p) for p in line], [100 * p.test_acc for p in line]
+                xs, ys = [value(p) for p in line], [scale * p.score for p in line]
                 ax.plot(xs, ys, "o", color=colours[mode], alpha=0.45, markersize=5)
                 front = pareto_front(xs, ys)
                 ax.plot([xs[i] for i in front], [ys[i] for i in front], "o-", color=colours[mode], label=mode)
@@ -89,9 +99,9 @@ def tradeoff_charts(points: list, out: Path, title: str, subtitle: str = "", fps
                     ax.annotate(f"{p.target:g}", (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
             for p in points:
                 if p.mode == "dense":
-                    ax.plot(value(p), 100 * p.test_acc, "k*", markersize=12, label="dense")
+                    ax.plot(value(p), scale * p.score, "k*", markersize=12, label="dense")
             ax.set_xlabel(label.format(energy=energy, fps=fps))
-            ax.set_ylabel("test accuracy (%)")
+            ax.set_ylabel(ylabel)
             ax.grid(alpha=0.3)
         handles, labels = axes[0].get_legend_handles_labels()
         fig.legend(handles, labels, loc="lower center", ncol=len(labels), frameon=False, fontsize=9,

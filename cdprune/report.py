@@ -17,7 +17,11 @@ def profile_table(profile: Profile) -> str:
     for layer in profile.layers:
         shape = "×".join(map(str, layer.output_shape))
         kernel = "×".join(map(str, layer.kernel_size)) or "-"
-        kind = "dwconv" if layer.kind == "conv" and layer.groups > 1 and layer.groups == layer.out_channels else layer.kind
+        kind = layer.kind
+        if getattr(layer, "transposed", False):
+            kind = "convT"
+        elif layer.kind == "conv" and layer.groups > 1:
+            kind = "dwconv" if layer.groups == layer.out_channels else f"gconv{layer.groups}"
         rows.append([layer.name, kind, f"{layer.in_channels}→{layer.out_channels}", kernel, shape,
                      human_count(layer.params), f"{layer.params_share:.1%}", human_count(layer.flops),
                      f"{layer.flops_share:.1%}", human_bytes(layer.memory_bytes), f"{layer.memory_share:.1%}"])
@@ -46,6 +50,30 @@ def _pct(x: float) -> str:
     return f"{100 * x:.2f}%"
 
 
+def _db(x: float) -> str:
+    return f"{x:.2f} dB"
+
+
+def score_label(score_name: str) -> str:
+    """'test accuracy' or 'test PSNR': the row or column of a run's headline figure."""
+    return f"test {score_name}"
+
+
+def score_text(score_name: str, value: float | None) -> str:
+    """A headline figure in its unit: accuracy as a percentage, PSNR in dB."""
+    if value is None:
+        return "-"
+    return _pct(value) if score_name == "accuracy" else _db(value)
+
+
+def score_delta(score_name: str, difference: float) -> str:
+    return f"{100 * difference:+.2f} pt" if score_name == "accuracy" else f"{difference:+.2f} dB"
+
+
+def _ssim(x: float | None) -> str:
+    return "-" if x is None else f"{x:.4f}"
+
+
 # (label, RunMetrics attribute, formatter); ratios are pruned ÷ dense.
 COMPARISON_ROWS = [
     ("test accuracy", "test_acc", _pct),
@@ -59,18 +87,40 @@ COMPARISON_ROWS = [
 
 
 def comparison_rows(runs) -> tuple[list[str], list[list[str]]]:
-    """Rows of the side-by-side table: one column per run, then each run's ratio to the first (dense)."""
+    """Rows of the side-by-side table: one column per run, then each run's difference from the first (dense)
+    for the task's scores and its ratio to it for the costs. A restoration task shows PSNR, SSIM and the
+    PSNR of the degraded input itself (what the network improves on) instead of accuracy."""
     base = runs[0]
     header = [""] + [r.method for r in runs] + [f"{r.method} / {base.method}" for r in runs[1:]]
+    name = base.score_name
     rows = []
+    if name != "accuracy":
+        for label, attr, fmt, delta in ((score_label(name), "score", _db, lambda d: score_delta(name, d)),
+                                        ("test SSIM", "ssim", _ssim, lambda d: f"{d:+.4f}"),
+                                        ("input PSNR (no network)", "input_psnr", _db, None)):
+            values = [getattr(r, attr) for r in runs]
+            diffs = [delta(v - values[0]) if delta and None not in (v, values[0]) else "-" for v in values[1:]]
+            rows.append([label] + [fmt(v) if v is not None else "-" for v in values] + diffs)
     for label, attr, fmt in COMPARISON_ROWS:
+        if attr == "test_acc" and name != "accuracy":
+            continue
         values = [getattr(r, attr) for r in runs]
         if attr == "test_acc":
-            ratios = [f"{100 * (v - values[0]):+.2f} pt" for v in values[1:]]
+            ratios = [score_delta(name, v - values[0]) for v in values[1:]]
         else:
             ratios = [f"{v / values[0]:.2f}×" if values[0] else "-" for v in values[1:]]
         rows.append([label] + [fmt(v) for v in values] + ratios)
     return header, rows
+
+
+def task_sentence(settings) -> str:
+    """What a restoration run was trained to do, for the Markdown reports ('' for classify)."""
+    task = settings.make_task()
+    if not task.restoration:
+        return ""
+    return (f"Task: {task.describe()}, Adam. PSNR and SSIM (11×11 Gaussian window, σ = 1.5) are taken per test "
+            f"image on the [0, 1] scale with the output clamped to [0, 1], then averaged; the input PSNR scores the "
+            f"degraded test images themselves. ")
 
 
 def comparison_table(runs) -> str:
@@ -86,7 +136,7 @@ def comparison_markdown(runs, settings) -> str:
         "",
         f"Both models trained from scratch with the same budget: {settings.epochs} epochs, "
         f"{base.train_size} training images, batch {settings.batch_size}, lr {settings.lr}, seed {settings.seed}; "
-        f"tested on {base.test_size} images. Device: {base.device}.",
+        f"tested on {base.test_size} images. Device: {base.device}. {task_sentence(settings)}".rstrip(),
         "",
         markdown_table(header, rows),
         "",
@@ -98,13 +148,20 @@ def comparison_markdown(runs, settings) -> str:
 
 
 def compare_rows(summaries) -> tuple[list[str], list[list[str]]]:
-    """One row per method: accuracy mean ± std, resources and reductions, latency, total training cost."""
-    header = ["method", "seeds", "test accuracy", "params", "FLOPs", "memory", "Δparams", "ΔFLOPs", "Δmemory",
+    """One row per method: the task's score mean ± std (restoration: PSNR and SSIM), resources and reductions,
+    latency, total training cost."""
+    name = summaries[0].score_name if summaries else "accuracy"
+    scores = [score_label(name)] + ([] if name == "accuracy" else ["test SSIM"])
+    header = ["method", "seeds", *scores, "params", "FLOPs", "memory", "Δparams", "ΔFLOPs", "Δmemory",
               "CPU latency", "train time (all stages)", "train FLOPs (all stages)"]
     rows = []
     for s in summaries:
         r = s.reduction
-        rows.append([s.method, str(s.seeds), f"{100 * s.acc_mean:.2f} ± {100 * s.acc_std:.2f}%", human_count(s.params),
+        if name == "accuracy":
+            shown = [f"{100 * s.score_mean:.2f} ± {100 * s.score_std:.2f}%"]
+        else:
+            shown = [f"{s.score_mean:.2f} ± {s.score_std:.2f} dB", _ssim(s.ssim_mean)]
+        rows.append([s.method, str(s.seeds), *shown, human_count(s.params),
                      human_count(s.flops), human_bytes(s.memory_bytes), f"-{r['params']:.1%}", f"-{r['flops']:.1%}",
                      f"-{r['memory']:.1%}", f"{s.latency_ms:.2f} ms", f"{s.train_time_s:.0f} s",
                      human_count(s.train_flops)])
@@ -117,9 +174,10 @@ def compare_markdown(result, settings, train_size: int, test_size: int) -> str:
     return "\n".join([
         f"# {settings.model} on {settings.data}: methods at a {result.target:g} {result.metric} reduction", "",
         f"{settings.epochs} epochs (fine-tuning: half as many at a tenth of the LR), {train_size} training "
-        f"images, {test_size} test images, batch {settings.batch_size}, lr {settings.lr}; accuracy is the mean ± "
+        f"images, {test_size} test images, batch {settings.batch_size}, lr {settings.lr}; "
+        f"{'accuracy' if not settings.make_task().restoration else 'PSNR'} is the mean ± "
         f"std over seeds. Training cost counts every stage (dense pre-training and fine-tuning for the ranking "
-        f"methods); training FLOPs = 3 × MACs per image × images seen.", "",
+        f"methods); training FLOPs = 3 × MACs per image × images seen. {task_sentence(settings)}".rstrip(), "",
         markdown_table(header, rows), ""])
 
 
@@ -166,10 +224,22 @@ def latency_table_text(table, model_name: str, path) -> str:
         f"cdprune prune {model_name} --mode la --latency-table {path}"])
 
 
+def units_text(units) -> str:
+    """What `cdprune prune --verbose` adds: the coupled channels that cannot be pruned, with the reasons."""
+    if not units.excluded:
+        return "every coupled channel set is a prunable unit"
+    rows = [[e.name, str(e.channels), e.reason] for e in units.excluded]
+    return "not prunable:\n" + table(["channels of", "channels", "reason"], rows)
+
+
 def run_text(metrics) -> str:
     """What `cdprune train` prints: one finished run."""
+    scores = [[score_label(metrics.score_name), score_text(metrics.score_name, metrics.score)]]
+    if metrics.score_name != "accuracy":
+        scores += [["test SSIM", _ssim(metrics.ssim)],
+                   ["input PSNR (no network)", score_text(metrics.score_name, metrics.input_psnr)]]
     return table(["", metrics.method], [
-        ["test accuracy", _pct(metrics.test_acc)],
+        *scores,
         ["params", human_count(metrics.params)], ["FLOPs", human_count(metrics.flops)],
         ["memory", human_bytes(metrics.memory_bytes)], ["CPU latency, batch 1", f"{metrics.latency_ms:.2f} ms"],
         ["energy (est.)", f"{metrics.energy_mj:.3f} mJ"], ["training wall time", f"{metrics.train_time_s:.0f} s"]])
@@ -177,15 +247,21 @@ def run_text(metrics) -> str:
 
 def eval_text(result) -> str:
     verdict = "matches the record" if result.matches else "DIFFERS from the record"
-    return (f"test accuracy {_pct(result.test_acc)} on {result.test_size} images "
-            f"(recorded {_pct(result.recorded_acc)}: {verdict})")
+    name = result.score_name
+    if name == "accuracy":
+        return (f"test accuracy {_pct(result.score)} on {result.test_size} images "
+                f"(recorded {_pct(result.recorded_score)}: {verdict})")
+    return (f"test {name} {score_text(name, result.score)}, SSIM {_ssim(result.ssim)} on {result.test_size} images "
+            f"(recorded {score_text(name, result.recorded_score)}, SSIM {_ssim(result.recorded_ssim)}: {verdict})")
 
 
 def main_job_text(result) -> str:
     """What `cdprune run` prints: dense and pruned side by side."""
     dense, pruned = result.runs[0], result.runs[-1]
+    task = result.settings.make_task()
+    doing = f", {task.describe()}" if task.restoration else ""
     return "\n".join([
-        f"{dense.model} on {dense.data}: dense vs {pruned.plan['mode']} at target {pruned.plan['target']:g}, "
+        f"{dense.model} on {dense.data}{doing}: dense vs {pruned.plan['mode']} at target {pruned.plan['target']:g}, "
         f"{result.settings.epochs} epochs on {dense.train_size} images, tested on {dense.test_size}",
         comparison_table(result.runs), "",
         f"report: {result.out}/report.md, chart: {result.out}/comparison.png"])
@@ -197,9 +273,10 @@ def bench_text(r) -> str:
         ["dense latency p50", f"{r.dense_p50_ms:.2f} ms (same architecture unpruned, measured the same way)"],
         ["speed-up over dense", f"{r.speedup:.2f}× for {r.flops_ratio:.2f}× fewer FLOPs "
                                 f"(speed-up ÷ FLOPs ratio {r.speedup_per_flops:.2f})"]]
+    task = f" · task {r.task}" if r.task not in (None, "classify") else ""
     precision = " · int8" if r.precision == "int8" else ""
     return "\n".join([
-        f"{r.model} ({r.method}) · {r.runtime_version}{precision} · {r.device} ({r.device_name}) · "
+        f"{r.model} ({r.method}){task} · {r.runtime_version}{precision} · {r.device} ({r.device_name}) · "
         f"input {'×'.join(map(str, r.input_shape))} · batch {r.batch} · {r.threads} threads",
         table(["", "value"], [
             ["latency p50", f"{r.p50_ms:.2f} ms"], *against, ["latency p90", f"{r.p90_ms:.2f} ms"],
@@ -244,11 +321,12 @@ def onnx_eval_text(result) -> str:
 
 def sweep_text(result) -> str:
     """What `cdprune sweep` prints: one row per point, blanks for unreachable points."""
-    rows = [[p.method, p.status] + ([_pct(p.test_acc), human_count(p.params), human_count(p.flops),
+    name = next((p.score_name for p in result.points if p.status == "ok"), "accuracy")
+    rows = [[p.method, p.status] + ([score_text(name, p.score), human_count(p.params), human_count(p.flops),
                                      human_bytes(p.memory_bytes), f"{p.latency_ms:.2f} ms", f"{p.energy_mj:.3f} mJ",
                                      f"{p.cpu_ms:.2f} ms"] if p.status == "ok" else [""] * 7)
             for p in result.points]
     return "\n".join([
-        table(["run", "status", "accuracy", "params", "FLOPs", "memory", "latency", "energy (est.)",
+        table(["run", "status", name, "params", "FLOPs", "memory", "latency", "energy (est.)",
                "CPU time / inference"], rows), "",
         f"data: {result.out}/sweep.csv; charts: {result.out}/tradeoff_resources.png, {result.out}/tradeoff_device.png"])

@@ -31,6 +31,9 @@ from .io import (atomic_write_json, load_weights, lock_directory, read_checkpoin
 from .measure import estimate_energy, measure_latency
 from .records import Record
 from .pruning import PruningPlan, apply_plan
+from .tasks import KINDS as TASK_KINDS
+from .tasks import Task, input_scores
+from .tasks import create as create_task
 from .train import CHECKPOINT_NAME, TrainConfig, evaluate, resolve_device, train
 
 PLAN_FILE, WEIGHTS_FILE, METRICS_FILE, SETTINGS_FILE = "plan.json", "model.safetensors", "metrics.json", "run.json"
@@ -47,7 +50,7 @@ class RunSettings:
     model_args: dict = field(default_factory=dict)  # keyword arguments of the model's constructor
     epochs: int = 10
     batch_size: int = 128
-    lr: float = 0.05
+    lr: float | None = None  # None: the task's default, 0.05 (SGD) for classify, 0.001 (Adam) for denoise and sr
     seed: int = 0
     train_subset: int | None = None
     test_subset: int | None = None
@@ -56,10 +59,21 @@ class RunSettings:
     input_shape: list[int] | None = None  # C,H,W the images are converted to (folder and .npz data)
     augment: str | None = None  # none, flip, crop, crop-flip; None: the data's default
     val_fraction: float = 0.2  # held out as the test split of a folder without train/ and val/
+    task: str = "classify"  # classify, denoise or sr (tasks.py)
+    noise: float | None = None  # denoise: σ on the 0–255 scale; None: 25
+    scale: int | None = None  # sr: 2 or 4; None: 2
+    loss: str | None = None  # restoration: "mse" or "l1"; None: the task's default
 
     def __post_init__(self):
+        if self.lr is None:  # an unknown task is refused by check(); the classify default stands in until then
+            kind = TASK_KINDS.get(self.task) if isinstance(self.task, str) else None
+            object.__setattr__(self, "lr", (kind or TASK_KINDS["classify"]).default_lr)
         if isinstance(self.input_shape, tuple):  # JSON gives lists back: keep one form, so that resume compares equal
             object.__setattr__(self, "input_shape", list(self.input_shape))
+
+    def make_task(self) -> Task:
+        """The run's task with its settings checked and defaults filled in."""
+        return create_task(self.task, noise=self.noise, scale=self.scale, loss=self.loss)
 
     def dataset_info(self):
         """The data's facts (classes, input shape, normalisation), read once per process."""
@@ -67,19 +81,23 @@ class RunSettings:
                             seed=self.seed)
 
     def load(self, split: str, download: bool = False):
-        """One split of the run's data, as training and evaluation see it."""
-        return load_dataset(self.data, split, self.data_dir, input_shape=self.input_shape, augment=self.augment,
-                            val_fraction=self.val_fraction, download=download,
-                            subset=self.train_subset if split == "train" else self.test_subset, seed=self.seed)
+        """One split of the run's data, as training and evaluation see it (restoration: the task's pairs)."""
+        dataset = load_dataset(self.data, split, self.data_dir, input_shape=self.input_shape, augment=self.augment,
+                               val_fraction=self.val_fraction, download=download,
+                               subset=self.train_subset if split == "train" else self.test_subset, seed=self.seed)
+        return self.make_task().wrap(dataset, train=split == "train")
 
     def train_config(self, progress: bool = True) -> TrainConfig:
         return TrainConfig(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, seed=self.seed,
-                           device=self.device, num_workers=self.num_workers, progress=progress)
+                           device=self.device, num_workers=self.num_workers, progress=progress,
+                           task=self.make_task())
 
     def comparable(self) -> dict:
         """The settings that must agree for a run to be resumed or reused (where data lives and the device may
-        change; the worker count may not: data-loader workers draw the augmentation stream)."""
-        return {k: v for k, v in asdict(self).items() if k not in ("data_dir", "device")}
+        change; the worker count may not: data-loader workers draw the augmentation stream). The task's
+        settings are compared with their defaults filled in, so `noise=None` and `noise=25` agree."""
+        values = {k: v for k, v in asdict(self).items() if k not in ("data_dir", "device")}
+        return {**values, **self.make_task().settings()}
 
     def check(self) -> "RunSettings":
         """Refuse settings that cannot train, before anything is loaded or written."""
@@ -100,19 +118,26 @@ class RunSettings:
                 raise CdpruneError(f"{name} must be at least 1, got {getattr(self, name)} "
                                    f"(--{name.replace('_', '-')})")
         resolve_device(self.device)  # "cuda" on a machine without CUDA fails here, not mid-run
+        self.make_task()
         return self
 
 
 @dataclass
 class RunMetrics(Record):
-    """What a finished run reports. Accuracy is a fraction; FLOPs are MACs per input; memory in bytes."""
+    """What a finished run reports. Accuracy is a fraction; FLOPs are MACs per input; memory in bytes.
+
+    `score` is the task's headline figure, named by `score_name`: the accuracy for classify (equal
+    to `test_acc`), the mean test PSNR in dB for a restoration task (`test_acc` is then None, and
+    `ssim`, `input_psnr` and `input_ssim` are set: the latter two score the degraded inputs
+    themselves, the reference the network has to beat).
+    """
 
     method: str  # the run's name: "dense", "<method>" or "<method>-<target>" (see run_name)
     model: str
     data: str
     input_shape: list[int]
     num_classes: int
-    test_acc: float
+    test_acc: float | None
     params: int
     flops: int
     memory_bytes: int
@@ -137,6 +162,16 @@ class RunMetrics(Record):
     std: list[float] = field(default_factory=list)
     class_names: list[str] = field(default_factory=list)
     augment: str = ""  # the augmentation training used
+    task: str = "classify"
+    score: float | None = None  # None only in files from before tasks: then it is test_acc
+    score_name: str = "accuracy"  # "accuracy" (a fraction) or "PSNR" (dB)
+    ssim: float | None = None
+    input_psnr: float | None = None
+    input_ssim: float | None = None
+
+    def __post_init__(self):
+        if self.score is None and self.task == "classify":
+            self.score = self.test_acc
 
     @property
     def total_train_time_s(self) -> float:
@@ -197,14 +232,17 @@ def train_run(out: str | Path, settings: RunSettings, plan: PruningPlan | None =
     if _guard_directory(out, settings, digest, resume) == "finished":
         return read_metrics(out)
 
+    task = settings.make_task()
     if datasets is not None:
         train_set, test_set = datasets
         info = getattr(train_set, "info", None)
         if info is None:
             raise CdpruneError("datasets must carry their facts (.info): wrap them with cdprune.data.from_dataset")
+        train_set, test_set = task.wrap(train_set, train=True), task.wrap(test_set, train=False)
     else:
         info = settings.dataset_info()
         train_set, test_set = settings.load("train", download), settings.load("test", download)
+    info = task.data_info(info)
     torch.manual_seed(settings.seed)  # the fresh initialisation is part of what the seed reproduces
     pretrained = read_metrics(init_from) if init_from is not None else None
     if isinstance(model, torch.nn.Module):
@@ -215,6 +253,8 @@ def train_run(out: str | Path, settings: RunSettings, plan: PruningPlan | None =
     if pretrained is not None:
         base.load_state_dict(load_weights(Path(init_from) / WEIGHTS_FILE))
     model = _pruned(base, plan, settings.model, info.input_shape)
+    # One forward pass on zeros: a classifier given an image task (or the reverse) fails here, in one line.
+    task.check_model(model, info.input_shape, info.num_classes)
     if resume:
         _check_checkpoint(out, settings, len(train_set))
 
@@ -245,6 +285,8 @@ def _train_and_measure(out: Path, settings: RunSettings, plan, model, info, trai
     model = model.cpu().to(memory_format=torch.contiguous_format)
     totals = profile(model, info.input_shape).totals
     base = plan.before if plan is not None else totals
+    task = settings.make_task()
+    reference = input_scores(test_set) if task.restoration else (None, None)
     metrics = RunMetrics(
         method=method or plan_run_name(plan), model=settings.model, data=settings.data,
         input_shape=list(info.input_shape),
@@ -258,7 +300,8 @@ def _train_and_measure(out: Path, settings: RunSettings, plan, model, info, trai
         pretrain_time_s=pretrained.total_train_time_s if pretrained else 0.0,
         pretrain_flops=pretrained.total_train_flops if pretrained else 0.0, processes=result.processes,
         architecture=architecture, mean=list(info.mean), std=list(info.std), class_names=list(info.class_names),
-        augment=getattr(train_set, "augment", None) or "none")
+        augment=getattr(train_set, "augment", None) or "none", task=task.name, score=result.test_score,
+        score_name=task.score_name, ssim=result.test_ssim, input_psnr=reference[0], input_ssim=reference[1])
     _add_measurements(metrics, model, totals, info.input_shape)
     atomic_write_json(out / METRICS_FILE, metrics.to_dict())
     (out / CHECKPOINT_NAME).unlink(missing_ok=True)  # the run is complete; the weights file replaces it
@@ -381,16 +424,25 @@ def load_run(run_dir: str | Path, model: str | torch.nn.Module | None = None) ->
 
 @dataclass(frozen=True)
 class EvalResult(Record):
-    """A re-test of a finished run. `matches`: the accuracy equals the recorded one exactly."""
+    """A re-test of a finished run. `matches`: its scores equal the recorded ones exactly.
 
-    test_acc: float
+    `score` is the task's headline figure (`score_name`: accuracy, or PSNR in dB); `test_acc` and
+    `recorded_acc` are set for classify runs, `ssim` and `recorded_ssim` for restoration runs.
+    """
+
+    test_acc: float | None
     test_loss: float
-    recorded_acc: float
+    recorded_acc: float | None
     test_size: int
+    score: float | None = None
+    recorded_score: float | None = None
+    score_name: str = "accuracy"
+    ssim: float | None = None
+    recorded_ssim: float | None = None
 
     @property
     def matches(self) -> bool:
-        return self.test_acc == self.recorded_acc
+        return self.score == self.recorded_score and self.ssim == self.recorded_ssim
 
     def to_dict(self) -> dict:
         return {**super().to_dict(), "matches": self.matches}
@@ -405,16 +457,23 @@ def eval_run(run_dir: str | Path, data_dir: str | None = None, device: str | Non
     """
     model, metrics = load_run(run_dir, model)
     settings = _recorded_settings(Path(run_dir), metrics)
+    task = settings.make_task()
     if test_set is None:
         if data_dir:
             settings = replace(settings, data_dir=data_dir)
         test_set = _recorded_split(Path(run_dir), settings, metrics, "test")
+    else:
+        test_set = task.wrap(test_set, train=False)
     config = settings.train_config()
     if config.channels_last:
         model.to(memory_format=torch.channels_last)
-    loss, acc = evaluate(model, test_set, 2 * settings.batch_size, device or metrics.device, settings.num_workers,
-                         config.channels_last)
-    return EvalResult(test_acc=acc, test_loss=loss, recorded_acc=metrics.test_acc, test_size=len(test_set))
+    scores = evaluate(model, test_set, 2 * settings.batch_size, device or metrics.device, settings.num_workers,
+                      config.channels_last, task)
+    classify = not task.restoration
+    return EvalResult(test_acc=scores.score if classify else None, test_loss=scores.loss,
+                      recorded_acc=metrics.test_acc, test_size=len(test_set), score=scores.score,
+                      recorded_score=metrics.score, score_name=task.score_name, ssim=scores.ssim,
+                      recorded_ssim=metrics.ssim)
 
 
 def run_data(run_dir: str | Path, split: str, data_dir: str | None = None) -> tuple[Dataset, RunMetrics]:

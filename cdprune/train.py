@@ -1,4 +1,5 @@
-"""Train a classifier: SGD + Nesterov momentum, cosine LR, cross-entropy.
+"""Train a network for a task: cosine LR, the task's loss and optimiser (classify: cross-entropy
+and SGD with Nesterov momentum; restoration: MSE or L1 and Adam; see tasks.py).
 
 One epoch = one pass over the training set, then one pass over the test set.
 After every epoch `out_dir/checkpoint.safetensors` and `out_dir/history.csv`
@@ -20,12 +21,12 @@ import io
 import random
 import sys
 import time
-from dataclasses import asdict, astuple, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm import tqdm
@@ -33,6 +34,7 @@ from tqdm import tqdm
 from . import distributed
 from .errors import CdpruneError
 from .io import atomic_write_text, load_checkpoint, read_checkpoint_meta, save_checkpoint
+from .tasks import CLASSIFY, Task
 
 CHECKPOINT_NAME = "checkpoint.safetensors"
 HISTORY_NAME = "history.csv"
@@ -45,7 +47,7 @@ class TrainConfig:
     epochs: int = 10
     batch_size: int = 128
     lr: float = 0.05            # initial LR, annealed to 0 by a cosine over `epochs`
-    momentum: float = 0.9
+    momentum: float = 0.9       # SGD (classify); Adam keeps its default betas
     weight_decay: float = 5e-4  # applied to every parameter, BN and biases included
     nesterov: bool = True
     seed: int = 0
@@ -54,6 +56,7 @@ class TrainConfig:
     num_workers: int = 0
     progress: bool = True       # tqdm bar on stderr
     channels_last: bool = True  # NHWC tensors: about 25 % faster convs on a CPU (oneDNN) and on tensor cores
+    task: Task = CLASSIFY  # the loss, metrics and optimiser (tasks.create builds one)
 
 
 # The settings that shape the weight trajectory: a checkpoint may only be
@@ -65,19 +68,45 @@ _RUN_KEYS = ("epochs", "batch_size", "lr", "momentum", "weight_decay", "nesterov
 
 @dataclass
 class EpochRecord:
-    """One row of history.csv. Losses are mean cross-entropy per sample (nats),
-    accuracies are fractions in [0, 1], lr is the LR used during the epoch,
-    train_time_s the wall time of its training pass and epoch_time_s that of
-    its training and test passes."""
+    """One row of history.csv. Losses are the task's loss per sample (classify: cross-entropy in
+    nats; restoration: MSE or L1 per pixel on the [0, 1] scale), accuracies are fractions in
+    [0, 1] (classify; None otherwise), PSNR in dB and SSIM (restoration; None otherwise), lr is
+    the LR used during the epoch, train_time_s the wall time of its training pass and
+    epoch_time_s that of its training and test passes."""
 
     epoch: int
     lr: float
     train_loss: float
-    train_acc: float
+    train_acc: float | None
     test_loss: float
-    test_acc: float
+    test_acc: float | None
     train_time_s: float
     epoch_time_s: float
+    train_psnr: float | None = None
+    test_psnr: float | None = None
+    test_ssim: float | None = None
+
+    @property
+    def test_score(self) -> float:
+        """The task's headline figure: accuracy, or PSNR."""
+        return self.test_psnr if self.test_acc is None else self.test_acc
+
+
+# history.csv's columns: classify keeps the columns it always had.
+HISTORY_COLUMNS = {
+    False: ["epoch", "lr", "train_loss", "train_acc", "test_loss", "test_acc", "train_time_s", "epoch_time_s"],
+    True: ["epoch", "lr", "train_loss", "train_psnr", "test_loss", "test_psnr", "test_ssim", "train_time_s",
+           "epoch_time_s"],
+}
+
+
+class Scores(NamedTuple):
+    """A test pass: mean loss per sample, the headline score (accuracy or mean PSNR) and mean SSIM
+    (restoration only, else None)."""
+
+    loss: float
+    score: float
+    ssim: float | None = None
 
 
 @dataclass
@@ -85,11 +114,13 @@ class TrainResult:
     """Outcome of `train`; train_time_s sums the training passes (no evaluation) over all sessions."""
 
     history: list[EpochRecord] = field(default_factory=list)
-    test_acc: float = 0.0
+    test_acc: float | None = 0.0  # classify; None for a restoration task
     train_time_s: float = 0.0
     epochs: int = 0
     device: str = "cpu"
     processes: int = 1  # data-parallel processes (torchrun), 1 otherwise
+    test_score: float = 0.0  # the task's headline: accuracy, or PSNR (dB)
+    test_ssim: float | None = None  # restoration tasks
 
 
 class TrainingInterrupted(CdpruneError):
@@ -122,8 +153,9 @@ def resolve_device(name: str) -> torch.device:
 @torch.no_grad()
 def evaluate(model: torch.nn.Module, dataset: Dataset, batch_size: int = 512,
              device: str | torch.device = "cpu", num_workers: int = 0,
-             channels_last: bool = False) -> tuple[float, float]:
-    """Mean cross-entropy (nats per sample) and accuracy (fraction) on `dataset`.
+             channels_last: bool = False, task: Task = CLASSIFY) -> Scores:
+    """The task's mean loss per sample and its scores on `dataset` (classify: cross-entropy in nats and
+    accuracy as a fraction; restoration: the loss per pixel, mean PSNR in dB and mean SSIM).
 
     Moves `model` to `device`; its train/eval mode is restored afterwards.
     """
@@ -134,16 +166,20 @@ def evaluate(model: torch.nn.Module, dataset: Dataset, batch_size: int = 512,
     model.to(device).eval()
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers,
                         pin_memory=device.type == "cuda")
+    # float64 sums: a per-image PSNR summed in float32 would round differently with the batch size.
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
-    correct = torch.zeros((), dtype=torch.long, device=device)
+    score_sum = torch.zeros((), dtype=torch.float64, device=device)
+    ssim_sum = torch.zeros((), dtype=torch.float64, device=device)
     for x, y in loader:
-        x, y = _to_device(x, device, channels_last), y.to(device, non_blocking=True)
-        logits = model(x)
-        loss_sum += F.cross_entropy(logits.float(), y, reduction="sum")
-        correct += (logits.argmax(1) == y).sum()
+        x, y = _to_device(x, device, channels_last), _to_device(y, device, channels_last)
+        output = model(x)
+        loss_sum += task.loss_of(output, y, reduction="sum")
+        score_sum += task.score_sum(output, y)
+        if task.restoration:
+            ssim_sum += task.ssim_sum(output, y)
     model.train(was_training)
     n = len(dataset)
-    return loss_sum.item() / n, correct.item() / n
+    return Scores(loss_sum.item() / n, score_sum.item() / n, ssim_sum.item() / n if task.restoration else None)
 
 
 def epoch_order(n: int, seed: int, epoch: int, world_size: int = 1, rank: int = 0) -> list[int]:
@@ -194,6 +230,7 @@ def train(model: torch.nn.Module, train_set: Dataset, test_set: Dataset, config:
     Ctrl-C raises TrainingInterrupted once the stderr notice is printed.
     """
     _check_config(config, train_set)
+    _check_fit(model, train_set, config.task)
     group = distributed.from_environment()
     if config.batch_size % group.world_size:
         raise CdpruneError(f"batch size {config.batch_size} does not split over {group.world_size} processes: "
@@ -212,14 +249,20 @@ def train(model: torch.nn.Module, train_set: Dataset, test_set: Dataset, config:
     model.to(device)
     if config.channels_last:
         model.to(memory_format=torch.channels_last)
-    optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
-                                weight_decay=config.weight_decay, nesterov=config.nesterov)
+    if config.task.optimizer == "adam":
+        optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    else:
+        optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
+                                    weight_decay=config.weight_decay, nesterov=config.nesterov)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
     # bf16 has fp32's exponent range, so only fp16 needs loss scaling.
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
     run = {**{k: getattr(config, k) for k in _RUN_KEYS}, "train_size": len(train_set)}
     if group.active:  # half-batch BN statistics make a 2-process trajectory differ from a 1-process one
         run["processes"] = group.world_size
+    if config.task != CLASSIFY:  # absent for classify, so that checkpoints from before tasks still resume
+        run["task"] = config.task.settings()
+    columns = HISTORY_COLUMNS[config.task.restoration]
     # DDP starts every rank from rank 0's weights; the raw model is what gets saved and evaluated.
     net = DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None) \
         if group.active else model
@@ -228,7 +271,7 @@ def train(model: torch.nn.Module, train_set: Dataset, test_set: Dataset, config:
     if resume and ckpt_path.exists():
         history = _restore(ckpt_path, model, optimizer, scheduler, scaler, run)
         if group.is_main:
-            _write_history(history_path, history)  # the crash may have come between the two writes
+            _write_history(history_path, history, columns)  # the crash may have come between the two writes
     elif group.is_main:
         # A stale checkpoint must not be resumed later in place of this run.
         ckpt_path.unlink(missing_ok=True)
@@ -242,28 +285,53 @@ def train(model: torch.nn.Module, train_set: Dataset, test_set: Dataset, config:
             loader = _train_loader(train_set, config, epoch, group, device)
             with tqdm(total=len(loader), desc=f"epoch {epoch}/{config.epochs}", unit="batch", file=sys.stderr,
                       disable=not (config.progress and group.is_main), dynamic_ncols=True) as bar:
-                train_loss, train_acc = _train_epoch(net, loader, optimizer, scaler, device,
-                                                     use_amp, amp_dtype, config.channels_last, bar)
+                train_loss, train_score = _train_epoch(net, loader, optimizer, scaler, device, use_amp, amp_dtype,
+                                                       config.channels_last, bar, config.task)
                 train_time = time.perf_counter() - t0
-                # One process tests on the whole set, so the recorded accuracy is exactly what
+                # One process tests on the whole set, so the recorded score is exactly what
                 # `cdprune eval` reproduces; the others wait for its figures.
-                scores = evaluate(model, test_set, 2 * config.batch_size, device, config.num_workers,
-                                  config.channels_last) if group.is_main else None
-                test_loss, test_acc = distributed.share_from_main(scores)
-                bar.set_postfix(loss=f"{train_loss:.3f}", acc=f"{train_acc:.3f}", test_acc=f"{test_acc:.3f}")
-            history.append(EpochRecord(epoch, lr, train_loss, train_acc, test_loss, test_acc,
-                                       train_time, time.perf_counter() - t0))
+                scores = tuple(evaluate(model, test_set, 2 * config.batch_size, device, config.num_workers,
+                                        config.channels_last, config.task)) if group.is_main else None
+                test = Scores(*distributed.share_from_main(scores))
+                label = _score_label(config.task)
+                bar.set_postfix({"loss": f"{train_loss:.3f}", label: f"{train_score:.3f}",
+                                 f"test_{label}": f"{test.score:.3f}"})
+            history.append(_epoch_record(config.task, epoch, lr, train_loss, train_score, test, train_time,
+                                         time.perf_counter() - t0))
             scheduler.step()
             if group.is_main:
                 save_checkpoint(ckpt_path, model, optimizer, _meta(run, history, scheduler, scaler))
-                _write_history(history_path, history)
+                _write_history(history_path, history, columns)
             saved_epoch = epoch
     except KeyboardInterrupt:
         raise TrainingInterrupted(saved_epoch) from None
 
-    return TrainResult(history=history, test_acc=history[-1].test_acc,
+    last = history[-1]
+    return TrainResult(history=history, test_acc=last.test_acc,
                        train_time_s=sum(r.train_time_s for r in history), epochs=config.epochs,
-                       device=device.type if group.active else str(device), processes=group.world_size)
+                       device=device.type if group.active else str(device), processes=group.world_size,
+                       test_score=last.test_score, test_ssim=last.test_ssim)
+
+
+def _score_label(task: Task) -> str:
+    return "psnr" if task.restoration else "acc"
+
+
+def _epoch_record(task: Task, epoch: int, lr: float, train_loss: float, train_score: float, test: Scores,
+                  train_time: float, epoch_time: float) -> EpochRecord:
+    if task.restoration:
+        return EpochRecord(epoch, lr, train_loss, None, test.loss, None, train_time, epoch_time,
+                           train_psnr=train_score, test_psnr=test.score, test_ssim=test.ssim)
+    return EpochRecord(epoch, lr, train_loss, train_score, test.loss, test.score, train_time, epoch_time)
+
+
+def _check_fit(model: torch.nn.Module, train_set: Dataset, task: Task) -> None:
+    """Refuse a model whose output does not fit the task before anything is written: one forward pass on
+    zeros of the data's input shape, where the data states it (datasets of cdprune.data do)."""
+    info = getattr(train_set, "info", None)
+    shape = getattr(info, "input_shape", None)
+    if shape is not None:
+        task.check_model(model, shape, None if task.restoration else getattr(info, "num_classes", None))
 
 
 def _shuffle_seed(seed: int, epoch: int) -> int:
@@ -289,31 +357,33 @@ def _to_device(x: torch.Tensor, device: torch.device, channels_last: bool) -> to
     return x.to(device, non_blocking=True)
 
 
-def _train_epoch(model, loader, optimizer, scaler, device, use_amp, amp_dtype, channels_last, bar) -> tuple[float, float]:
-    """One pass over `loader`; returns (mean loss in nats per sample, accuracy)."""
+def _train_epoch(model, loader, optimizer, scaler, device, use_amp, amp_dtype, channels_last, bar,
+                 task: Task = CLASSIFY) -> tuple[float, float]:
+    """One pass over `loader`; returns (mean loss per sample, the task's score: accuracy or mean PSNR)."""
     model.train()
     # Running sums stay on the device: calling .item() every step would stall the GPU.
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
-    correct = torch.zeros((), dtype=torch.long, device=device)
+    score_sum = torch.zeros((), dtype=torch.float64, device=device)
     seen = 0
+    label = _score_label(task)
     for step, (x, y) in enumerate(loader, 1):
-        x, y = _to_device(x, device, channels_last), y.to(device, non_blocking=True)
+        x, y = _to_device(x, device, channels_last), _to_device(y, device, channels_last)
         with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
-            logits = model(x)
-            loss = F.cross_entropy(logits, y)
+            output = model(x)
+            loss = task.loss_of(output, y)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()  # a disabled scaler is a plain backward() + step()
         scaler.step(optimizer)
         scaler.update()
         loss_sum += loss.detach() * len(y)
-        correct += (logits.argmax(1) == y).sum()
+        score_sum += task.score_sum(output, y)
         seen += len(y)
         bar.update(1)
         if not bar.disable and (step % 20 == 0 or step == len(loader)):
-            bar.set_postfix(loss=f"{loss_sum.item() / seen:.3f}", acc=f"{correct.item() / seen:.3f}")
+            bar.set_postfix({"loss": f"{loss_sum.item() / seen:.3f}", label: f"{score_sum.item() / seen:.3f}"})
     # Figures over every rank's samples (the set as a whole, not rank 0's share).
-    loss_sum, correct, seen = distributed.all_sum(loss_sum, correct, torch.tensor(seen, device=device))
-    return loss_sum.item() / seen.item(), correct.item() / seen.item()
+    loss_sum, score_sum, seen = distributed.all_sum(loss_sum, score_sum, torch.tensor(seen, device=device))
+    return loss_sum.item() / seen.item(), score_sum.item() / seen.item()
 
 
 def _check_config(config: TrainConfig, train_set: Dataset) -> None:
@@ -362,10 +432,10 @@ def _restore(path: Path, model, optimizer, scheduler, scaler, run: dict) -> list
     return [EpochRecord(**row) for row in meta["history"]]
 
 
-def _write_history(path: Path, history: list[EpochRecord]) -> None:
-    """Rewrite history.csv: a header of EpochRecord's field names, one row per epoch."""
+def _write_history(path: Path, history: list[EpochRecord], columns: list[str]) -> None:
+    """Rewrite history.csv: a header of the task's columns (EpochRecord fields), one row per epoch."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow([f.name for f in fields(EpochRecord)])
-    writer.writerows(astuple(r) for r in history)
+    writer.writerow(columns)
+    writer.writerows([getattr(r, c) for c in columns] for r in history)
     atomic_write_text(path, buf.getvalue())

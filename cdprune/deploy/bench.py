@@ -15,8 +15,8 @@ from .. import models
 from ..complexity import Totals, profile
 from ..errors import CdpruneError
 from ..measure.energy import estimate_energy
-from .export import DEFAULT_CALIBRATION_IMAGES, calibration_set, check_calibration_images, export_model, quantize_int8, \
-    require_deploy
+from .export import (DEFAULT_CALIBRATION_IMAGES, calibration_set, check_calibration_images, export_model,
+                     quantize_int8, require_deploy, run_output_name)
 from .worker import run_worker
 from ..pruning import PruningPlan
 from ..records import Record
@@ -67,6 +67,7 @@ class BenchResult(Record):
     speedup: float | None = None  # dense p50 ÷ this p50
     flops_ratio: float | None = None  # dense FLOPs ÷ these FLOPs
     speedup_per_flops: float | None = None  # speedup ÷ FLOPs ratio: 1.0 when latency falls as much as FLOPs do
+    task: str | None = None  # the run's task (classify, denoise, sr); None for a model without a run
 
 
 def bench(source: str, plan_path: str | None = None, runtime: str = "torch", batch: int = 1, threads: int | None = None,
@@ -108,6 +109,7 @@ def bench(source: str, plan_path: str | None = None, runtime: str = "torch", bat
         pruned = (source_dir / PLAN_FILE).exists()
         # The torch worker loads the run itself; onnxruntime needs the exported file.
         net = load_run(source_dir, ref)[0] if runtime == "onnxruntime" else None
+        task, output_name = metrics.task, run_output_name(metrics)
         if int8:
             images = calibration_set(source_dir, calibration_images, data_dir)
     else:
@@ -123,6 +125,7 @@ def bench(source: str, plan_path: str | None = None, runtime: str = "torch", bat
         totals = profile(net, input_shape).totals
         ref, pruned = source, plan is not None
         name, method, run_dir = source, plan_run_name(plan), None
+        task, output_name = None, "logits"  # a bare model: its task is unknown; the name only labels a temporary file
 
     # Absolute paths, so the child does not depend on sharing this process's working directory.
     spec = {"runtime": runtime, "run_dir": run_dir and str(Path(run_dir).resolve()), "model": ref,
@@ -134,7 +137,7 @@ def bench(source: str, plan_path: str | None = None, runtime: str = "torch", bat
     dense_raw = dense_totals = None
     with tempfile.TemporaryDirectory(prefix="cdprune-bench-") as tmp:
         if runtime == "onnxruntime":
-            spec["onnx_path"] = _onnx_file(net, input_shape, Path(tmp) / "model.onnx", images)
+            spec["onnx_path"] = _onnx_file(net, input_shape, Path(tmp) / "model.onnx", images, output_name)
         del net  # the child loads its own copy
         raw = run_worker(spec)
         if pruned and against_dense:
@@ -142,7 +145,7 @@ def bench(source: str, plan_path: str | None = None, runtime: str = "torch", bat
             dense_totals = profile(dense, input_shape).totals
             dense_spec = {**spec, "run_dir": None, "plan_path": None}
             if runtime == "onnxruntime":
-                dense_spec["onnx_path"] = _onnx_file(dense, input_shape, Path(tmp) / "dense.onnx", images)
+                dense_spec["onnx_path"] = _onnx_file(dense, input_shape, Path(tmp) / "dense.onnx", images, output_name)
             del dense
             dense_raw = run_worker(dense_spec)
 
@@ -168,12 +171,12 @@ def bench(source: str, plan_path: str | None = None, runtime: str = "torch", bat
         rss_increase_bytes=raw["peak_rss_bytes"] - raw["rss_before_bytes"], peak_rss_scope=raw["peak_rss_scope"],
         cpu_percent=cpu_percent,
         cpu_utilisation=cpu_percent / 100.0 / raw["threads"], cpu_ms_per_input=1000.0 * raw["cpu_time_s"] / inputs,
-        energy_mj=energy["energy_mj"], energy=energy, precision="int8" if int8 else "fp32", **against)
+        energy_mj=energy["energy_mj"], energy=energy, precision="int8" if int8 else "fp32", task=task, **against)
 
 
-def _onnx_file(net, input_shape, path: Path, images) -> str:
+def _onnx_file(net, input_shape, path: Path, images, output: str) -> str:
     """`net` exported to ONNX at `path`; quantised to int8 (calibrated on `images`) when images are given."""
-    fp32 = export_model(net, input_shape, "onnx", path)
+    fp32 = export_model(net, input_shape, "onnx", path, output=output)
     if images is None:
         return str(fp32)
     return str(quantize_int8(fp32, path.with_suffix(".int8.onnx"), images))

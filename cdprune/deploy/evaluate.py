@@ -66,6 +66,9 @@ def eval_onnx(run_dir: str | Path, onnx_path: str | Path, data_dir: str | None =
         raise CdpruneError(f"ONNX file {path} not found: export one with 'cdprune export {run_dir}'")
     require_module("onnxruntime")
     test_set, metrics = run_data(run_dir, "test", data_dir)
+    if (metrics.task or "classify") != "classify":
+        raise CdpruneError(f"--onnx evaluates classification runs; {run_dir} is a {metrics.task} run: "
+                           "use cdprune eval without --onnx")
     try:
         session = ort_session(str(path), 1)
     except Exception as exc:  # onnxruntime's own error types: a damaged or foreign file

@@ -1,7 +1,7 @@
 """Export a trained (pruned or dense) model to a deployable file: ONNX (fp32 or int8) or TorchScript.
 
 ONNX files use opset 17, one input named `input` (N×C×H×W float32) and one output named after
-the task (`logits` for classification, `output_name`), with a dynamic batch axis N. Their
+the task (`logits` for classify, `image` for the restoration tasks: `output_name`), with a dynamic batch axis N. Their
 metadata (`metadata_props`, every value JSON text) carries what the device needs to feed the
 model: input shape, layout and channel order, normalisation, class names, and where the model
 comes from (model reference, plan digest, cdprune version); see ONNX_METADATA_KEYS.
@@ -32,12 +32,12 @@ from ..measure.latency import ONNX_OPSET, onnx_bytes, onnx_latency, require_modu
 from ..pruning import PruningPlan
 from ..records import Record
 from ..runs import PLAN_FILE, load_run, run_data
+from ..tasks import KINDS as TASK_KINDS
 
 OPSET = ONNX_OPSET
 INPUT_NAME = "input"
 # The output's name per task. Classification models output logits; a task whose output is
 # something else (an image, boxes) adds its name here, and every export of that task uses it.
-TASK_OUTPUTS = {"classification": "logits"}
 FORMATS = {"onnx": "model.onnx", "torchscript": "model.pt"}  # format -> default file name in a run directory
 INT8_FILE = "model.int8.onnx"
 DEFAULT_CALIBRATION_IMAGES = 256
@@ -57,11 +57,16 @@ INT8_QUANT_FORMAT = "QDQ"
 INT8_PER_CHANNEL = True
 
 
-def output_name(task: str = "classification") -> str:
-    """The name of an exported model's output for `task`."""
-    if task not in TASK_OUTPUTS:
-        raise CdpruneError(f"unknown task '{task}': choose one of {', '.join(TASK_OUTPUTS)}")
-    return TASK_OUTPUTS[task]
+def output_name(task: str = "classify") -> str:
+    """The name of an exported model's output for `task` ("logits" for classify, "image" for restoration)."""
+    if task not in TASK_KINDS:
+        raise CdpruneError(f"unknown task '{task}': choose one of {', '.join(TASK_KINDS)}")
+    return TASK_KINDS[task].output_name
+
+
+def run_output_name(metrics) -> str:
+    """The ONNX output name of a run's task (runs from before tasks existed are classifiers)."""
+    return output_name(metrics.task or "classify")
 
 
 OUTPUT_NAME = output_name()
@@ -124,10 +129,11 @@ def read_metadata(path: str | Path) -> dict:
     return out
 
 
-def run_metadata(metrics, plan_digest: str | None, task: str = "classification") -> dict:
+def run_metadata(metrics, plan_digest: str | None) -> dict:
     """What a device needs to know about a run's model, as ONNX metadata entries (ONNX_METADATA_KEYS)."""
     from .. import __version__
 
+    task = metrics.task or "classify"
     channels = metrics.input_shape[0]
     order = {1: "grayscale", 3: "RGB"}.get(channels, f"{channels} channels")
     return {"cdprune_version": __version__, "model": metrics.model, "architecture": metrics.architecture,
@@ -253,15 +259,20 @@ def export_run(run_dir: str | Path, format: str, out: str | Path | None = None, 
         calibration_images = check_calibration_images(calibration_images)
         require_deploy("onnxruntime")
     net, metrics = load_run(run_dir, model)
+    if int8 and (metrics.task or "classify") != "classify":
+        raise CdpruneError(f"--int8 compares int8 with fp32 test accuracy, which only classification runs have; "
+                           f"export {run_dir} as fp32 (without --int8)")
     plan_path = Path(run_dir) / PLAN_FILE
     digest = PruningPlan.load(plan_path).to_dict()["digest"] if plan_path.exists() else None
     metadata = run_metadata(metrics, digest)
     shape = tuple(metrics.input_shape)
+    output = run_output_name(metrics)
     onnx = format == "onnx"
     if not int8:
-        path = export_model(net, shape, format, out or Path(run_dir) / FORMATS[format], metadata=metadata)
+        path = export_model(net, shape, format, out or Path(run_dir) / FORMATS[format], metadata=metadata,
+                            output=output)
         return ExportResult(path=str(path), format=format, bytes=path.stat().st_size, opset=OPSET if onnx else None,
-                            input=INPUT_NAME if onnx else None, output=OUTPUT_NAME if onnx else None,
+                            input=INPUT_NAME if onnx else None, output=output if onnx else None,
                             dynamic_batch=onnx, metadata=read_metadata(path) if onnx else {})
 
     # Everything the comparison needs is loaded before the first byte is written.
@@ -271,7 +282,7 @@ def export_run(run_dir: str | Path, format: str, out: str | Path | None = None, 
 
     path = Path(out or Path(run_dir) / INT8_FILE)
     with tempfile.TemporaryDirectory(prefix="cdprune-export-") as tmp:
-        fp32 = export_model(net, shape, "onnx", Path(tmp) / "fp32.onnx", metadata=metadata)
+        fp32 = export_model(net, shape, "onnx", Path(tmp) / "fp32.onnx", metadata=metadata, output=output)
         quantize_int8(fp32, path, images, metadata)
         figures = {}
         for name, file in (("fp32", fp32), ("int8", path)):
@@ -284,5 +295,5 @@ def export_run(run_dir: str | Path, format: str, out: str | Path | None = None, 
                   "size_ratio": figures["int8"]["bytes"] / figures["fp32"]["bytes"],
                   "speedup": figures["fp32"]["latency_ms"] / figures["int8"]["latency_ms"]}
     return ExportResult(path=str(path), format="onnx", bytes=path.stat().st_size, opset=OPSET, input=INPUT_NAME,
-                        output=OUTPUT_NAME, dynamic_batch=True, precision="int8", metadata=read_metadata(path),
+                        output=output, dynamic_batch=True, precision="int8", metadata=read_metadata(path),
                         comparison=comparison)

@@ -35,7 +35,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from ..complexity import architecture_id
+from ..complexity import CONV_TYPES, architecture_id
 from ..errors import CdpruneError
 from ..io import atomic_write_json, atomic_write_text
 from .latency import cpu_model_name, fastest_ms, measure_latency, onnx_bytes, ort_session, require_module, torch_threads
@@ -51,7 +51,7 @@ NETWORK_TIME_FACTOR = 16  # the dense network is timed this many times longer th
 ACTIVATIONS = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.SiLU, nn.Hardswish, nn.Hardsigmoid, nn.Sigmoid, nn.Tanh, nn.GELU,
                nn.ELU, nn.Mish)
 _BATCHNORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
-_LAYERS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
+_LAYERS = CONV_TYPES + (nn.Linear,)
 
 
 def cache_dir() -> Path:
@@ -391,8 +391,11 @@ def _grid_module(layer: _Layer, i: int, o: int, depthwise: bool) -> nn.Module:
         module = nn.Linear(i, o, bias=base.bias is not None)
     else:
         groups = o if depthwise else base.groups
-        module = type(base)(o if depthwise else i, o, base.kernel_size, base.stride, base.padding, base.dilation,
-                            groups=groups, bias=base.bias is not None, padding_mode=base.padding_mode)
+        # Keywords: a transposed conv's positional arguments differ (output_padding comes before groups).
+        extra = {"output_padding": base.output_padding} if base.transposed else {}
+        module = type(base)(o if depthwise else i, o, base.kernel_size, stride=base.stride, padding=base.padding,
+                            dilation=base.dilation, groups=groups, bias=base.bias is not None,
+                            padding_mode=base.padding_mode, **extra)
     parts = [module]
     if layer.bn is not None:
         parts.append(type(layer.bn)(o))
@@ -402,7 +405,8 @@ def _grid_module(layer: _Layer, i: int, o: int, depthwise: bool) -> nn.Module:
 
 
 def _time_grid(layer: _Layer, runtime: str, threads: int, repeats: int, min_time_s: float) -> list[list[float]]:
-    """ms at every (in fraction, out fraction); depthwise and grouped convs are timed along the diagonal only."""
+    """ms at every (in fraction, out fraction); depthwise convs are timed along the diagonal only, grouped
+    convs at widths rounded to multiples of their group count, grouped transposed convs at full width."""
     base, shape = layer.module, layer.input_shape
     conv = not isinstance(base, nn.Linear)
     c_in, c_out = (base.in_channels, base.out_channels) if conv else (base.in_features, base.out_features)
@@ -412,13 +416,16 @@ def _time_grid(layer: _Layer, runtime: str, threads: int, repeats: int, min_time
     for fi in FRACTIONS:
         row = []
         for fo in FRACTIONS:
-            if conv and base.groups > 1 and not depthwise:
-                fi_, fo_ = 1.0, 1.0  # grouped convs are never pruned
+            if conv and base.groups > 1 and not depthwise and base.transposed:
+                fi_, fo_ = 1.0, 1.0  # grouped transposed convs are never pruned
             elif depthwise:
                 fi_ = fo_ = fo
             else:
                 fi_, fo_ = fi, fo
             i, o = max(1, round(fi_ * c_in)), max(1, round(fo_ * c_out))
+            if conv and base.groups > 1 and not depthwise:  # pruned group by group: widths stay multiples
+                g = base.groups
+                i, o = max(g, round(fi_ * c_in / g) * g), max(g, round(fo_ * c_out / g) * g)
             if depthwise:
                 i = o
             if (i, o) not in seen:

@@ -39,10 +39,12 @@ def init_weights(model: nn.Module) -> nn.Module:
     """He-normal convs (fan-out), unit BN, small-normal linear layers: the torchvision init.
 
     PyTorch's default init leaves a plain 13-conv VGG barely learning for the
-    first few hundred steps; this one trains from the first batch.
+    first few hundred steps; this one trains from the first batch. A model with an
+    `init_output()` method gets it called last: the restoration models use it to start
+    as the identity.
     """
     for m in model.modules():
-        if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
+        if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)):
             nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
@@ -52,6 +54,8 @@ def init_weights(model: nn.Module) -> nn.Module:
         elif isinstance(m, nn.Linear):
             nn.init.normal_(m.weight, 0, 0.01)
             nn.init.zeros_(m.bias)
+    if callable(getattr(model, "init_output", None)):
+        model.init_output()
     return model
 
 
@@ -168,4 +172,4 @@ def create(ref: str, num_classes: int = 10, in_channels: int = 3, model_args: di
 
 
 # Importing the architecture modules registers them.
-from . import alexnet, mobilenetv2, resnet, vgg  # noqa: E402,F401
+from . import alexnet, dncnn, mobilenetv2, resnet, unet, vgg  # noqa: E402,F401

@@ -79,7 +79,10 @@ def _removed_per_unit(model: nn.Module, plan: PruningPlan, channels: ChannelMode
         if not kept or kept != sorted(set(kept)) or kept[0] < 0 or kept[-1] >= unit.channels:
             raise CdpruneError(f"the plan's unit {unit.name} keeps no channel, repeats one or keeps one outside "
                                f"0..{unit.channels - 1}: {_REMAKE}")
-        removed[index[unit.name]] = unit.channels - len(kept)
+        if mine.groups > 1 and kept != mine.expand([c for c in kept if c < mine.positions]).tolist():
+            raise CdpruneError(f"the plan's unit {unit.name} feeds or leaves a grouped conv but does not keep the same "
+                               f"channels in each of its {mine.groups} groups: {_REMAKE}")
+        removed[index[unit.name]] = (unit.channels - len(kept)) // mine.groups
     missing = [u.name for u in channels.units if u.name not in seen]
     if missing:
         more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""

@@ -72,10 +72,20 @@ def l1_plan(model: nn.Module, input_shape, target: float, metric: str = "flops",
     """Li et al. 2017: the same fraction per unit; the filters with the smallest L1 norm go (trained `model`)."""
     state = _setup(model, input_shape, target, metric, floor, 0)
     for u, drop in enumerate(_uniform_counts(state, target, metric)):
-        norms = sum(model.get_submodule(c).weight.detach().abs().flatten(1).sum(1) for c in state.channels.units[u].convs)
-        order = np.argsort(norms.cpu().numpy(), kind="stable")
+        unit = state.channels.units[u]
+        norms = sum(_filter_l1(model.get_submodule(c)) for c in unit.convs).cpu().numpy()
+        # A position of a unit around a grouped conv is one channel per group: its norm is their sum.
+        order = np.argsort(norms.reshape(unit.groups, unit.positions).sum(0), kind="stable")
         state.keep(u, order[int(drop):])
     return state.to_plan(model, input_shape, "l1", target, {}, metric)
+
+
+def _filter_l1(conv: nn.Module) -> torch.Tensor:
+    """L1 norm of each output channel's filter; a transposed conv keeps its output channels on weight dim 1."""
+    weight = conv.weight.detach()
+    if getattr(conv, "transposed", False):
+        weight = weight.transpose(0, 1)
+    return weight.abs().flatten(1).sum(1)
 
 
 def magnitude_plan(model: nn.Module, input_shape, target: float, metric: str = "flops", *,
@@ -90,7 +100,8 @@ def magnitude_plan(model: nn.Module, input_shape, target: float, metric: str = "
             root = model.get_submodule(unit.name)
             group = graph.get_pruning_group(root, graph.get_pruner_of_module(root).prune_out_channels,
                                             list(range(unit.channels)))
-            for c, score in enumerate(importance(group).cpu().numpy()):
+            scores = importance(group).cpu().numpy().reshape(unit.groups, unit.positions).sum(0)
+            for c, score in enumerate(scores):
                 scored.append((float(score), u, c))
     scored.sort()
     removed = {u: [] for u in range(len(state.original))}

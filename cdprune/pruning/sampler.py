@@ -186,7 +186,8 @@ class Sampler:
     """The state of one sampling run: which channels each unit still keeps.
 
     Other planners (the baselines) choose channels by their own rules through the same state: they read
-    `original` and `least` (channel counts per unit, at full width and at the floor), `before` and
+    `original` and `least` (position counts per unit, at full width and at the floor: channels, except in
+    units around a grouped conv, see `units.Unit`), `before` and
     `current` (totals), `rng` and `channels` (the network's ChannelModel), set a unit's channels with
     `keep`, evaluate candidate removals with `totals_at`, and finish with `to_plan`.
     """
@@ -195,7 +196,7 @@ class Sampler:
         self.channels = channels
         self.latency = latency
         self.step, self.floor, self.round_to, self.seed = step, floor, round_to, seed
-        self.original = np.array([u.channels for u in channels.units])
+        self.original = np.array([u.positions for u in channels.units])
         self.least = np.array([floor_count(n, floor, round_to) for n in self.original])
         self.kept = [np.arange(n) for n in self.original]
         self.removed = np.zeros(len(self.original), dtype=np.int64)
@@ -230,7 +231,8 @@ class Sampler:
 
     # -- state ----------------------------------------------------------------------------------
     def keep(self, u: int, indices) -> None:
-        """Make unit `u` keep exactly the channels `indices` (numbered as in the base model); update the totals."""
+        """Make unit `u` keep exactly the positions `indices` (channels numbered as in the base model, for a
+        unit without groups); update the totals."""
         kept = np.unique(np.asarray(indices, dtype=np.int64))
         if not len(kept) or kept[0] < 0 or kept[-1] >= self.original[u]:
             raise ValueError(f"unit {self.channels.units[u].name} must keep at least one of its channels "
@@ -300,7 +302,7 @@ class Sampler:
 
     def to_plan(self, model: nn.Module, input_shape, mode: str, target, budget, target_metric=None) -> PruningPlan:
         spec = getattr(model, "cdprune_spec", None) or {}
-        units = tuple(UnitPlan(u.name, tuple(u.convs), u.channels, tuple(int(i) for i in kept))
+        units = tuple(UnitPlan(u.name, tuple(u.convs), u.channels, tuple(int(i) for i in u.expand(kept)))
                       for u, kept in zip(self.channels.units, self.kept))
         latency = {} if self.latency is None else {
             "before_ms": round(self.before_ms, 4), "after_ms": round(self.current_ms, 4),

@@ -17,18 +17,36 @@ import torch.nn as nn
 import torch_pruning as tp
 
 from ..complexity import BYTES_PER_VALUE, CONV_TYPES, Profile, Totals, kernel_volume
+from ..complexity import profile as profile_model
 from ..errors import CdpruneError
+from ..records import Record
 
 _IN_CHANNEL_FNS = {tp.pruner.function.prune_conv_in_channels, tp.pruner.function.prune_linear_in_channels}
 
 
 @dataclass
 class Unit:
-    """Channels removed together. `convs` are the convs whose output channels are these channels."""
+    """Channels removed together. `convs` are the convs whose output channels are these channels.
+
+    A unit that feeds or leaves a grouped conv has `groups` g > 1: its channels fall into g equal
+    blocks, and every block must lose the same positions so that each group of the conv keeps
+    the same width and the same in-group layout. The planner therefore works on the unit's
+    `positions` (channels / g): removing position p removes channels p, p + n/g, p + 2n/g, ….
+    """
 
     name: str  # the first of `convs` in module order; pruning it prunes the whole unit
     convs: list[str]
     channels: int  # original channel count
+    groups: int = 1
+
+    @property
+    def positions(self) -> int:
+        return self.channels // self.groups
+
+    def expand(self, positions) -> np.ndarray:
+        """The channel indices (sorted) of the given positions, in every block."""
+        positions = np.asarray(positions, dtype=np.int64)
+        return np.sort((np.arange(self.groups)[:, None] * self.positions + positions[None, :]).ravel())
 
 
 @dataclass
@@ -42,14 +60,15 @@ class _SizedModule:
     kernel: int = 1  # kernel volume K_h·K_w
     groups: int = 1
     positions: int = 0  # output positions per channel and call
+    flop_positions: int = 0  # positions each weight is applied at per call (the input's, for a transposed conv)
     calls: int = 0  # forward calls in one pass (0: not a profiled layer)
     bias: bool = False
     vectors: int = 0  # per-channel parameter vectors ("vector" kind)
-    in_terms: list[tuple[int, int]] = field(default_factory=list)  # (unit index, channels per unit channel)
+    in_terms: list[tuple[int, int]] = field(default_factory=list)  # (unit index, channels per unit position)
     out_terms: list[tuple[int, int]] = field(default_factory=list)
 
     def channels(self, removed: np.ndarray) -> tuple[int, int]:
-        """(in, out) channel counts when unit u has lost removed[u] channels."""
+        """(in, out) channel counts when unit u has lost removed[u] positions (terms count channels per position)."""
         out = self.out_base - sum(m * int(removed[u]) for u, m in self.out_terms)
         if self.kind in ("vector", "depthwise"):
             return out, out
@@ -62,17 +81,33 @@ class _SizedModule:
             return self.vectors * out, 0, 0
         per_filter = self.kernel if self.kind == "depthwise" else (inp // self.groups) * self.kernel
         weights = out * per_filter
-        return (weights + (out if self.bias else 0), weights * self.positions * self.calls,
+        # A transposed conv's weight is (in, out/groups, k…) rather than (out, in/groups, k…); the
+        # count out·(in/groups)·k equals in·(out/groups)·k, so one formula serves both layouts.
+        return (weights + (out if self.bias else 0), weights * self.flop_positions * self.calls,
                 out * self.positions * self.calls * BYTES_PER_VALUE)
 
 
-class ChannelModel:
-    """The exact complexity of a network as a function of the channels removed from each unit."""
+@dataclass(frozen=True)
+class ExcludedUnit:
+    """Coupled channels that cannot be pruned: `name` is the conv whose output channels they are."""
 
-    def __init__(self, units: list[Unit], modules: list[_SizedModule], constant_params: int):
+    name: str
+    channels: int
+    reason: str
+
+
+class ChannelModel:
+    """The exact complexity of a network as a function of the positions removed from each unit (channels,
+    for a unit without groups; see `Unit`).
+
+    `excluded` lists the coupled channel sets that are not units, each with the reason."""
+
+    def __init__(self, units: list[Unit], modules: list[_SizedModule], constant_params: int,
+                 excluded: list[ExcludedUnit] | None = None):
         self.units = units
         self.modules = modules
         self.constant_params = constant_params
+        self.excluded = list(excluded or [])
         self._by_name = {m.name: m for m in modules}
         self.unit_convs = [[self._by_name[c] for c in u.convs] for u in units]
 
@@ -107,9 +142,11 @@ def build_graph(model: nn.Module, input_shape) -> tp.DependencyGraph:
 def find_units(model: nn.Module, profile: Profile, graph: tp.DependencyGraph | None = None) -> ChannelModel:
     """Every prunable unit of `model` and the arithmetic model of its sizes.
 
-    Excluded: units whose channels reach the network output, units that touch a
-    grouped (non-depthwise) conv or a parameterised layer type the size model
-    does not know.
+    Excluded (listed in the result's `excluded`, each with its reason): units whose channels
+    reach the network output, units that touch a grouped transposed conv or fill only part of a
+    grouped conv's channels, and units that touch a parameterised layer type the size model does
+    not know or map unevenly onto one. Units around a grouped (non-depthwise) conv are pruned
+    group by group (`Unit.groups`).
     """
     graph = graph or build_graph(model, profile.input_shape)
     names = {m: n for n, m in model.named_modules()}
@@ -120,44 +157,61 @@ def find_units(model: nn.Module, profile: Profile, graph: tp.DependencyGraph | N
     for layer in profile.layers:
         module = model.get_submodule(layer.name)
         depthwise = layer.kind == "conv" and layer.groups > 1 and layer.groups == layer.in_channels == layer.out_channels
+        flop_positions = layer.flop_positions or layer.positions
         sized[layer.name] = _SizedModule(
             name=layer.name, kind="depthwise" if depthwise else layer.kind, in_base=layer.in_channels,
             out_base=layer.out_channels, kernel=kernel_volume(layer), groups=layer.groups,
-            positions=layer.positions, calls=layer.flops // max(1, module.weight.numel() * layer.positions),
+            positions=layer.positions, flop_positions=flop_positions,
+            calls=layer.flops // max(1, module.weight.numel() * flop_positions),
             bias=getattr(module, "bias", None) is not None)
 
     units: list[Unit] = []
+    excluded: list[ExcludedUnit] = []
     for group in graph.get_all_groups(root_module_types=CONV_TYPES):
         n_root = len(group[0].idxs)
-        convs, couplings, usable = [], [], True
+        root = names.get(group[0].dep.target.module, "?")
+        convs, couplings, reason, unit_groups = [], [], None, 1
         for dep, idxs in group:
             module = dep.target.module
             is_in = dep.handler in _IN_CHANNEL_FNS
             if isinstance(module, tp.ops._OutputOp) or (not dep.target.outputs and not is_in):
-                usable = False  # these channels shape the network's output
+                reason = "they reach the network output"
                 break
             name = names.get(module)
             if name is None or not any(True for _ in module.parameters(recurse=False)):
                 continue  # shape-only ops (add, flatten, pooling)
             if len(idxs) % n_root:
-                usable = False
+                reason = f"they map unevenly onto {name}"
                 break
             if name not in sized and not _add_vector_module(sized, name, module):
-                usable = False
+                reason = f"they feed {name} ({type(module).__name__}), a layer whose size cdprune cannot model"
                 break
             entry = sized[name]
             if entry.kind == "conv" and entry.groups > 1:
-                usable = False  # grouped convs would lose their divisibility
-                break
+                what = "they are the output of" if name == root else "they feed"
+                if getattr(module, "transposed", False):
+                    # torch-pruning slices a grouped transposed conv's weight as if it were a plain conv's.
+                    reason = f"{what} the grouped transposed conv {name} (groups={entry.groups}), which cdprune does not prune"
+                    break
+                width = entry.in_base if is_in else entry.out_base
+                if n_root != width or [int(i) for i in idxs] != list(range(width)):
+                    # Equal removals per group need the unit to span the conv's channels exactly.
+                    reason = f"{what} only part of the grouped conv {name}'s channels (groups={entry.groups})"
+                    break
+                unit_groups = math.lcm(unit_groups, entry.groups)
             couplings.append((name, is_in, len(idxs) // n_root))
             if not is_in and name in layers and layers[name].kind == "conv":
                 convs.append(name)
-        if usable and convs:
-            convs.sort(key=order.__getitem__)
-            unit_index = len(units)
-            units.append(Unit(name=convs[0], convs=convs, channels=n_root))
-            for name, is_in, mult in couplings:
-                (sized[name].in_terms if is_in else sized[name].out_terms).append((unit_index, mult))
+        if reason is None and not convs:
+            reason = "no conv produces them"
+        if reason is not None:
+            excluded.append(ExcludedUnit(root, n_root, reason))
+            continue
+        convs.sort(key=order.__getitem__)
+        unit_index = len(units)
+        units.append(Unit(name=convs[0], convs=convs, channels=n_root, groups=unit_groups))
+        for name, is_in, mult in couplings:
+            (sized[name].in_terms if is_in else sized[name].out_terms).append((unit_index, mult * unit_groups))
 
     # Units in module order make plans readable and independent of graph traversal order.
     permutation = sorted(range(len(units)), key=lambda i: order[units[i].name])
@@ -166,13 +220,14 @@ def find_units(model: nn.Module, profile: Profile, graph: tp.DependencyGraph | N
     for m in sized.values():
         m.in_terms = [(remap[u], k) for u, k in m.in_terms]
         m.out_terms = [(remap[u], k) for u, k in m.out_terms]
+    excluded.sort(key=lambda e: order.get(e.name, len(order)))
 
     modules = list(sized.values())
     base = sum(m.size(np.zeros(len(units)))[0] for m in modules)
     constant = profile.totals.params - base
     if not math.isclose(ChannelModel(units, modules, constant).totals(np.zeros(len(units))).flops, profile.totals.flops):
         raise CdpruneError("internal size model disagrees with the profile; please report this model")
-    return ChannelModel(units, modules, constant)
+    return ChannelModel(units, modules, constant, excluded)
 
 
 def _add_vector_module(sized: dict, name: str, module: nn.Module) -> bool:
@@ -187,4 +242,22 @@ def _add_vector_module(sized: dict, name: str, module: nn.Module) -> bool:
 
 def require_units(model_units: ChannelModel) -> None:
     if not model_units.units:
-        raise CdpruneError("the model has no prunable conv layer (every conv shapes the output or is grouped); nothing to prune")
+        why = "; ".join(sorted({e.reason.split(" (")[0] for e in model_units.excluded})) or "it has no conv"
+        raise CdpruneError(f"the model has no prunable conv layer ({why}); nothing to prune: see "
+                           "'cdprune prune --verbose' for every excluded unit")
+
+
+@dataclass(frozen=True)
+class UnitsReport(Record):
+    """Where a model can be pruned: its units, and every coupled channel set left out with the reason."""
+
+    input_shape: tuple[int, ...]
+    units: tuple[Unit, ...]
+    excluded: tuple[ExcludedUnit, ...]
+
+
+def prunable_units(model: nn.Module, input_shape=(3, 32, 32)) -> UnitsReport:
+    """The units `make_plan` draws from at `input_shape`, and the excluded ones with their reasons."""
+    input_shape = tuple(int(s) for s in input_shape)
+    channels = find_units(model, profile_model(model, input_shape))
+    return UnitsReport(input_shape, tuple(channels.units), tuple(channels.excluded))
