@@ -14,6 +14,7 @@ from .complexity import LayerComplexity, Profile, Totals, parse_shape, profile
 from .data import AUGMENTATIONS, DATASETS
 from .deploy import FORMATS, RUNTIMES, BenchResult, ExportResult, bench, export_run
 from .errors import CdpruneError, UnreachableTarget
+from .measure import DEFAULT_ENERGY_MODEL, EnergyModel
 from .experiment import DEFAULT_JOB, CompareResult, RunComparison, SweepResult, compare, main_job, sweep
 from .methods import METHODS
 from .pruning import MODES, PruningPlan, apply_plan, make_plan, parse_budget
@@ -23,7 +24,7 @@ from .train import TrainingInterrupted
 __version__ = "0.1.0"
 __all__ = ["data", "distributed", "models", "report", "BACKENDS", "Resources", "LayerComplexity", "Profile", "Totals",
            "parse_shape", "profile", "AUGMENTATIONS", "DATASETS", "FORMATS", "RUNTIMES", "BenchResult", "ExportResult", "bench",
-           "export_run", "CdpruneError", "UnreachableTarget", "DEFAULT_JOB", "CompareResult", "RunComparison",
+           "export_run", "DEFAULT_ENERGY_MODEL", "EnergyModel", "CdpruneError", "UnreachableTarget", "DEFAULT_JOB", "CompareResult", "RunComparison",
            "SweepResult", "compare", "main_job", "sweep", "METHODS", "MODES", "PruningPlan", "apply_plan", "make_plan",
            "parse_budget", "EvalResult", "RunMetrics", "RunSettings", "eval_run", "load_run", "train_run",
            "TrainingInterrupted"]

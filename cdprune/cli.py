@@ -17,7 +17,8 @@ import sys
 from pathlib import Path
 from typing import Callable
 
-from . import (AUGMENTATIONS, BACKENDS, DATASETS, DEFAULT_JOB, FORMATS, METHODS, MODES, RUNTIMES, CdpruneError, PruningPlan,
+from . import (AUGMENTATIONS, BACKENDS, DATASETS, DEFAULT_ENERGY_MODEL, DEFAULT_JOB, FORMATS, METHODS, MODES, RUNTIMES,
+               CdpruneError, EnergyModel, PruningPlan,
                Resources, RunSettings, TrainingInterrupted, bench, compare, distributed, eval_run, export_run,
                main_job, make_plan, models, parse_budget, parse_shape, profile, report, sweep, train_run)
 
@@ -77,6 +78,17 @@ def _model_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
 
+def _energy_model_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--energy-model", default=None, metavar="FILE.json",
+                   help="a device's energy coefficients, {\"pj_per_mac\": …, \"pj_per_byte\": …, \"static_w\": …, "
+                        "\"device\": …} (default: 45 nm, 4.6 pJ/MAC + 160 pJ/byte; 'cdprune bench --calibrate-energy' "
+                        "writes one)")
+
+
+def _energy_model(args) -> EnergyModel:
+    return EnergyModel.load(args.energy_model) if args.energy_model else DEFAULT_ENERGY_MODEL
+
+
 def _build(args) -> tuple:
     shape = parse_shape(args.input)
     model = models.create(args.model, num_classes=args.num_classes, in_channels=shape[0],
@@ -87,8 +99,9 @@ def _build(args) -> tuple:
 # ---- profile -----------------------------------------------------------------------------------
 
 def run_profile(args) -> None:
+    energy_model = _energy_model(args)  # a bad file fails before the model is built
     model, shape = _build(args)
-    result = profile(model, shape)
+    result = profile(model, shape, energy_model)
     if args.json:
         print_json({"model": args.model, **result.to_dict()})
         return
@@ -96,20 +109,22 @@ def run_profile(args) -> None:
     print(report.profile_table(result))
 
 
-@command("profile", "per-layer parameters, FLOPs and memory with their shares")(run_profile)
+@command("profile", "per-layer parameters, FLOPs, memory and estimated energy with their shares")(run_profile)
 def _(p):
     _model_arguments(p)
+    _energy_model_argument(p)
 
 
 # ---- prune -------------------------------------------------------------------------------------
 
 def run_prune(args) -> None:
+    energy_model = _energy_model(args)
     model, shape = _build(args)
     budget = parse_budget(args.budget) if args.budget else None
     mode = args.mode or (None if budget else "fa")
     target = args.target if args.target is not None else (None if budget else 0.5)
     plan = make_plan(model, shape, mode, target, budget=budget, seed=args.seed, step=args.step, floor=args.floor,
-                     round_to=args.round_to, refresh_latency=args.refresh)
+                     round_to=args.round_to, refresh_latency=args.refresh, energy_model=energy_model)
     plan_path = plan.save(args.out)
     if args.json:
         print_json({**plan.to_dict(), "plan_path": str(plan_path)})
@@ -125,12 +140,14 @@ def _(p):
                    "default fa, or with --budget the metric furthest over its budget at each draw")
     p.add_argument("--target", type=number, default=None, help="fraction of the mode's metric to remove, in (0, 1) (default 0.5 without --budget)")
     p.add_argument("--budget", default=None, metavar="LIMITS",
-                   help="prune until every limit holds, e.g. flops=100M,params=2M,memory=512KB,latency=5ms")
+                   help="prune until every limit holds, e.g. flops=100M,params=2M,memory=512KB,latency=5ms,energy=5mJ "
+                        "(energy in mJ, uJ or J)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--step", type=number, default=0.1, help="fraction of a unit's channels removed per draw (default 0.1)")
     p.add_argument("--floor", type=number, default=0.1, help="fraction of a unit's channels always kept (default 0.1)")
     p.add_argument("--round-to", type=int, default=1, metavar="R", help="keep channel counts multiples of R (8 or 16 suit SIMD/tensor cores)")
     p.add_argument("--refresh", action="store_true", help="rebuild the cached per-layer latency table (mode la, latency budgets)")
+    _energy_model_argument(p)
     p.add_argument("--out", default="plan.json", help="where to write the plan (default plan.json)")
 
 
@@ -250,7 +267,8 @@ def run_bench(args) -> None:
     result = bench(args.source, plan_path=args.plan_path, runtime=args.runtime, batch=args.batch,
                    threads=args.threads, input_shape=parse_shape(args.input) if args.input else None,
                    num_classes=args.num_classes, min_time_s=args.min_time, min_repeats=args.min_repeats,
-                   device=args.device, model=args.model, model_args=models.parse_model_args(args.model_args))
+                   device=args.device, model=args.model, model_args=models.parse_model_args(args.model_args),
+                   energy_model=args.energy_model, calibrate_energy=args.calibrate_energy)
     print_record(result, args, report.bench_text(result))
 
 
@@ -269,6 +287,10 @@ def _(p):
     p.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N (torch runtime only)")
     p.add_argument("--min-time", type=number, default=2.0, metavar="S", help="time at least S seconds (default 2)")
     p.add_argument("--min-repeats", type=int, default=50, metavar="N", help="and at least N runs (default 50)")
+    _energy_model_argument(p)
+    p.add_argument("--calibrate-energy", default=None, metavar="FILE.json",
+                   help="measure joules per inference with this device's meter (RAPL, NVML, Jetson INA3221) and write "
+                        "an energy model whose estimate for this model matches it (batch 1)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
 

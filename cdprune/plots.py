@@ -34,7 +34,9 @@ def comparison_chart(runs, path: Path) -> None:
         xs = [x + (i - (len(runs) - 1) / 2) * width for x in range(len(CHART_METRICS))]
         ax.bar(xs, ratios, width, label=f"{run.method} (acc {100 * run.test_acc:.2f}%)")
     ax.axhline(1.0, color="grey", lw=0.8, ls="--")
-    ax.set_xticks(range(len(CHART_METRICS)), [label for _, label in CHART_METRICS])
+    kinds = {run.energy.get("kind", "estimated") for run in runs}
+    energy = "energy\n(measured)" if kinds == {"measured"} else "energy\n(est.)"
+    ax.set_xticks(range(len(CHART_METRICS)), [energy if attr == "energy_mj" else label for attr, label in CHART_METRICS])
     ax.set_ylabel(f"relative to {base.method}")
     ax.set_title(f"{base.model} on {base.data}")
     ax.set_ylim(0, max(1.1, ax.get_ylim()[1]))
@@ -44,9 +46,16 @@ def comparison_chart(runs, path: Path) -> None:
 
 TRADEOFF_PANELS = {
     "tradeoff_resources.png": [("params", "parameters"), ("flops", "FLOPs (MACs)"), ("memory_bytes", "memory (bytes)")],
-    "tradeoff_device.png": [("latency_ms", "CPU latency, batch 1 (ms)"), ("energy_mj", "energy / inference (mJ, est.)"),
+    "tradeoff_device.png": [("latency_ms", "CPU latency, batch 1 (ms)"), ("energy_mj", "energy / inference (mJ)"),
                             ("cpu_percent", "CPU utilisation (% of a core)")],
 }
+
+
+def _energy_axis(points: list) -> str:
+    """The energy axis says whether a meter measured the points or the energy model estimated them."""
+    kinds = {getattr(p, "energy_kind", None) or "estimated" for p in points}
+    return "energy / inference (mJ, " + ("measured)" if kinds == {"measured"} else
+                                         "est.)" if kinds == {"estimated"} else "measured and est.)")
 
 
 def tradeoff_charts(points: list, out: Path, title: str) -> list[Path]:
@@ -66,7 +75,7 @@ def tradeoff_charts(points: list, out: Path, title: str) -> list[Path]:
             for p in points:
                 if p.mode == "dense":
                     ax.plot(getattr(p, key), 100 * p.test_acc, "k*", markersize=11, label="dense")
-            ax.set_xlabel(label)
+            ax.set_xlabel(_energy_axis(points) if key == "energy_mj" else label)
             ax.set_ylabel("test accuracy (%)")
             ax.grid(alpha=0.3)
         axes[0].legend(frameon=False, fontsize=8)
