@@ -97,9 +97,12 @@ def bench(source: str, plan_path: str | None = None, runtime: str = "torch", bat
         name, method, run_dir = metrics.model, metrics.method, str(source_dir)
         input_shape, num_classes = tuple(metrics.input_shape), metrics.num_classes
         totals = Totals(metrics.params, metrics.flops, metrics.memory_bytes)
-        net = load_run(source_dir, ref)[0]  # for its energy profile; onnxruntime also exports it
         plan_file = source_dir / "plan.json"
         plan = PruningPlan.load(plan_file) if plan_file.exists() else None
+        # onnxruntime needs the trained weights exported; the torch worker loads the run itself, and the
+        # energy profile here needs only the architecture.
+        net = load_run(source_dir, ref)[0] if runtime == "onnxruntime" else \
+            build_model(ref, num_classes, input_shape, plan, metrics.settings.get("model_args") or {})
     else:
         if not models.is_registered(source) and ":" not in source:
             raise CdpruneError(f"'{source}' is neither a run directory nor a registered model "
