@@ -196,8 +196,8 @@ class SweepPoint(Record):
     flops: int | None = None
     memory_bytes: int | None = None
     latency_ms: float | None = None  # median, batch 1, measured in a fresh process
-    energy_mj: float | None = None  # per inference, from the same measurement as the latency
-    energy_kind: str | None = None  # "measured" where a meter answered, else "estimated"
+    energy_mj: float | None = None  # per inference, estimated (the run's record: the same wherever it is measured)
+    energy_measured_mj: float | None = None  # per inference, where a meter answered during the latency measurement
     cpu_percent: float | None = None  # process CPU time ÷ wall time in the timed loop, in % of one core
     train_time_s: float | None = None
 
@@ -210,7 +210,7 @@ class SweepResult(Record):
 
 
 SWEEP_CSV_FIELDS = ["method", "mode", "target", "test_acc", "params", "flops", "memory_bytes", "latency_ms", "energy_mj",
-                    "energy_kind", "cpu_percent", "train_time_s", "status"]
+                    "energy_measured_mj", "cpu_percent", "train_time_s", "status"]
 
 
 def sweep(out: str | Path, settings: RunSettings, modes: list[str], targets: list[float], *, download: bool = False,
@@ -252,5 +252,6 @@ def _sweep_point(job: Job, goal: Goal, bench_time_s: float) -> SweepPoint:
     measured = bench(str(job.root / goal.name), min_time_s=bench_time_s, min_repeats=20)
     return SweepPoint(goal.name, goal.method, goal.target, "ok", test_acc=metrics.test_acc, params=metrics.params,
                       flops=metrics.flops, memory_bytes=metrics.memory_bytes, latency_ms=measured.p50_ms,
-                      energy_mj=measured.energy_mj, energy_kind=measured.energy["kind"], cpu_percent=measured.cpu_percent,
+                      energy_mj=metrics.energy_mj, cpu_percent=measured.cpu_percent,
+                      energy_measured_mj=measured.energy_mj if measured.energy["kind"] == "measured" else None,
                       train_time_s=metrics.train_time_s)

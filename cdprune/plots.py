@@ -46,16 +46,9 @@ def comparison_chart(runs, path: Path) -> None:
 
 TRADEOFF_PANELS = {
     "tradeoff_resources.png": [("params", "parameters"), ("flops", "FLOPs (MACs)"), ("memory_bytes", "memory (bytes)")],
-    "tradeoff_device.png": [("latency_ms", "CPU latency, batch 1 (ms)"), ("energy_mj", "energy / inference (mJ)"),
+    "tradeoff_device.png": [("latency_ms", "CPU latency, batch 1 (ms)"), ("energy_mj", "energy / inference (mJ, est.)"),
                             ("cpu_percent", "CPU utilisation (% of a core)")],
 }
-
-
-def _energy_axis(points: list) -> str:
-    """The energy axis says whether a meter measured the points or the energy model estimated them."""
-    kinds = {getattr(p, "energy_kind", None) or "estimated" for p in points}
-    return "energy / inference (mJ, " + ("measured)" if kinds == {"measured"} else
-                                         "est.)" if kinds == {"estimated"} else "measured and est.)")
 
 
 def tradeoff_charts(points: list, out: Path, title: str) -> list[Path]:
@@ -75,7 +68,7 @@ def tradeoff_charts(points: list, out: Path, title: str) -> list[Path]:
             for p in points:
                 if p.mode == "dense":
                     ax.plot(getattr(p, key), 100 * p.test_acc, "k*", markersize=11, label="dense")
-            ax.set_xlabel(_energy_axis(points) if key == "energy_mj" else label)
+            ax.set_xlabel(label)
             ax.set_ylabel("test accuracy (%)")
             ax.grid(alpha=0.3)
         axes[0].legend(frameon=False, fontsize=8)

@@ -217,17 +217,25 @@ def bench_text(r) -> str:
             f"{r.calibrated['model']['pj_per_byte']:.4g} pJ/byte)"] if r.calibrated else []))
 
 
+def _mj(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f} mJ"
+
+
 def export_text(result) -> str:
     return f"{result.format} model written to {result.path} ({human_bytes(result.bytes)})"
 
 
 def sweep_text(result) -> str:
     """What `cdprune sweep` prints: one row per point, blanks for unreachable points."""
+    # A meter's figures get their own column beside the estimate, where one answered.
+    metered = any(p.energy_measured_mj is not None for p in result.points)
     rows = [[p.method, p.status] + ([_pct(p.test_acc), human_count(p.params), human_count(p.flops),
-                                     human_bytes(p.memory_bytes), f"{p.latency_ms:.2f} ms", f"{p.energy_mj:.3f} mJ",
-                                     f"{p.cpu_percent:.0f}%"] if p.status == "ok" else [""] * 7)
+                                     human_bytes(p.memory_bytes), f"{p.latency_ms:.2f} ms", f"{p.energy_mj:.3f} mJ"]
+                                    + ([_mj(p.energy_measured_mj)] if metered else []) + [f"{p.cpu_percent:.0f}%"]
+                                    if p.status == "ok" else [""] * (8 if metered else 7))
             for p in result.points]
-    energy = f"energy {energy_label(p.energy_kind or 'estimated' for p in result.points if p.status == 'ok')}"
+    header = ["run", "status", "accuracy", "params", "FLOPs", "memory", "latency", "energy (est.)"]
+    header += ["energy (measured)", "CPU"] if metered else ["CPU"]
     return "\n".join([
-        table(["run", "status", "accuracy", "params", "FLOPs", "memory", "latency", energy, "CPU"], rows), "",
+        table(header, rows), "",
         f"data: {result.out}/sweep.csv; charts: {result.out}/tradeoff_resources.png, {result.out}/tradeoff_device.png"])
