@@ -139,7 +139,7 @@ def make_plan(model: nn.Module, input_shape=(3, 32, 32), mode: str | None = "fa"
         least = sampler.smallest(metric)
         if least > limit:
             raise UnreachableTarget(f"budget {metric}={_show(metric, limit)} cannot be met: the least this model reaches with "
-                                    f"floor {floor:g} is {_show(metric, least)}; raise the budget or lower --floor")
+                                    f"floor {floor:g} is {_show(metric, least)}; raise the budget (--budget) or lower --floor")
 
     while True:
         short = target is not None and sampler.reduction(stop_metric) < target
