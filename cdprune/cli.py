@@ -348,8 +348,9 @@ def run_compare(args) -> None:
 def _(p):
     p.add_argument("--model", required=True, help=MODEL_HELP)
     p.add_argument("--target", type=number, default=0.5, help="reduction every method reaches (default 0.5)")
-    p.add_argument("--metric", default="flops", choices=["params", "flops", "memory"],
-                   help="the metric the target applies to, for every method (default flops)")
+    p.add_argument("--metric", default="flops", choices=["params", "flops", "memory", "energy"],
+                   help="the metric the target applies to, for every method (default flops; energy: the modes and "
+                        "dense only)")
     p.add_argument("--methods", default="dense,pa,fa,ma,uniform,layer-random,l1",
                    help=f"comma-separated, from {', '.join(METHODS)} (default dense,pa,fa,ma,uniform,layer-random,l1)")
     p.add_argument("--seeds", type=int, default=1, help="seeds per method: --seed, --seed+1, … (default 1)")

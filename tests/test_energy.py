@@ -23,6 +23,7 @@ another metric would show.
 import copy
 import hashlib
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -246,10 +247,14 @@ def fake_board(root: Path, milliwatts: int) -> None:
 def test_calibration_reproduces_the_measured_energy(tmp_path):
     fake_board(tmp_path / "sys-root", 5000)  # 5 W while the model runs: a known energy per second
     out = tmp_path / "calibrated.json"
+    started = time.perf_counter()
     r = cdprune.bench(NET, input_shape=SHAPE, min_time_s=0.3, min_repeats=20, sysfs_root=tmp_path / "sys-root",
                       calibrate_energy=out)
+    whole_call_s = time.perf_counter() - started
     assert r.energy["kind"] == "measured" and r.energy["source"].startswith("Jetson INA3221")
-    assert r.energy_mj == pytest.approx(5.0 * r.timed_s / r.repeats * 1e3, rel=0.01)  # 5 W × time per inference
+    # The meter integrates 5 W from just before the timed loop to just after it.
+    assert 5.0 * r.timed_s <= r.energy["joules"] < 5.0 * whole_call_s
+    assert r.energy_mj == pytest.approx(r.energy["joules"] * 1e3 / r.repeats, rel=1e-12)
     written = EnergyModel.load(out)
     assert r.calibrated["path"] == str(out) and r.calibrated["model"] == written.to_dict()
     # One factor on both coefficients: the 45 nm split between MACs and bytes stays, and the estimate for
@@ -259,7 +264,7 @@ def test_calibration_reproduces_the_measured_energy(tmp_path):
     assert written.pj_per_byte == pytest.approx(160 * factor, rel=1e-9)
     assert cdprune.profile(EnergyNet(), SHAPE, written).energy_mj == pytest.approx(r.energy_mj, rel=0.01)
     assert recount_energy_mj(EnergyNet(), SHAPE, written.pj_per_mac, written.pj_per_byte) == \
-        pytest.approx(5.0 * r.timed_s / r.repeats * 1e3, rel=0.01)
+        pytest.approx(r.energy["joules"] * 1e3 / r.repeats, rel=0.01)  # the meter's joules per inference
     assert "calibrated" in written.source and "Jetson INA3221" in written.source
 
 
@@ -273,3 +278,11 @@ def test_calibration_without_a_meter_names_the_meters_and_writes_nothing(tmp_pat
     one_line_error(lambda: cdprune.bench(NET, input_shape=SHAPE, batch=4, sysfs_root=tmp_path, calibrate_energy=out),
                    "batch-1")
     assert not out.exists()
+
+
+def test_compare_at_an_energy_target_refuses_the_baselines_before_training(capsys, tmp_path):
+    out = tmp_path / "compare"
+    code, stdout, err = run_cli(capsys, "compare", "--model", "alexnet", "--data", "synthetic", "--metric", "energy",
+                                "--methods", "dense,ea,uniform", "--out", out)
+    assert code == 2 and stdout == "" and err.count("\n") == 1
+    assert "method uniform cannot aim at energy" in err and not out.exists()
