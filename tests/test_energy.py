@@ -43,6 +43,12 @@ NETWORK_MJ = 9_399_232.0e-9
 UNIT_SHARES = np.array([1_845_862.4, 3_042_508.8, 4_271_308.8]) / 9_159_680
 
 
+def digest_of(data: dict) -> str:
+    """The digest a plan file carries, computed here as docs/design.md "plan.json" defines it."""
+    body = {k: v for k, v in data.items() if k != "digest"}
+    return "sha256:" + hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
 def one_line_error(call, match, kind=cdprune.CdpruneError) -> str:
     with pytest.raises(kind, match=match) as info:
         call()
@@ -187,10 +193,8 @@ def test_the_plan_records_the_energy_model_and_old_plans_load(tmp_path):
 
     # A plan that involves no energy has no energy field: its file and digest are what they were before it existed.
     plain = cdprune.make_plan(EnergyNet(), SHAPE, "fa", 0.3)
-    body = {k: v for k, v in plain.to_dict().items() if k != "digest"}
-    assert "energy" not in body and plain.energy_model is None
-    digest = "sha256:" + hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
-    assert plain.to_dict()["digest"] == digest
+    assert "energy" not in plain.to_dict() and plain.energy_model is None
+    assert plain.to_dict()["digest"] == digest_of(plain.to_dict())
     assert cdprune.apply_plan(EnergyNet(), plain) is not None
 
 
@@ -198,8 +202,7 @@ def test_an_edited_energy_model_in_a_plan_is_refused(tmp_path):
     plan = cdprune.make_plan(EnergyNet(), SHAPE, "ea", 0.3)
     data = copy.deepcopy(plan.to_dict())
     data["energy"]["model"]["pj_per_byte"] = 1.0  # cheaper bytes, same stated figures
-    body = {k: v for k, v in data.items() if k != "digest"}
-    data["digest"] = "sha256:" + hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    data["digest"] = digest_of(data)
     path = tmp_path / "edited.json"
     path.write_text(json.dumps(data))
     edited = cdprune.PruningPlan.load(path)  # the digest holds: only apply_plan's check can catch it
@@ -286,3 +289,17 @@ def test_compare_at_an_energy_target_refuses_the_baselines_before_training(capsy
                                 "--methods", "dense,ea,uniform", "--out", out)
     assert code == 2 and stdout == "" and err.count("\n") == 1
     assert "method uniform cannot aim at energy" in err and not out.exists()
+
+
+@pytest.mark.parametrize("edit, why", [
+    (lambda e: e.pop("model"), "energy is not a model"),
+    (lambda e: e.update(after_mj="5mJ"), "energy is not a model"),
+    (lambda e: e["model"].update(pj_per_mac=-4.6), "pj_per_mac=-4.6"),
+])
+def test_a_plan_with_a_malformed_energy_field_is_one_line(tmp_path, edit, why):
+    data = cdprune.make_plan(EnergyNet(), SHAPE, "ea", 0.3).to_dict()
+    edit(data["energy"])
+    data["digest"] = digest_of(data)
+    path = tmp_path / "plan.json"
+    path.write_text(json.dumps(data))
+    one_line_error(lambda: cdprune.PruningPlan.load(path), f"not a valid cdprune plan .*{why}")

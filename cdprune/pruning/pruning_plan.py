@@ -139,14 +139,14 @@ class PruningPlan:
         except (KeyError, TypeError, ValueError) as exc:
             raise bad(f"missing or malformed field {exc}") from None
         if plan.energy:
-            try:
-                plan.energy_model
-            except CdpruneError as exc:
-                raise bad(str(exc).split(":")[0]) from None
             if set(plan.energy) != {"model", "before_mj", "after_mj"} or any(
                     isinstance(plan.energy[k], bool) or not isinstance(plan.energy[k], (int, float))
                     for k in ("before_mj", "after_mj")):
                 raise bad("its energy is not a model with before_mj and after_mj")
+            try:
+                plan.energy_model
+            except CdpruneError as exc:  # the model's own one-line reason, without its file-format hint
+                raise bad(str(exc).split(":")[0]) from None
         if plan.target is not None and (isinstance(plan.target, bool) or not isinstance(plan.target, (int, float))):
             raise bad("its target is not a number")
         seen = set()
