@@ -14,6 +14,7 @@ from .complexity import LayerComplexity, Profile, Totals, parse_shape, profile
 from .data import AUGMENTATIONS, DATASETS
 from .deploy import FORMATS, RUNTIMES, BenchResult, ExportResult, OnnxEvalResult, bench, eval_onnx, export_run
 from .errors import CdpruneError, UnreachableTarget
+from .measure import DEFAULT_ENERGY_MODEL, EnergyModel
 from .measure.layer_latency import LatencyTable, build_latency_table
 from .experiment import DEFAULT_JOB, CompareResult, RunComparison, SweepResult, compare, main_job, sweep
 from .methods import METHODS
@@ -27,7 +28,7 @@ __version__ = "0.1.0"
 __all__ = ["data", "distributed", "models", "report", "tasks", "TASKS", "Task", "UnitsReport", "prunable_units",
            "BACKENDS", "Resources", "LayerComplexity", "Profile",
            "Totals", "parse_shape", "profile", "AUGMENTATIONS", "DATASETS", "FORMATS", "RUNTIMES", "BenchResult",
-           "ExportResult", "OnnxEvalResult", "bench", "eval_onnx", "export_run", "CdpruneError", "UnreachableTarget", "LatencyTable",
+           "ExportResult", "OnnxEvalResult", "bench", "eval_onnx", "export_run", "DEFAULT_ENERGY_MODEL", "EnergyModel", "CdpruneError", "UnreachableTarget", "LatencyTable",
            "build_latency_table", "DEFAULT_ROUND_TO", "DEFAULT_JOB", "CompareResult", "RunComparison", "SweepResult",
            "compare", "main_job", "sweep", "METHODS", "MODES", "PruningPlan", "apply_plan", "make_plan",
            "parse_budget", "EvalResult", "RunMetrics", "RunSettings", "eval_run", "load_run", "train_run",

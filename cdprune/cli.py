@@ -17,10 +17,11 @@ import sys
 from pathlib import Path
 from typing import Callable
 
-from . import (AUGMENTATIONS, BACKENDS, DATASETS, DEFAULT_JOB, DEFAULT_ROUND_TO, FORMATS, METHODS, MODES, RUNTIMES,
-               TASKS, CdpruneError, PruningPlan, Resources, RunSettings, TrainingInterrupted, bench, build_latency_table,
-               compare, distributed, eval_onnx, eval_run, export_run, main_job, make_plan, models, parse_budget,
-               parse_shape, profile, prunable_units, report, sweep, train_run)
+from . import (AUGMENTATIONS, BACKENDS, DATASETS, DEFAULT_ENERGY_MODEL, DEFAULT_JOB, DEFAULT_ROUND_TO, FORMATS,
+               METHODS, MODES, RUNTIMES, TASKS, CdpruneError, EnergyModel, PruningPlan, Resources, RunSettings,
+               TrainingInterrupted, bench, build_latency_table, compare, distributed, eval_onnx, eval_run, export_run,
+               main_job, make_plan, models, parse_budget, parse_shape, profile, prunable_units, report, sweep,
+               train_run)
 
 _COMMANDS: dict[str, tuple[Callable, Callable, str]] = {}
 
@@ -78,6 +79,17 @@ def _model_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
 
+def _energy_model_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--energy-model", default=None, metavar="FILE.json",
+                   help="a device's energy coefficients, {\"pj_per_mac\": …, \"pj_per_byte\": …, \"static_w\": …, "
+                        "\"device\": …} (default: 45 nm, 4.6 pJ/MAC + 160 pJ/byte; 'cdprune bench --calibrate-energy' "
+                        "writes one)")
+
+
+def _energy_model(args) -> EnergyModel:
+    return EnergyModel.load(args.energy_model) if args.energy_model else DEFAULT_ENERGY_MODEL
+
+
 def _build(args) -> tuple:
     shape = parse_shape(args.input)
     model = models.create(args.model, num_classes=args.num_classes, in_channels=shape[0],
@@ -88,8 +100,9 @@ def _build(args) -> tuple:
 # ---- profile -----------------------------------------------------------------------------------
 
 def run_profile(args) -> None:
+    energy_model = _energy_model(args)  # a bad file fails before the model is built
     model, shape = _build(args)
-    result = profile(model, shape)
+    result = profile(model, shape, energy_model)
     if args.json:
         print_json({"model": args.model, **result.to_dict()})
         return
@@ -97,14 +110,16 @@ def run_profile(args) -> None:
     print(report.profile_table(result))
 
 
-@command("profile", "per-layer parameters, FLOPs and memory with their shares")(run_profile)
+@command("profile", "per-layer parameters, FLOPs, memory and estimated energy with their shares")(run_profile)
 def _(p):
     _model_arguments(p)
+    _energy_model_argument(p)
 
 
 # ---- prune -------------------------------------------------------------------------------------
 
 def run_prune(args) -> None:
+    energy_model = _energy_model(args)
     model, shape = _build(args)
     budget = parse_budget(args.budget) if args.budget else None
     mode = args.mode or (None if budget else "fa")
@@ -114,7 +129,7 @@ def run_prune(args) -> None:
         print(report.units_text(units), file=sys.stderr)  # why make_plan is about to refuse
     plan = make_plan(model, shape, mode, target, budget=budget, seed=args.seed, step=args.step, floor=args.floor,
                      round_to=args.round_to, refresh_latency=args.refresh, latency_table=args.latency_table,
-                     latency_runtime=args.runtime)
+                     latency_runtime=args.runtime, energy_model=energy_model)
     plan_path = plan.save(args.out)
     if args.json:
         extra = {"excluded": units.to_dict()["excluded"]} if units is not None else {}
@@ -133,7 +148,8 @@ def _(p):
                    "default fa, or with --budget the metric furthest over its budget at each draw")
     p.add_argument("--target", type=number, default=None, help="fraction of the mode's metric to remove, in (0, 1) (default 0.5 without --budget)")
     p.add_argument("--budget", default=None, metavar="LIMITS",
-                   help="prune until every limit holds, e.g. flops=100M,params=2M,memory=512KB,latency=5ms")
+                   help="prune until every limit holds, e.g. flops=100M,params=2M,memory=512KB,latency=5ms,energy=5mJ "
+                        "(energy in mJ, uJ or J)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--step", type=number, default=0.1, help="fraction of a unit's channels removed per draw (default 0.1)")
     p.add_argument("--floor", type=number, default=0.1, help="fraction of a unit's channels always kept (default 0.1)")
@@ -145,6 +161,7 @@ def _(p):
     p.add_argument("--runtime", choices=RUNTIMES, default=None,
                    help="runtime whose latency mode la and latency budgets estimate (default: the table's, else torch)")
     p.add_argument("--refresh", action="store_true", help="rebuild the cached per-layer latency table (mode la, latency budgets)")
+    _energy_model_argument(p)
     p.add_argument("--out", default="plan.json", help="where to write the plan (default plan.json)")
     p.add_argument("--verbose", action="store_true",
                    help="also list the coupled channels that cannot be pruned, each with the reason")
@@ -320,7 +337,8 @@ def run_bench(args) -> None:
                    threads=args.threads, input_shape=parse_shape(args.input) if args.input else None,
                    num_classes=args.num_classes, min_time_s=args.min_time, min_repeats=args.min_repeats,
                    device=args.device, model=args.model, model_args=models.parse_model_args(args.model_args),
-                   int8=args.int8, calibration_images=args.calibration_images, data_dir=args.data_dir)
+                   int8=args.int8, calibration_images=args.calibration_images, data_dir=args.data_dir,
+                   energy_model=args.energy_model, calibrate_energy=args.calibrate_energy)
     print_record(result, args, report.bench_text(result))
 
 
@@ -340,6 +358,10 @@ def _(p):
     p.add_argument("--min-time", type=number, default=2.0, metavar="S", help="time at least S seconds (default 2)")
     p.add_argument("--min-repeats", type=int, default=50, metavar="N", help="and at least N runs (default 50)")
     _int8_arguments(p)
+    _energy_model_argument(p)
+    p.add_argument("--calibrate-energy", default=None, metavar="FILE.json",
+                   help="measure joules per inference with this device's meter (RAPL, NVML, Jetson INA3221) and write "
+                        "an energy model whose estimate for this model matches it (batch 1)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
 
@@ -408,8 +430,9 @@ def run_compare(args) -> None:
 def _(p):
     p.add_argument("--model", required=True, help=MODEL_HELP)
     p.add_argument("--target", type=number, default=0.5, help="reduction every method reaches (default 0.5)")
-    p.add_argument("--metric", default="flops", choices=["params", "flops", "memory"],
-                   help="the metric the target applies to, for every method (default flops)")
+    p.add_argument("--metric", default="flops", choices=["params", "flops", "memory", "energy"],
+                   help="the metric the target applies to, for every method (default flops; energy: the modes and "
+                        "dense only)")
     p.add_argument("--methods", default="dense,pa,fa,ma,uniform,layer-random,l1",
                    help=f"comma-separated, from {', '.join(METHODS)} (default dense,pa,fa,ma,uniform,layer-random,l1)")
     p.add_argument("--seeds", type=int, default=1, help="seeds per method: --seed, --seed+1, … (default 1)")

@@ -7,6 +7,8 @@ hooks, so any `nn.Module` works. Units (docs/design.md, "Complexity"):
 - FLOPs: multiply-accumulates of conv, transposed-conv and linear layers (the pruning
   literature's convention; fvcore and `torch.utils.flop_counter` count 2 per MAC).
 - memory: bytes of the layer's output feature map at float32, i.e. activation memory.
+- bytes moved: what the layer reads and writes per inference (its weights, its input, its output),
+  the traffic an energy model prices (docs/design.md, "Energy").
 """
 from __future__ import annotations
 
@@ -49,6 +51,11 @@ class LayerComplexity:
     memory_share: float
     transposed: bool = False
     flop_positions: int = 0  # positions each weight is applied at per call: `positions`, or the input's for a transposed conv
+    input_positions: int = 0  # input positions per input channel (H_in·W_in for a 2-D conv)
+    input_bytes: int = 0  # bytes of the input the layer reads, over all its calls
+    bytes_moved: int = 0  # weights read + input read + output written, over all its calls (`traffic_bytes`)
+    energy_mj: float | None = None  # estimated energy per inference, when profiled with an energy model
+    energy_share: float | None = None
 
     def metric(self, name: str) -> int:
         return {"params": self.params, "flops": self.flops, "memory": self.memory_bytes}[name]
@@ -75,11 +82,22 @@ class Totals:
 
 @dataclass(frozen=True)
 class Profile(Record):
-    """Per-layer complexities of a network for one input shape (C, H, W)."""
+    """Per-layer complexities of a network for one input shape (C, H, W).
+
+    With an energy model, `energy_mj` is the network's estimated energy per inference,
+    `energy_model.mj(totals.flops, bytes_moved)`, and every layer carries its own share of it.
+    """
 
     input_shape: tuple[int, ...]
     layers: tuple[LayerComplexity, ...]
     totals: Totals
+    energy_mj: float | None = None
+    energy_model: object = None  # a cdprune.measure.energy.EnergyModel (this layer does not import it)
+
+    @property
+    def bytes_moved(self) -> int:
+        """Bytes the conv and linear layers read and write in one inference."""
+        return sum(layer.bytes_moved for layer in self.layers)
 
     def layer(self, name: str) -> LayerComplexity:
         for layer in self.layers:
@@ -88,8 +106,20 @@ class Profile(Record):
         raise KeyError(name)
 
     def to_dict(self) -> dict:
-        return {"input_shape": list(self.input_shape), "totals": asdict(self.totals),
+        body = {"input_shape": list(self.input_shape), "totals": asdict(self.totals), "bytes_moved": self.bytes_moved,
                 "layers": [asdict(layer) for layer in self.layers]}
+        if self.energy_model is not None:
+            body["energy"] = {"energy_mj": self.energy_mj, "kind": "estimated", "source": self.energy_model.describe(),
+                              "model": self.energy_model.to_dict()}
+        return body
+
+
+def traffic_bytes(weights: int, inputs: int, outputs: int, bytes_per_value: int = BYTES_PER_VALUE) -> int:
+    """Bytes one layer call moves: its weights read, its input read and its output written (counts of values).
+
+    `bytes_per_value` is the precision the network runs at: 4 for float32 (today's runs), 1 for int8.
+    """
+    return (weights + inputs + outputs) * bytes_per_value
 
 
 def parse_shape(text: str) -> tuple[int, ...]:
@@ -119,27 +149,39 @@ def run_forward(model: nn.Module, input_shape: tuple[int, ...]):
         model.train(was_training)
 
 
-def profile(model: nn.Module, input_shape=(3, 32, 32)) -> Profile:
-    """Measure every conv, transposed conv and linear layer of `model` on one input of shape (C, H, W)."""
+def profile(model: nn.Module, input_shape=(3, 32, 32), energy_model=None) -> Profile:
+    """Measure every conv, transposed conv and linear layer of `model` on one input of shape (C, H, W).
+
+    energy_model: a `cdprune.EnergyModel`; with one, every layer and the network get their
+        estimated energy per inference (docs/design.md, "Energy").
+    """
     input_shape = tuple(int(s) for s in input_shape)
     counts: dict[str, dict] = {}
 
     def hook(name):
-        def record(module, inputs, output):
+        def record(module, args, kwargs, output):
             weight = module.weight
+            x = args[0] if args else kwargs["input"]
             conv = isinstance(module, CONV_TYPES)
             positions = output[0].numel() // output.shape[1] if conv else output.numel() // module.out_features
+            input_positions = x.numel() // (module.in_channels if conv else module.in_features)
             # A transposed conv scatters its whole weight once per input position (torch's FLOP counter
             # counts it the same way); every other layer applies it once per output position.
-            flop_positions = inputs[0][0].numel() // inputs[0].shape[1] if conv and module.transposed else positions
-            entry = counts.setdefault(name, {"module": module, "flops": 0, "memory_bytes": 0, "positions": positions,
-                                             "flop_positions": flop_positions, "output_shape": tuple(output.shape[1:])})
-            # A module called twice costs twice (shared layers).
+            flop_positions = input_positions if conv and module.transposed else positions
+            entry = counts.setdefault(name, {
+                "module": module, "flops": 0, "memory_bytes": 0, "input_bytes": 0, "bytes_moved": 0,
+                "positions": positions, "flop_positions": flop_positions, "output_shape": tuple(output.shape[1:]),
+                "input_positions": input_positions})
+            # A module called twice costs twice (shared layers), its weights read on every call.
             entry["flops"] += weight.numel() * flop_positions
             entry["memory_bytes"] += output.numel() * BYTES_PER_VALUE
+            entry["input_bytes"] += x.numel() * BYTES_PER_VALUE
+            own = sum(p.numel() for p in module.parameters(recurse=False))
+            entry["bytes_moved"] += traffic_bytes(own, x.numel(), output.numel())
         return record
 
-    handles = [m.register_forward_hook(hook(n)) for n, m in model.named_modules() if isinstance(m, CONV_TYPES + (nn.Linear,))]
+    handles = [m.register_forward_hook(hook(n), with_kwargs=True) for n, m in model.named_modules()
+               if isinstance(m, CONV_TYPES + (nn.Linear,))]
     try:
         run_forward(model, input_shape)
     finally:
@@ -149,6 +191,12 @@ def profile(model: nn.Module, input_shape=(3, 32, 32)) -> Profile:
     total_params = sum(p.numel() for p in model.parameters())
     total_flops = sum(c["flops"] for c in counts.values())
     total_memory = sum(c["memory_bytes"] for c in counts.values())
+    total_bytes = sum(c["bytes_moved"] for c in counts.values())
+
+    def energy(macs: int, moved: int) -> float | None:
+        return None if energy_model is None else energy_model.mj(macs, moved)
+
+    total_energy = energy(total_flops, total_bytes)
     layers = []
     for name, c in counts.items():
         m = c["module"]
@@ -162,8 +210,11 @@ def profile(model: nn.Module, input_shape=(3, 32, 32)) -> Profile:
             output_shape=c["output_shape"], positions=c["positions"], params=params, flops=c["flops"], memory_bytes=c["memory_bytes"],
             params_share=_share(params, total_params), flops_share=_share(c["flops"], total_flops),
             memory_share=_share(c["memory_bytes"], total_memory), transposed=conv and bool(m.transposed),
-            flop_positions=c["flop_positions"]))
-    return Profile(input_shape, tuple(layers), Totals(total_params, total_flops, total_memory))
+            flop_positions=c["flop_positions"], input_positions=c["input_positions"],
+            input_bytes=c["input_bytes"], bytes_moved=c["bytes_moved"], energy_mj=energy(c["flops"], c["bytes_moved"]),
+            energy_share=None if total_energy is None else _share(energy(c["flops"], c["bytes_moved"]), total_energy)))
+    return Profile(input_shape, tuple(layers), Totals(total_params, total_flops, total_memory), total_energy,
+                   energy_model)
 
 
 def _share(value: int, total: int) -> float:

@@ -263,7 +263,8 @@ class SweepPoint(Record):
     flops: int | None = None
     memory_bytes: int | None = None
     latency_ms: float | None = None  # median, batch 1, measured in a fresh process
-    energy_mj: float | None = None
+    energy_mj: float | None = None  # per inference, estimated (the run's record: the same wherever it is measured)
+    energy_measured_mj: float | None = None  # per inference, where a meter answered during the latency measurement
     cpu_percent: float | None = None  # process CPU time ÷ wall time in the timed loop, in % of one core
     cpu_ms: float | None = None  # process CPU time (all threads) per inference
     energy_kind: str | None = None  # "estimated" or "measured"
@@ -281,7 +282,7 @@ class SweepResult(Record):
 
 
 SWEEP_CSV_FIELDS = ["method", "mode", "target", "test_acc", "params", "flops", "memory_bytes", "latency_ms", "energy_mj",
-                    "energy_kind", "cpu_percent", "cpu_ms", "train_time_s", "status"]
+                    "energy_kind", "energy_measured_mj", "cpu_percent", "cpu_ms", "train_time_s", "status"]
 # A restoration task's columns in place of test_acc.
 RESTORATION_SWEEP_FIELDS = ["test_psnr", "test_ssim"]
 
@@ -338,5 +339,6 @@ def _sweep_point(job: Job, goal: Goal, bench_time_s: float) -> SweepPoint:
                       flops=metrics.flops, memory_bytes=metrics.memory_bytes, latency_ms=measured.p50_ms,
                       energy_mj=metrics.energy_mj, cpu_percent=measured.cpu_percent,
                       cpu_ms=measured.cpu_ms_per_input, energy_kind=metrics.energy.get("kind"),
+                      energy_measured_mj=measured.energy_mj if measured.energy["kind"] == "measured" else None,
                       train_time_s=metrics.train_time_s, score_name=metrics.score_name, score=metrics.score,
                       ssim=metrics.ssim)

@@ -24,7 +24,16 @@ def human_bytes(n: float) -> str:
     return f"{n:.0f}B"
 
 
+def human_energy(mj: float) -> str:
+    """Millijoules for people: 10.94mJ, 532.10uJ, 1.20J (ASCII units, as a budget takes them)."""
+    if abs(mj) >= 1000:
+        return f"{mj / 1000:.2f}J"
+    return f"{mj:.2f}mJ" if abs(mj) >= 1 else f"{mj * 1000:.2f}uJ"
+
+
 def human_metric(metric: str, value: float) -> str:
+    if metric == "energy":  # in mJ
+        return human_energy(value)
     return human_bytes(value) if metric == "memory" else human_count(value)
 
 

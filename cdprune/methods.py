@@ -100,8 +100,8 @@ def check_goal(goal: Goal) -> Goal:
                            "(--target, --targets)")
     if goal.metric is not None and goal.metric not in BUDGET_METRICS:
         raise CdpruneError(f"unknown metric '{goal.metric}': choose one of {', '.join(BUDGET_METRICS)}")
-    if goal.metric == "latency" and goal.method not in MODES:
-        raise CdpruneError(f"method {goal.method} cannot aim at latency: use a metric of {', '.join(SIZE_METRICS)}")
+    if goal.metric in ("latency", "energy") and goal.method not in MODES:
+        raise CdpruneError(f"method {goal.method} cannot aim at {goal.metric}: use a metric of {', '.join(SIZE_METRICS)}")
     return goal
 
 

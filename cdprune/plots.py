@@ -43,7 +43,9 @@ def comparison_chart(runs, path: Path) -> None:
         xs = [x + (i - (len(runs) - 1) / 2) * width for x in range(len(CHART_METRICS))]
         ax.bar(xs, ratios, width, label=f"{run.method} ({_score_legend(run.score_name, run.score)})")
     ax.axhline(1.0, color="grey", lw=0.8, ls="--")
-    ax.set_xticks(range(len(CHART_METRICS)), [label for _, label in CHART_METRICS])
+    kinds = {run.energy.get("kind", "estimated") for run in runs}
+    energy = "energy\n(measured)" if kinds == {"measured"} else "energy\n(est.)"
+    ax.set_xticks(range(len(CHART_METRICS)), [energy if attr == "energy_mj" else label for attr, label in CHART_METRICS])
     ax.set_ylabel(f"relative to {base.method}")
     ax.set_title(f"{base.model} on {base.data}")
     ax.set_ylim(0, max(1.1, ax.get_ylim()[1]))

@@ -6,13 +6,15 @@ the house and imports only the complexity types and the formatting helpers.
 from __future__ import annotations
 
 from .complexity import METRICS, Profile, Totals
-from .formatting import human_bytes, human_count, human_metric, markdown_table, table
+from .formatting import human_bytes, human_count, human_energy, human_metric, markdown_table, table
 from .formatting import table as table_text  # where a parameter is called `table`
 
 METRIC_LABELS = {"params": "params", "flops": "FLOPs", "memory": "memory"}
 
 
 def profile_table(profile: Profile) -> str:
+    """Every layer's params, FLOPs and memory with their shares, and its estimated energy where the profile has it."""
+    energy = profile.energy_mj is not None
     rows = []
     for layer in profile.layers:
         shape = "×".join(map(str, layer.output_shape))
@@ -24,18 +26,22 @@ def profile_table(profile: Profile) -> str:
             kind = "dwconv" if layer.groups == layer.out_channels else f"gconv{layer.groups}"
         rows.append([layer.name, kind, f"{layer.in_channels}→{layer.out_channels}", kernel, shape,
                      human_count(layer.params), f"{layer.params_share:.1%}", human_count(layer.flops),
-                     f"{layer.flops_share:.1%}", human_bytes(layer.memory_bytes), f"{layer.memory_share:.1%}"])
+                     f"{layer.flops_share:.1%}", human_bytes(layer.memory_bytes), f"{layer.memory_share:.1%}"]
+                    + ([human_energy(layer.energy_mj), f"{layer.energy_share:.1%}"] if energy else []))
     t = profile.totals
     rows.append(["total", "", "", "", "", human_count(t.params), "100%", human_count(t.flops), "100%",
-                 human_bytes(t.memory_bytes), "100%"])
+                 human_bytes(t.memory_bytes), "100%"] + ([human_energy(profile.energy_mj), "100%"] if energy else []))
     header = ["layer", "type", "channels", "kernel", "output", "params", "share", "FLOPs", "share", "memory", "share"]
-    lines = table(header, rows, right=set(range(5, 11))).splitlines()
+    header += ["energy (est.)", "share"] if energy else []
+    lines = table(header, rows, right=set(range(5, len(header)))).splitlines()
     lines.insert(-1, lines[1])  # a rule above the totals line
+    if energy:
+        lines += ["", f"energy per inference: {profile.energy_model.describe()}"]
     return "\n".join(lines)
 
 
-def reduction_table(before: Totals, after: Totals, latency: dict | None = None) -> str:
-    """Totals before and after pruning; `latency` adds the estimated latency row of latency-aware plans."""
+def reduction_table(before: Totals, after: Totals, latency: dict | None = None, energy: dict | None = None) -> str:
+    """Totals before and after pruning; `latency` and `energy` add the estimated rows of plans that record them."""
     reduction = after.reduction_from(before)
     rows = [[METRIC_LABELS[m], human_metric(m, before.metric(m)), human_metric(m, after.metric(m)), f"{reduction[m]:.1%}"]
             for m in METRICS]
@@ -43,7 +49,16 @@ def reduction_table(before: Totals, after: Totals, latency: dict | None = None) 
         label = f"latency (est., {latency['runtime']})" if latency.get("runtime") else "latency (est.)"
         rows.append([label, f"{latency['before_ms']:.2f}ms", f"{latency['after_ms']:.2f}ms",
                      f"{1 - latency['after_ms'] / latency['before_ms']:.1%}"])
+    if energy:
+        rows.append(["energy (est.)", human_energy(energy["before_mj"]), human_energy(energy["after_mj"]),
+                     f"{1 - energy['after_mj'] / energy['before_mj']:.1%}"])
     return table(["", "before", "after", "reduction"], rows)
+
+
+def energy_label(kinds) -> str:
+    """'(est.)' or '(measured)' for a column of energy figures; '(measured/est.)' when they are mixed."""
+    kinds = set(kinds)
+    return "(measured)" if kinds == {"measured"} else "(est.)" if kinds <= {"estimated"} else "(measured/est.)"
 
 
 def _pct(x: float) -> str:
@@ -81,7 +96,7 @@ COMPARISON_ROWS = [
     ("FLOPs (MACs)", "flops", human_count),
     ("memory (activations)", "memory_bytes", human_bytes),
     ("CPU latency, batch 1", "latency_ms", lambda v: f"{v:.2f} ms"),
-    ("energy / inference (est.)", "energy_mj", lambda v: f"{v:.3f} mJ"),
+    ("energy / inference", "energy_mj", lambda v: f"{v:.3f} mJ"),
     ("training wall time", "train_time_s", lambda v: f"{v:.0f} s"),
 ]
 
@@ -109,6 +124,8 @@ def comparison_rows(runs) -> tuple[list[str], list[list[str]]]:
             ratios = [score_delta(name, v - values[0]) for v in values[1:]]
         else:
             ratios = [f"{v / values[0]:.2f}×" if values[0] else "-" for v in values[1:]]
+        if attr == "energy_mj":  # runs record the estimate; the label says so rather than assume it
+            label = f"{label} {energy_label(r.energy.get('kind', 'estimated') for r in runs)}"
         rows.append([label] + [fmt(v) for v in values] + ratios)
     return header, rows
 
@@ -153,7 +170,7 @@ def compare_rows(summaries) -> tuple[list[str], list[list[str]]]:
     name = summaries[0].score_name if summaries else "accuracy"
     scores = [score_label(name)] + ([] if name == "accuracy" else ["test SSIM"])
     header = ["method", "seeds", *scores, "params", "FLOPs", "memory", "Δparams", "ΔFLOPs", "Δmemory",
-              "CPU latency", "train time (all stages)", "train FLOPs (all stages)"]
+              "CPU latency", "energy (est.)", "train time (all stages)", "train FLOPs (all stages)"]
     rows = []
     for s in summaries:
         r = s.reduction
@@ -163,7 +180,7 @@ def compare_rows(summaries) -> tuple[list[str], list[list[str]]]:
             shown = [f"{s.score_mean:.2f} ± {s.score_std:.2f} dB", _ssim(s.ssim_mean)]
         rows.append([s.method, str(s.seeds), *shown, human_count(s.params),
                      human_count(s.flops), human_bytes(s.memory_bytes), f"-{r['params']:.1%}", f"-{r['flops']:.1%}",
-                     f"-{r['memory']:.1%}", f"{s.latency_ms:.2f} ms", f"{s.train_time_s:.0f} s",
+                     f"-{r['memory']:.1%}", f"{s.latency_ms:.2f} ms", f"{s.energy_mj:.3f} mJ", f"{s.train_time_s:.0f} s",
                      human_count(s.train_flops)])
     return header, rows
 
@@ -191,7 +208,7 @@ def compare_text(result, settings) -> str:
 
 
 def budget_value(metric: str, value: float) -> str:
-    """A budget limit in its unit: ms for latency, bytes for memory, counts otherwise."""
+    """A budget limit in its unit: ms for latency, mJ for energy, bytes for memory, counts otherwise."""
     return f"{value:g}ms" if metric == "latency" else human_metric(metric, value)
 
 
@@ -203,10 +220,12 @@ def plan_text(plan, model_name: str, mode_title: str, plan_path) -> str:
     rows = [[u.name, str(len(u.convs)), str(u.channels), str(len(u.kept)), f"{1 - len(u.kept) / u.channels:.0%}"]
             for u in plan.units]
     lines = [f"{model_name} · mode {plan.mode} ({mode_title}) · {goal} · seed {plan.seed} · {plan.steps} draws",
-             reduction_table(plan.before, plan.after, plan.latency), "",
+             reduction_table(plan.before, plan.after, plan.latency, plan.energy), "",
              table(["unit", "convs", "channels", "kept", "removed"], rows)]
     if plan.narrow_units:
         lines.append(f"units narrower than {plan.round_to} kept whole: {', '.join(plan.narrow_units)}")
+    if plan.energy:
+        lines += ["", f"energy per inference: {plan.energy_model.describe()}"]
     return "\n".join(lines + ["", f"plan written to {plan_path}"])
 
 
@@ -242,7 +261,8 @@ def run_text(metrics) -> str:
         *scores,
         ["params", human_count(metrics.params)], ["FLOPs", human_count(metrics.flops)],
         ["memory", human_bytes(metrics.memory_bytes)], ["CPU latency, batch 1", f"{metrics.latency_ms:.2f} ms"],
-        ["energy (est.)", f"{metrics.energy_mj:.3f} mJ"], ["training wall time", f"{metrics.train_time_s:.0f} s"]])
+        [f"energy {energy_label([metrics.energy.get('kind', 'estimated')])}", f"{metrics.energy_mj:.3f} mJ"],
+        ["training wall time", f"{metrics.train_time_s:.0f} s"]])
 
 
 def eval_text(result) -> str:
@@ -284,10 +304,19 @@ def bench_text(r) -> str:
             ["peak memory (RSS)",
              f"{human_bytes(r.peak_rss_bytes)} (+{human_bytes(r.rss_increase_bytes)} to load and run the model)"],
             ["CPU use", f"{r.cpu_percent:.0f}% of a core ({100 * r.cpu_utilisation:.0f}% of {r.threads} threads)"],
-            ["energy / inference", f"{r.energy_mj:.3f} mJ ({r.energy['kind']})"],
-            ["params", human_count(r.params)], ["FLOPs (MACs)", human_count(r.flops)],
-            ["timed runs", f"{r.repeats} in {r.timed_s:.1f} s"]]),
-        "", f"energy: {r.energy['source']}"])
+            ["energy / inference", f"{r.energy_mj:.3f} mJ ({r.energy['kind']})"]]
+            + ([["energy, estimated", f"{r.energy['estimated_mj']:.3f} mJ"]] if "estimated_mj" in r.energy else [])
+            + [["params", human_count(r.params)], ["FLOPs (MACs)", human_count(r.flops)],
+               ["timed runs", f"{r.repeats} in {r.timed_s:.1f} s"]]),
+        "", f"energy: {r.energy['source']}"]
+        + ([f"estimate: {r.energy['estimated_source']}"] if "estimated_source" in r.energy else [])
+        + ([f"energy model written to {r.calibrated['path']}: its estimate for this model is the measured "
+            f"{r.calibrated['measured_mj']:.3f} mJ ({r.calibrated['model']['pj_per_mac']:.4g} pJ/MAC + "
+            f"{r.calibrated['model']['pj_per_byte']:.4g} pJ/byte)"] if r.calibrated else []))
+
+
+def _mj(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f} mJ"
 
 
 def export_text(result) -> str:
@@ -322,11 +351,16 @@ def onnx_eval_text(result) -> str:
 def sweep_text(result) -> str:
     """What `cdprune sweep` prints: one row per point, blanks for unreachable points."""
     name = next((p.score_name for p in result.points if p.status == "ok"), "accuracy")
+    # A meter's figures get their own column beside the estimate, where one answered.
+    metered = any(p.energy_measured_mj is not None for p in result.points)
     rows = [[p.method, p.status] + ([score_text(name, p.score), human_count(p.params), human_count(p.flops),
-                                     human_bytes(p.memory_bytes), f"{p.latency_ms:.2f} ms", f"{p.energy_mj:.3f} mJ",
-                                     f"{p.cpu_ms:.2f} ms"] if p.status == "ok" else [""] * 7)
+                                     human_bytes(p.memory_bytes), f"{p.latency_ms:.2f} ms", f"{p.energy_mj:.3f} mJ"]
+                                    + ([_mj(p.energy_measured_mj)] if metered else []) + [f"{p.cpu_ms:.2f} ms"]
+                                    if p.status == "ok" else [""] * (8 if metered else 7))
             for p in result.points]
+    header = ["run", "status", name, "params", "FLOPs", "memory", "latency", "energy (est.)"]
+    header += ["energy (measured)"] if metered else []
+    header += ["CPU time / inference"]
     return "\n".join([
-        table(["run", "status", name, "params", "FLOPs", "memory", "latency", "energy (est.)",
-               "CPU time / inference"], rows), "",
+        table(header, rows), "",
         f"data: {result.out}/sweep.csv; charts: {result.out}/tradeoff_resources.png, {result.out}/tradeoff_device.png"])

@@ -23,7 +23,7 @@ import torch
 from torch.utils.data import Dataset
 
 from . import distributed, models
-from .complexity import Totals, architecture_id, profile
+from .complexity import architecture_id, profile
 from .data import AUGMENTATIONS, DATASETS, dataset_info, load_dataset
 from .errors import CdpruneError
 from .io import (atomic_write_json, load_weights, lock_directory, read_checkpoint_meta, read_json_object,
@@ -302,7 +302,7 @@ def _train_and_measure(out: Path, settings: RunSettings, plan, model, info, trai
         architecture=architecture, mean=list(info.mean), std=list(info.std), class_names=list(info.class_names),
         augment=getattr(train_set, "augment", None) or "none", task=task.name, score=result.test_score,
         score_name=task.score_name, ssim=result.test_ssim, input_psnr=reference[0], input_ssim=reference[1])
-    _add_measurements(metrics, model, totals, info.input_shape)
+    _add_measurements(metrics, model, info.input_shape, plan.energy_model if plan is not None else None)
     atomic_write_json(out / METRICS_FILE, metrics.to_dict())
     (out / CHECKPOINT_NAME).unlink(missing_ok=True)  # the run is complete; the weights file replaces it
     if result.processes > 1:
@@ -310,9 +310,10 @@ def _train_and_measure(out: Path, settings: RunSettings, plan, model, info, trai
     return metrics
 
 
-def _add_measurements(metrics: RunMetrics, model: torch.nn.Module, totals: Totals, input_shape) -> None:
+def _add_measurements(metrics: RunMetrics, model: torch.nn.Module, input_shape, energy_model=None) -> None:
+    """Latency on this CPU, and energy estimated by the plan's energy model (default: 45 nm) over the layers."""
     latency = measure_latency(model, input_shape, batch=1)
-    energy = estimate_energy(totals, input_shape)
+    energy = estimate_energy(profile(model, input_shape, energy_model), energy_model, latency.p50_ms)
     metrics.latency_ms, metrics.latency = latency.p50_ms, latency.to_dict()
     metrics.energy_mj, metrics.energy = energy.energy_mj, energy.to_dict()
 

@@ -72,3 +72,20 @@ class FullyConv(nn.Module):
 
 
 USER_NETS = {"residual": ResidualNet, "separable": SeparableNet, "concat": ConcatNet}
+
+
+class EnergyNet(nn.Module):
+    """Three convs whose energy shares differ from their params, FLOPs and memory shares (tests/test_energy.py)."""
+
+    def __init__(self, num_classes=10, in_channels=3):
+        super().__init__()
+        self.c1 = nn.Conv2d(in_channels, 8, 1, bias=False)
+        self.c2 = nn.Conv2d(8, 16, 3, stride=2, padding=1, bias=False)
+        self.c3 = nn.Conv2d(16, 32, 3, stride=2, padding=1, bias=False)
+        self.head = nn.Linear(32, num_classes)
+
+    def forward(self, x):
+        x = torch.relu(self.c1(x))
+        x = torch.relu(self.c2(x))
+        x = torch.relu(self.c3(x))
+        return self.head(x.mean((2, 3)))

@@ -52,3 +52,28 @@ def ctrl_c_in_epoch(epoch: int):
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(train_module, "_train_epoch", interrupted)
         yield
+
+
+def recount_energy_mj(model, input_shape, pj_per_mac=4.6, pj_per_byte=160.0) -> float:
+    """Energy per inference counted here, independently of cdprune, as docs/design.md "Energy" defines it.
+
+    Every conv and linear call: pj_per_mac × MACs + pj_per_byte × 4 bytes × (its parameters + the values it
+    reads + the values it writes), at float32 and batch 1.
+    """
+    import torch
+
+    total_pj = []
+
+    def count(module, args, output):
+        macs = module.weight.numel() * (output.numel() // output.shape[1])  # weights × output positions
+        values = sum(p.numel() for p in module.parameters(recurse=False)) + args[0].numel() + output.numel()
+        total_pj.append(pj_per_mac * macs + pj_per_byte * 4 * values)
+
+    hooks = [m.register_forward_hook(count) for m in model.modules()
+             if isinstance(m, (torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d, torch.nn.Linear))]
+    model.eval()
+    with torch.no_grad():
+        model(torch.zeros(1, *input_shape))
+    for h in hooks:
+        h.remove()
+    return sum(total_pj) * 1e-9

@@ -109,7 +109,7 @@ def test_onnx_metadata_round_trips(pruned_run, tmp_path, capsys):
     assert (meta["input_shape"], meta["mean"], meta["std"], meta["class_names"]) == (
         recorded["input_shape"], recorded["mean"], recorded["std"], recorded["class_names"])
     assert len(meta["class_names"]) == recorded["num_classes"] and meta["std"] and meta["mean"]
-    assert (meta["layout"], meta["channel_order"], meta["task"], meta["precision"]) == ("NCHW", "RGB", "classification",
+    assert (meta["layout"], meta["channel_order"], meta["task"], meta["precision"]) == ("NCHW", "RGB", "classify",
                                                                                        "fp32")
     assert (meta["plan_digest"], meta["model"], meta["cdprune_version"]) == (digest, "alexnet", cdprune.__version__)
     assert meta["output_name"] == proto.graph.output[0].name == "logits"

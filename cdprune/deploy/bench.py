@@ -14,7 +14,8 @@ import torch
 from .. import models
 from ..complexity import Totals, profile
 from ..errors import CdpruneError
-from ..measure.energy import estimate_energy
+from ..measure.energy import EnergyModel, calibrate, energy_model_of, estimate_energy
+from ..measure.meters import METERS_LOOKED_FOR, discover_meter
 from .export import (DEFAULT_CALIBRATION_IMAGES, calibration_set, check_calibration_images, export_model,
                      quantize_int8, require_deploy, run_output_name)
 from .worker import run_worker
@@ -68,19 +69,25 @@ class BenchResult(Record):
     flops_ratio: float | None = None  # dense FLOPs ÷ these FLOPs
     speedup_per_flops: float | None = None  # speedup ÷ FLOPs ratio: 1.0 when latency falls as much as FLOPs do
     task: str | None = None  # the run's task (classify, denoise, sr); None for a model without a run
+    calibrated: dict | None = None  # with calibrate_energy: the energy model written and where
 
 
 def bench(source: str, plan_path: str | None = None, runtime: str = "torch", batch: int = 1, threads: int | None = None,
           input_shape=None, num_classes: int = 10, min_time_s: float = 2.0, *, min_repeats: int = 50,
           device: str = "cpu", sysfs_root: str = "/", model: str | None = None,
           model_args: dict | None = None, int8: bool = False, calibration_images: int = DEFAULT_CALIBRATION_IMAGES,
-          data_dir: str | None = None, against_dense: bool = True) -> BenchResult:
+          data_dir: str | None = None, against_dense: bool = True, energy_model: EnergyModel | str | None = None,
+          calibrate_energy: str | Path | None = None) -> BenchResult:
     """Benchmark `source`: a run directory, or a model reference (pruned by the plan file `plan_path`, if given).
 
     The timed loop lasts at least `min_time_s` seconds and `min_repeats` runs. `threads`
     defaults to torch's default. `input_shape` (C, H, W) and `num_classes` apply to a model
     name; a run directory brings its own. Energy is measured where `sysfs_root` or NVML
     exposes a meter, and estimated otherwise.
+    energy_model: prices the estimate (an EnergyModel or a JSON file's path); default: the energy model
+        the plan records, else the 45 nm default.
+    calibrate_energy: a JSON file to write an energy model to, whose estimate for this model equals
+        the energy the meter measures (the energy model's coefficients scaled by one factor; batch 1).
     model: the run's model reference when it is not a registered model (cdprune imports code only
     when the caller names it); model_args: keyword arguments for a model reference given as `source`.
     int8: time the statically quantised ONNX model (runtime onnxruntime, a run directory: it is
@@ -93,6 +100,9 @@ def bench(source: str, plan_path: str | None = None, runtime: str = "torch", bat
         if runtime != "onnxruntime":
             raise CdpruneError("int8 models run in ONNX Runtime: add --runtime onnxruntime to --int8")
         calibration_images = check_calibration_images(calibration_images)
+    given_energy = None if energy_model is None else energy_model_of(energy_model)
+    if calibrate_energy is not None:
+        _check_calibration(calibrate_energy, batch, device, sysfs_root)
     if runtime == "onnxruntime":
         require_deploy("onnxruntime")
     source_dir = Path(source)
@@ -106,9 +116,13 @@ def bench(source: str, plan_path: str | None = None, runtime: str = "torch", bat
         input_shape, num_classes = tuple(metrics.input_shape), metrics.num_classes
         model_args = metrics.settings.get("model_args") or {}
         totals = Totals(metrics.params, metrics.flops, metrics.memory_bytes)
-        pruned = (source_dir / PLAN_FILE).exists()
-        # The torch worker loads the run itself; onnxruntime needs the exported file.
-        net = load_run(source_dir, ref)[0] if runtime == "onnxruntime" else None
+        plan_file = source_dir / PLAN_FILE
+        plan = PruningPlan.load(plan_file) if plan_file.exists() else None
+        pruned = plan is not None
+        # onnxruntime needs the trained weights exported; the torch worker loads the run itself, and the
+        # energy profile here needs only the architecture.
+        net = load_run(source_dir, ref)[0] if runtime == "onnxruntime" else \
+            build_model(ref, num_classes, input_shape, plan, model_args)
         task, output_name = metrics.task, run_output_name(metrics)
         if int8:
             images = calibration_set(source_dir, calibration_images, data_dir)
@@ -126,6 +140,8 @@ def bench(source: str, plan_path: str | None = None, runtime: str = "torch", bat
         ref, pruned = source, plan is not None
         name, method, run_dir = source, plan_run_name(plan), None
         task, output_name = None, "logits"  # a bare model: its task is unknown; the name only labels a temporary file
+    energy_model = given_energy or (plan.energy_model if plan is not None else None) or energy_model_of(None)
+    layers = profile(net, input_shape, energy_model)  # the estimate is the sum of these layers
 
     # Absolute paths, so the child does not depend on sharing this process's working directory.
     spec = {"runtime": runtime, "run_dir": run_dir and str(Path(run_dir).resolve()), "model": ref,
@@ -150,11 +166,25 @@ def bench(source: str, plan_path: str | None = None, runtime: str = "torch", bat
             dense_raw = run_worker(dense_spec)
 
     inputs = raw["repeats"] * batch
+    per_input_ms = raw["p50_ms"] / batch  # the static term's time: the median latency, per input
+    estimate = estimate_energy(layers, energy_model, per_input_ms)
     if raw["energy_j"] is not None:
         energy = {"energy_mj": raw["energy_j"] * 1e3 / inputs, "kind": "measured", "source": raw["energy_source"],
-                  "joules": raw["energy_j"], "inputs": inputs, "timed_s": raw["timed_s"]}
+                  "joules": raw["energy_j"], "inputs": inputs, "timed_s": raw["timed_s"],
+                  "estimated_mj": estimate.energy_mj, "estimated_source": estimate.source}
     else:
-        energy = estimate_energy(totals, input_shape).to_dict()
+        energy = estimate.to_dict()
+    calibrated = None
+    if calibrate_energy is not None:
+        if raw["energy_j"] is None:  # the meter found before the run stopped answering
+            raise CdpruneError(f"no energy meter answered during the measurement, so nothing was calibrated: "
+                               f"{METERS_LOOKED_FOR}")
+        what = name if method == "dense" else f"{name} ({method})"
+        written = calibrate(energy_model, energy["energy_mj"], estimate.compute_mj + estimate.memory_mj, per_input_ms,
+                            f"calibrated on {raw['device_name']} to {raw['energy_source']}, {what}, batch 1, "
+                            f"{raw['threads']} threads")
+        written.save(calibrate_energy)
+        calibrated = {"path": str(calibrate_energy), "model": written.to_dict(), "measured_mj": energy["energy_mj"]}
     cpu_percent = 100.0 * raw["cpu_time_s"] / raw["timed_s"]
     against = {}
     if dense_raw is not None:
@@ -171,7 +201,8 @@ def bench(source: str, plan_path: str | None = None, runtime: str = "torch", bat
         rss_increase_bytes=raw["peak_rss_bytes"] - raw["rss_before_bytes"], peak_rss_scope=raw["peak_rss_scope"],
         cpu_percent=cpu_percent,
         cpu_utilisation=cpu_percent / 100.0 / raw["threads"], cpu_ms_per_input=1000.0 * raw["cpu_time_s"] / inputs,
-        energy_mj=energy["energy_mj"], energy=energy, precision="int8" if int8 else "fp32", task=task, **against)
+        energy_mj=energy["energy_mj"], energy=energy, precision="int8" if int8 else "fp32", task=task, calibrated=calibrated,
+        **against)
 
 
 def _onnx_file(net, input_shape, path: Path, images, output: str) -> str:
@@ -180,6 +211,19 @@ def _onnx_file(net, input_shape, path: Path, images, output: str) -> str:
     if images is None:
         return str(fp32)
     return str(quantize_int8(fp32, path.with_suffix(".int8.onnx"), images))
+
+
+def _check_calibration(path, batch: int, device: str, sysfs_root) -> None:
+    """Refuse a calibration that cannot happen, before anything runs or is written."""
+    if batch != 1:
+        raise CdpruneError(f"energy calibration (--calibrate-energy) prices batch-1 inference, as the energy model "
+                           f"counts it: drop --batch {batch}")
+    if discover_meter(device, sysfs_root) is None:
+        raise CdpruneError(f"no energy meter here to calibrate against (--calibrate-energy): {METERS_LOOKED_FOR}")
+    parent = Path(path).parent
+    if not parent.is_dir():
+        raise CdpruneError(f"cannot write the energy model to {path}: folder {parent} does not exist; create it or "
+                           f"choose another path (--calibrate-energy)")
 
 
 def _check_arguments(runtime, batch, threads, min_time_s, min_repeats, device) -> None:

@@ -23,6 +23,10 @@ import time
 from pathlib import Path
 
 RAPL_SOURCE = "RAPL package (whole CPU, idle included)"
+# What `discover_meter` tries, for messages that must say why no meter was found.
+METERS_LOOKED_FOR = ("looked for Linux RAPL (/sys/class/powercap/intel-rapl:N/energy_uj, readable; usually root only) "
+                     "for --device cpu, NVIDIA NVML (pynvml installed) for --device cuda, and Jetson INA3221 rails "
+                     "(/sys/bus/i2c/drivers/ina3221x); run where one of them is readable")
 _PACKAGE_DOMAIN = re.compile(r"intel-rapl:\d+")  # top level only: intel-rapl:0:0 (cores, dram) sits inside it
 
 

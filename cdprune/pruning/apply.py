@@ -40,6 +40,14 @@ def apply_plan(model: nn.Module, plan: PruningPlan) -> nn.Module:
     if expected != plan.after:
         raise CdpruneError(f"the plan states totals after pruning of {_show(plan.after)} but its units give "
                            f"{_show(expected)}: {_REMAKE}")
+    energy = plan.energy_model
+    if energy is not None:
+        # Priced exactly as the planner priced them, so the figures agree to the bit.
+        stated = (plan.energy["before_mj"], plan.energy["after_mj"])
+        found = (energy.mj(dense.totals.flops, dense.bytes_moved), energy.mj(expected.flops, channels.bytes_moved(removed)))
+        if stated != found:
+            raise CdpruneError(f"the plan states energy of {stated[0]!r} mJ before and {stated[1]!r} mJ after pruning, "
+                               f"but its energy model and units give {found[0]!r} and {found[1]!r} mJ: {_REMAKE}")
 
     for unit in plan.units:
         if len(unit.kept) == unit.channels:
@@ -49,8 +57,10 @@ def apply_plan(model: nn.Module, plan: PruningPlan) -> nn.Module:
         pruner = graph.get_pruner_of_module(root)
         graph.get_pruning_group(root, pruner.prune_out_channels, gone).prune()
 
-    after = profile_model(model, plan.input_shape).totals
-    if after != plan.after:  # a guard: the checks above make this unreachable for the couplings units.py knows
+    pruned = profile_model(model, plan.input_shape, energy)
+    after = pruned.totals
+    if after != plan.after or (energy is not None and pruned.energy_mj != plan.energy["after_mj"]):
+        # a guard: the checks above make this unreachable for the couplings units.py knows
         raise CdpruneError(f"the pruned model has {_show(after)}, not the plan's {_show(plan.after)}, and was changed "
                            f"in place: rebuild the model and {_REMAKE}")
     return model

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from ..complexity import METRICS, Totals
 from ..errors import CdpruneError
+from ..measure.energy import EnergyModel
 
 FORMAT = "cdprune-plan/1"
 
@@ -48,6 +49,14 @@ class PruningPlan:
     budget: dict = field(default_factory=dict)  # metric -> limit, for budget-driven plans
     latency: dict = field(default_factory=dict)  # estimated before/after ms, for latency-aware plans
     target_metric: str | None = None  # the metric `target` applies to ("flops", …)
+    # The energy model ("model", its file format) and the estimated mJ per inference ("before_mj", "after_mj"),
+    # for plans that involve energy or were given an energy model; empty otherwise, and then absent from the file.
+    energy: dict = field(default_factory=dict)
+
+    @property
+    def energy_model(self) -> EnergyModel | None:
+        """The energy model the plan was made with, or None for a plan that records none."""
+        return EnergyModel.from_dict(self.energy["model"], "the plan's energy model") if self.energy else None
 
     @property
     def reduction(self) -> dict[str, float]:
@@ -75,6 +84,8 @@ class PruningPlan:
             "reduction": {m: round(v, 6) for m, v in self.reduction.items()},
             "units": [{"name": u.name, "convs": list(u.convs), "channels": u.channels, "kept": list(u.kept)} for u in self.units],
         }
+        if self.energy:  # absent otherwise, so that plans without energy keep the digest they always had
+            body["energy"] = self.energy
         where = _non_finite(body)
         if where:
             raise CdpruneError(f"the plan's {where} is not a finite number and JSON has none: make the plan again "
@@ -124,9 +135,18 @@ class PruningPlan:
                        floor=float(data["floor"]), round_to=int(data["round_to"]), units=units,
                        before=Totals(**data["before"]), after=Totals(**data["after"]), steps=int(data["steps"]),
                        budget=dict(data.get("budget") or {}), latency=dict(data.get("latency") or {}),
-                       target_metric=data.get("target_metric"))
+                       target_metric=data.get("target_metric"), energy=dict(data.get("energy") or {}))
         except (KeyError, TypeError, ValueError) as exc:
             raise bad(f"missing or malformed field {exc}") from None
+        if plan.energy:
+            if set(plan.energy) != {"model", "before_mj", "after_mj"} or any(
+                    isinstance(plan.energy[k], bool) or not isinstance(plan.energy[k], (int, float))
+                    for k in ("before_mj", "after_mj")):
+                raise bad("its energy is not a model with before_mj and after_mj")
+            try:
+                plan.energy_model
+            except CdpruneError as exc:  # the model's own one-line reason, without its file-format hint
+                raise bad(str(exc).split(":")[0]) from None
         if plan.target is not None and (isinstance(plan.target, bool) or not isinstance(plan.target, (int, float))):
             raise bad("its target is not a number")
         seen = set()

@@ -30,12 +30,13 @@ import torch.nn as nn
 from ..complexity import Totals, architecture_id
 from ..complexity import profile as profile_model
 from ..errors import CdpruneError, UnreachableTarget
-from ..formatting import human_bytes, human_count
+from ..formatting import human_bytes, human_count, human_energy
+from ..measure.energy import EnergyModel, energy_model_of
 from .pruning_plan import PruningPlan, UnitPlan
 from .units import ChannelModel, find_units, require_units
 
 SIZE_METRICS = ("params", "flops", "memory")
-BUDGET_METRICS = SIZE_METRICS + ("latency",)
+BUDGET_METRICS = SIZE_METRICS + ("latency", "energy")
 # Channel counts are rounded to multiples of this unless round_to says otherwise: make_plan, the
 # CLI's --round-to and the methods of `compare` all take it from here, so the default is changed
 # in one place (benchmarks/rounding.py measures what each value gains on a device).
@@ -45,7 +46,7 @@ DEFAULT_ROUND_TO = 1
 @dataclass(frozen=True)
 class Mode:
     name: str
-    metric: str  # "params", "flops", "memory" or "latency": weights draws and, by default, the target
+    metric: str  # "params", "flops", "memory", "latency" or "energy": weights draws and, by default, the target
     title: str
     equal_weights: bool = False  # draw units with equal probability (the layer-random ablation)
 
@@ -62,6 +63,7 @@ register_mode(Mode("pa", "params", "parameter-aware"))
 register_mode(Mode("fa", "flops", "FLOPs-aware"))
 register_mode(Mode("ma", "memory", "memory-aware"))
 register_mode(Mode("la", "latency", "latency-aware"))
+register_mode(Mode("ea", "energy", "energy-aware"))
 register_mode(Mode("layer-random", "flops", "equal-probability units (ablation of the complexity weights)",
                    equal_weights=True))
 
@@ -92,17 +94,18 @@ def next_count(current: int, least: int, step: float, round_to: int) -> int:
 def make_plan(model: nn.Module, input_shape=(3, 32, 32), mode: str | None = "fa", target: float | None = 0.5, *,
               budget: dict[str, float] | str | None = None, target_metric: str | None = None, seed: int = 0,
               step: float = 0.1, floor: float = 0.1, round_to: int = DEFAULT_ROUND_TO, refresh_latency: bool = False,
-              latency_table=None, latency_runtime: str | None = None) -> PruningPlan:
+              latency_table=None, latency_runtime: str | None = None,
+              energy_model: EnergyModel | str | None = None) -> PruningPlan:
     """Sample a pruning plan (SPEC §3). `model` is not modified; the same arguments and seed give the same plan.
 
     target: fraction to remove, in (0, 1), of the mode's metric or of `target_metric` when given
         (e.g. mode "pa" draws by parameter share but stops at a FLOPs reduction: equal-FLOPs comparisons).
         A target needs a mode: it is the mode that says which metric the target reduces.
     budget: upper limits per metric ({"flops": 100e6, "params": 2e6, "memory": 512e3 (bytes),
-        "latency": 5.0 (ms)}); sampling goes on until every one holds. Limits may also be strings read
-        as `parse_budget` reads them ({"flops": "100M"}), or the whole budget one string
-        ("flops=100M,params=2M"). With a budget and mode=None, each draw follows the metric furthest
-        over its budget.
+        "latency": 5.0 (ms), "energy": 5.0 (mJ)}); sampling goes on until every one holds. Limits may
+        also be strings read as `parse_budget` reads them ({"flops": "100M", "energy": "500uJ"}), or the
+        whole budget one string ("flops=100M,params=2M"). With a budget and mode=None, each draw follows
+        the metric furthest over its budget.
     round_to: every unit keeps a multiple of this many channels; units narrower than it stay whole
         (listed by the plan's `narrow_units`). Default DEFAULT_ROUND_TO.
     latency_table: for latency (mode "la", latency budgets), a table measured on the target device: a
@@ -111,8 +114,12 @@ def make_plan(model: nn.Module, input_shape=(3, 32, 32), mode: str | None = "fa"
         table for this machine is built and cached.
     latency_runtime: the runtime whose latency the plan estimates, "torch" or "onnxruntime" (default:
         the table's, or torch for this machine's table).
+    energy_model: the coefficients that price energy (an EnergyModel or a JSON file's path; default the
+        45 nm model). The plan records it, with its energy before and after, whenever energy is part
+        of the goal (mode ea, an energy target or budget) or an energy model is given.
     """
     budget = budget_limits(budget)
+    energy = energy_model_of(energy_model)
     target, step, floor, round_to, seed = check_settings(target, step, floor, round_to, seed)
     table = _given_table(latency_table, latency_runtime)
     if target is None and not budget:
@@ -143,7 +150,9 @@ def make_plan(model: nn.Module, input_shape=(3, 32, 32), mode: str | None = "fa"
         from ..measure.layer_latency import latency_table as cached_table
 
         latency = cached_table(model, input_shape, refresh=refresh_latency, runtime=latency_runtime or "torch")
-    sampler = Sampler(channels, step, floor, round_to, seed, latency)
+    wants_energy = energy_model is not None or "energy" in budget or \
+        "energy" in (stop_metric, chosen.metric if chosen else None)
+    sampler = Sampler(channels, step, floor, round_to, seed, latency, energy if wants_energy else None)
 
     if target is not None:
         reachable = sampler.largest_reduction(stop_metric)
@@ -154,7 +163,7 @@ def make_plan(model: nn.Module, input_shape=(3, 32, 32), mode: str | None = "fa"
         least = sampler.smallest(metric)
         if least > limit:
             raise UnreachableTarget(f"budget {metric}={_show(metric, limit)} cannot be met: the least this model reaches with "
-                                    f"floor {floor:g} is {_show(metric, least)}; raise the budget or lower --floor")
+                                    f"floor {floor:g} is {_show(metric, least)}; raise the budget (--budget) or lower --floor")
 
     while True:
         short = target is not None and sampler.reduction(stop_metric) < target
@@ -192,9 +201,11 @@ class Sampler:
     `keep`, evaluate candidate removals with `totals_at`, and finish with `to_plan`.
     """
 
-    def __init__(self, channels: ChannelModel, step: float, floor: float, round_to: int, seed: int, latency=None):
+    def __init__(self, channels: ChannelModel, step: float, floor: float, round_to: int, seed: int, latency=None,
+                 energy: EnergyModel | None = None):
         self.channels = channels
         self.latency = latency
+        self.energy = energy
         self.step, self.floor, self.round_to, self.seed = step, floor, round_to, seed
         self.original = np.array([u.positions for u in channels.units])
         self.least = np.array([floor_count(n, floor, round_to) for n in self.original])
@@ -205,6 +216,8 @@ class Sampler:
         self.current = self.before
         self.before_ms = self._latency_ms(self.removed) if latency else None
         self.current_ms = self.before_ms
+        self.before_mj = self._energy_mj(self.removed) if energy else None
+        self.current_mj = self.before_mj
         self.steps = 0
         if round_to > 1:
             self._round_widths()
@@ -242,6 +255,8 @@ class Sampler:
         self.current = self.channels.totals(self.removed)
         if self.latency is not None:
             self.current_ms = self._latency_ms(self.removed)
+        if self.energy is not None:
+            self.current_mj = self._energy_mj(self.removed)
 
     def totals_at(self, removed) -> Totals:
         """Network totals when unit u has lost removed[u] channels (the state is not changed)."""
@@ -250,8 +265,21 @@ class Sampler:
     # -- metric totals and per-unit complexities ------------------------------------------------
     def total(self, metric: str, removed: np.ndarray | None = None) -> float:
         if removed is not None:
+            if metric == "energy":
+                return self._energy_mj(removed)
             return self._latency_ms(removed) if metric == "latency" else self.channels.totals(removed).metric(metric)
-        return self.current_ms if metric == "latency" else self.current.metric(metric)
+        if metric == "latency":
+            return self.current_ms
+        return self.current_mj if metric == "energy" else self.current.metric(metric)
+
+    def _before(self, metric: str) -> float:
+        if metric == "latency":
+            return self.before_ms
+        return self.before_mj if metric == "energy" else self.before.metric(metric)
+
+    def _energy_mj(self, removed: np.ndarray) -> float:
+        """Estimated energy per inference: the energy model priced over the network's MACs and bytes moved."""
+        return self.energy.mj(self.channels.totals(removed).flops, self.channels.bytes_moved(removed))
 
     def _latency_layers(self, removed: np.ndarray) -> dict[str, float]:
         """Estimated ms of every conv and linear layer, calibrated to the measured network latency."""
@@ -266,22 +294,23 @@ class Sampler:
         return float(sum(self._latency_layers(removed).values()))
 
     def unit_complexity(self, metric: str) -> np.ndarray:
+        if metric == "energy":  # each unit's convs priced by the energy model, as the network is
+            return self.energy.mj(self.channels.unit_complexity(self.removed, "flops"),
+                                  self.channels.unit_complexity(self.removed, "bytes"))
         if metric != "latency":
             return self.channels.unit_complexity(self.removed, metric)
         per_layer = self._latency_layers(self.removed)
         return np.array([sum(per_layer[m.name] for m in convs) for convs in self.channels.unit_convs])
 
     def largest_reduction(self, metric: str) -> float:
-        before = self.before_ms if metric == "latency" else self.before.metric(metric)
-        return 1 - self.smallest(metric) / before
+        return 1 - self.smallest(metric) / self._before(metric)
 
     def smallest(self, metric: str) -> float:
         """The metric's total with every unit at its floor (every metric only grows with channels)."""
         return self.total(metric, self.original - self.least)
 
     def reduction(self, metric: str) -> float:
-        before = self.before_ms if metric == "latency" else self.before.metric(metric)
-        return 1 - self.total(metric) / before
+        return 1 - self.total(metric) / self._before(metric)
 
     # -- sampling -------------------------------------------------------------------------------
     def weights(self, metric: str, equal: bool = False) -> np.ndarray | None:
@@ -308,31 +337,37 @@ class Sampler:
             "before_ms": round(self.before_ms, 4), "after_ms": round(self.current_ms, 4),
             "source": f"per-layer latency table ({self.latency.describe()}), calibrated to the measured dense network",
             "runtime": self.latency.runtime, "threads": self.latency.threads, "cpu_model": self.latency.cpu_model}
+        energy = {} if self.energy is None else {
+            "model": self.energy.to_dict(), "before_mj": self.before_mj, "after_mj": self.current_mj}
         return PruningPlan(model=spec.get("name"), model_kwargs=dict(spec.get("kwargs", {})),
                            architecture=architecture_id(model), input_shape=tuple(input_shape), mode=mode,
                            target=target, seed=self.seed, step=self.step, floor=self.floor, round_to=self.round_to,
                            units=units, before=self.before, after=self.current, steps=self.steps,
-                           budget=dict(budget), latency=latency, target_metric=target_metric)
+                           budget=dict(budget), latency=latency, target_metric=target_metric, energy=energy)
 
 
 def _show(metric: str, value: float) -> str:
     if metric == "latency":
         return f"{value:.2f}ms"
+    if metric == "energy":
+        return human_energy(value)
     return human_bytes(value) if metric == "memory" else human_count(value)
 
 
-_BUDGET_EXAMPLE = "use e.g. flops=100M,params=2M,memory=512KB,latency=5ms"
+_BUDGET_EXAMPLE = "use e.g. flops=100M,params=2M,memory=512KB,latency=5ms,energy=5mJ"
 _SCALES = {"": 1, "k": 1e3, "m": 1e6, "g": 1e9, "b": 1, "kb": 1e3, "mb": 1e6, "gb": 1e9,
            "kib": 2**10, "mib": 2**20, "gib": 2**30}
 _TIMES = {"ms": 1.0, "s": 1000.0, "us": 1e-3}
+_ENERGIES = {"mj": 1.0, "j": 1000.0, "uj": 1e-3}  # to millijoules
 
 
 def _parse_limit(metric: str, text: str, part: str) -> float:
-    """'100M' -> 1e8 for a size metric, '5ms' -> 5.0 for latency; a one-line error naming `part` otherwise."""
-    value = text.strip().lower()
+    """'100M' -> 1e8 for a size metric, '5ms' -> 5.0 for latency, '500uJ' -> 0.5 (mJ) for energy; a one-line
+    error naming `part` otherwise."""
+    value = text.strip().lower().replace("µ", "u").replace("μ", "u")  # micro sign and Greek mu: µJ = uJ
     number = value.rstrip("abcdefghijklmnopqrstuvwxyz")
     suffix = value[len(number):]
-    table = _TIMES if metric == "latency" else _SCALES
+    table = {"latency": _TIMES, "energy": _ENERGIES}.get(metric, _SCALES)
     try:
         if suffix not in table:
             raise ValueError(suffix)
@@ -345,7 +380,8 @@ def _parse_limit(metric: str, text: str, part: str) -> float:
 
 
 def parse_budget(text: str) -> dict[str, float]:
-    """'flops=100M,params=2M,memory=512KB,latency=5ms' -> {"flops": 1e8, ...} (memory in bytes, latency in ms)."""
+    """'flops=100M,params=2M,memory=512KB,latency=5ms,energy=5mJ' -> {"flops": 1e8, ...} (memory in bytes,
+    latency in ms, energy in mJ)."""
     if not isinstance(text, str):
         raise CdpruneError(f"budget (--budget) must be text like flops=100M,params=2M, not {type(text).__name__}")
     budget = {}

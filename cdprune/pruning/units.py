@@ -16,7 +16,7 @@ import torch
 import torch.nn as nn
 import torch_pruning as tp
 
-from ..complexity import BYTES_PER_VALUE, CONV_TYPES, Profile, Totals, kernel_volume
+from ..complexity import BYTES_PER_VALUE, CONV_TYPES, Profile, Totals, kernel_volume, traffic_bytes
 from ..complexity import profile as profile_model
 from ..errors import CdpruneError
 from ..records import Record
@@ -51,7 +51,7 @@ class Unit:
 
 @dataclass
 class _SizedModule:
-    """A module whose parameter count, FLOPs and memory follow from its current in/out channel counts."""
+    """A module whose parameter count, FLOPs, memory and bytes moved follow from its current in/out channel counts."""
 
     name: str
     kind: str  # "conv", "depthwise", "linear" or "vector" (BN and other per-channel parameters)
@@ -61,6 +61,7 @@ class _SizedModule:
     groups: int = 1
     positions: int = 0  # output positions per channel and call
     flop_positions: int = 0  # positions each weight is applied at per call (the input's, for a transposed conv)
+    in_positions: int = 0  # input positions per input channel and call
     calls: int = 0  # forward calls in one pass (0: not a profiled layer)
     bias: bool = False
     vectors: int = 0  # per-channel parameter vectors ("vector" kind)
@@ -74,17 +75,19 @@ class _SizedModule:
             return out, out
         return self.in_base - sum(m * int(removed[u]) for u, m in self.in_terms), out
 
-    def size(self, removed: np.ndarray) -> tuple[int, int, int]:
-        """(params, FLOPs, memory bytes) when unit u has lost removed[u] channels."""
+    def size(self, removed: np.ndarray) -> tuple[int, int, int, int]:
+        """(params, FLOPs, memory bytes, bytes moved) when unit u has lost removed[u] channels."""
         inp, out = self.channels(removed)
         if self.kind == "vector":
-            return self.vectors * out, 0, 0
+            return self.vectors * out, 0, 0, 0
         per_filter = self.kernel if self.kind == "depthwise" else (inp // self.groups) * self.kernel
         weights = out * per_filter
         # A transposed conv's weight is (in, out/groups, k…) rather than (out, in/groups, k…); the
         # count out·(in/groups)·k equals in·(out/groups)·k, so one formula serves both layouts.
-        return (weights + (out if self.bias else 0), weights * self.flop_positions * self.calls,
-                out * self.positions * self.calls * BYTES_PER_VALUE)
+        params = weights + (out if self.bias else 0)
+        outputs = out * self.positions * self.calls
+        moved = traffic_bytes(params * self.calls, inp * self.in_positions * self.calls, outputs)
+        return params, weights * self.flop_positions * self.calls, outputs * BYTES_PER_VALUE, moved
 
 
 @dataclass(frozen=True)
@@ -102,6 +105,8 @@ class ChannelModel:
 
     `excluded` lists the coupled channel sets that are not units, each with the reason."""
 
+    _INDEX = {"params": 0, "flops": 1, "memory": 2, "bytes": 3}
+
     def __init__(self, units: list[Unit], modules: list[_SizedModule], constant_params: int,
                  excluded: list[ExcludedUnit] | None = None):
         self.units = units
@@ -114,13 +119,17 @@ class ChannelModel:
     def totals(self, removed: np.ndarray) -> Totals:
         params, flops, memory = self.constant_params, 0, 0
         for m in self.modules:
-            p, f, b = m.size(removed)
+            p, f, b, _ = m.size(removed)
             params, flops, memory = params + p, flops + f, memory + b
         return Totals(params, flops, memory)
 
+    def bytes_moved(self, removed: np.ndarray) -> int:
+        """Bytes the conv and linear layers read and write in one inference (`complexity.traffic_bytes`)."""
+        return sum(m.size(removed)[3] for m in self.modules)
+
     def unit_complexity(self, removed: np.ndarray, metric: str) -> np.ndarray:
-        """c_u: the metric summed over the convs whose output channels form each unit."""
-        index = {"params": 0, "flops": 1, "memory": 2}[metric]
+        """c_u: the metric ("params", "flops", "memory" or "bytes" moved) summed over the convs of each unit."""
+        index = self._INDEX[metric]
         return np.array([sum(m.size(removed)[index] for m in convs) for convs in self.unit_convs], dtype=np.float64)
 
     def layers(self) -> list[_SizedModule]:
@@ -161,7 +170,7 @@ def find_units(model: nn.Module, profile: Profile, graph: tp.DependencyGraph | N
         sized[layer.name] = _SizedModule(
             name=layer.name, kind="depthwise" if depthwise else layer.kind, in_base=layer.in_channels,
             out_base=layer.out_channels, kernel=kernel_volume(layer), groups=layer.groups,
-            positions=layer.positions, flop_positions=flop_positions,
+            positions=layer.positions, flop_positions=flop_positions, in_positions=layer.input_positions,
             calls=layer.flops // max(1, module.weight.numel() * flop_positions),
             bias=getattr(module, "bias", None) is not None)
 
@@ -225,9 +234,12 @@ def find_units(model: nn.Module, profile: Profile, graph: tp.DependencyGraph | N
     modules = list(sized.values())
     base = sum(m.size(np.zeros(len(units)))[0] for m in modules)
     constant = profile.totals.params - base
-    if not math.isclose(ChannelModel(units, modules, constant).totals(np.zeros(len(units))).flops, profile.totals.flops):
+    channel_model = ChannelModel(units, modules, constant, excluded)
+    dense = np.zeros(len(units))
+    if not math.isclose(channel_model.totals(dense).flops, profile.totals.flops) or \
+            channel_model.bytes_moved(dense) != profile.bytes_moved:
         raise CdpruneError("internal size model disagrees with the profile; please report this model")
-    return ChannelModel(units, modules, constant, excluded)
+    return channel_model
 
 
 def _add_vector_module(sized: dict, name: str, module: nn.Module) -> bool:
