@@ -119,7 +119,8 @@ def _(p):
 # ---- prune -------------------------------------------------------------------------------------
 
 def run_prune(args) -> None:
-    energy_model = _energy_model(args)
+    # As in the API: a plan records energy when an energy model is given or energy is part of the goal.
+    energy_model = _energy_model(args) if args.energy_model else None
     model, shape = _build(args)
     budget = parse_budget(args.budget) if args.budget else None
     mode = args.mode or (None if budget else "fa")
