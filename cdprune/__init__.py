@@ -18,13 +18,14 @@ from .measure import DEFAULT_ENERGY_MODEL, EnergyModel
 from .measure.layer_latency import LatencyTable, build_latency_table
 from .experiment import DEFAULT_JOB, CompareResult, RunComparison, SweepResult, compare, main_job, sweep
 from .methods import METHODS
+from .records import VERSION
 from .pruning import MODES, PruningPlan, UnitsReport, apply_plan, make_plan, parse_budget, prunable_units
 from .pruning.sampler import DEFAULT_ROUND_TO
 from .runs import EvalResult, RunMetrics, RunSettings, eval_run, load_run, train_run
 from .tasks import TASKS, Task
 from .train import TrainingInterrupted
 
-__version__ = "0.1.0"
+__version__ = VERSION
 __all__ = ["data", "distributed", "models", "report", "tasks", "TASKS", "Task", "UnitsReport", "prunable_units",
            "BACKENDS", "Resources", "LayerComplexity", "Profile",
            "Totals", "parse_shape", "profile", "AUGMENTATIONS", "DATASETS", "FORMATS", "RUNTIMES", "BenchResult",

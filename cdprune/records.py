@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 from dataclasses import asdict
 
+VERSION = "0.1.0"  # the package's version (cdprune.__version__), here at the bottom so every layer can record it
+
 
 class Record:
     """Mixin for result dataclasses: `to_dict()` gives JSON-ready values, `to_json()` the text."""

@@ -16,8 +16,6 @@ the batch one process would train on.
 """
 from __future__ import annotations
 
-import csv
-import io
 import random
 import sys
 import time
@@ -33,6 +31,7 @@ from tqdm import tqdm
 
 from . import distributed
 from .errors import CdpruneError
+from .formatting import csv_text
 from .io import atomic_write_text, load_checkpoint, read_checkpoint_meta, save_checkpoint
 from .tasks import CLASSIFY, Task
 
@@ -434,8 +433,4 @@ def _restore(path: Path, model, optimizer, scheduler, scaler, run: dict) -> list
 
 def _write_history(path: Path, history: list[EpochRecord], columns: list[str]) -> None:
     """Rewrite history.csv: a header of the task's columns (EpochRecord fields), one row per epoch."""
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(columns)
-    writer.writerows([getattr(r, c) for c in columns] for r in history)
-    atomic_write_text(path, buf.getvalue())
+    atomic_write_text(path, csv_text(columns, [[getattr(r, c) for c in columns] for r in history]))

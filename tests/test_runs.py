@@ -150,3 +150,11 @@ def test_main_job_estimates_its_time_before_training(tmp_path, capsys):
     assert err.index("estimated training time") < err.index("dense: training")
     code, _, err = run(capsys, *argv)  # both runs are reused: nothing left to estimate
     assert code == 0 and "estimated" not in err and "finished, reused" in err
+
+
+def test_the_estimate_probes_restoration_models_too(tmp_path, capsys):
+    argv = ["run", "--model", "dncnn", "--model-args", '{"depth": 3, "width": 8}', "--task", "denoise",
+            "--out", tmp_path / "job", *[a for a in TINY if a != "--no-progress"]]
+    code, _, err = run(capsys, *argv)
+    assert code == 0, err
+    assert "estimated training time on this CPU: about" in err

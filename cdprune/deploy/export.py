@@ -30,7 +30,7 @@ from ..errors import CdpruneError
 from ..io import atomic_write_bytes
 from ..measure.latency import ONNX_OPSET, onnx_bytes, onnx_latency, require_module
 from ..pruning import PruningPlan
-from ..records import Record
+from ..records import VERSION, Record
 from ..runs import PLAN_FILE, load_run, run_data
 from ..tasks import KINDS as TASK_KINDS
 
@@ -131,12 +131,10 @@ def read_metadata(path: str | Path) -> dict:
 
 def run_metadata(metrics, plan_digest: str | None) -> dict:
     """What a device needs to know about a run's model, as ONNX metadata entries (ONNX_METADATA_KEYS)."""
-    from .. import __version__
-
     task = metrics.task or "classify"
     channels = metrics.input_shape[0]
     order = {1: "grayscale", 3: "RGB"}.get(channels, f"{channels} channels")
-    return {"cdprune_version": __version__, "model": metrics.model, "architecture": metrics.architecture,
+    return {"cdprune_version": VERSION, "model": metrics.model, "architecture": metrics.architecture,
             "plan_digest": plan_digest, "task": task, "input_name": INPUT_NAME, "output_name": output_name(task),
             "input_shape": list(metrics.input_shape), "layout": "NCHW", "channel_order": order,
             "preprocess": "x = (pixel / 255 - mean) / std per channel, pixels 0..255", "mean": list(metrics.mean),
