@@ -460,3 +460,15 @@ def read_json_object(path: str | Path, what: str, *,
         raise CdpruneError(f"{what} {path} holds {_JSON_KINDS.get(type(obj), type(obj).__name__)}, "
                            f"not a JSON object: {fix}")
     return obj
+
+
+def load_json_file(path: str | Path, what: str, *, missing: str, fix: str) -> dict[str, Any]:
+    """The JSON object in a file the user names (a plan, a latency table, an energy model).
+
+    Every problem is one CdpruneError: `missing` says what to do when there is no such file, `fix`
+    what to do about a damaged one (see read_json_object).
+    """
+    data = read_json_object(path, what, fix=fix)
+    if data is None:
+        raise CdpruneError(f"{what} {path} not found: {missing}")
+    return data

@@ -99,7 +99,7 @@ def test_damaged_or_missing_tables_are_one_line(device, tmp_path, capsys):
     (tmp_path / "edited.json").write_text(json.dumps(table))
     (tmp_path / "half.json").write_text((device / "table.json").read_text()[:200])
     for name, message in (("edited.json", "is not a valid cdprune latency table"),
-                          ("half.json", "is not readable JSON"), ("missing.json", "not found")):
+                          ("half.json", "is not valid JSON"), ("missing.json", "not found")):
         code, _, err = run(capsys, "prune", "alexnet", "--mode", "la", "--latency-table", tmp_path / name,
                            "--out", tmp_path / "p.json")
         assert_one_line_error(code, err, message)

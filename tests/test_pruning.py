@@ -156,7 +156,7 @@ def test_tampered_and_unreadable_plans_are_refused(tmp_path):
     with pytest.raises(cdprune.CdpruneError, match="edited or damaged"):
         PruningPlan.load(tmp_path / "edited.json")
     (tmp_path / "cut.json").write_text(path.read_text()[:100])
-    with pytest.raises(cdprune.CdpruneError, match="not readable JSON"):
+    with pytest.raises(cdprune.CdpruneError, match="not valid JSON"):
         PruningPlan.load(tmp_path / "cut.json")
     with pytest.raises(cdprune.CdpruneError, match="not found"):
         PruningPlan.load(tmp_path / "missing.json")

@@ -13,13 +13,13 @@ device's own from a JSON file, and `calibrate` scales them to a measured device.
 """
 from __future__ import annotations
 
-import json
 import math
 import numbers
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ..errors import CdpruneError
+from ..io import atomic_write_json, load_json_file
 
 E_MAC_PJ = 4.6
 E_DRAM_PJ_PER_BYTE = 160.0
@@ -86,21 +86,13 @@ class EnergyModel:
 
     @classmethod
     def load(cls, path: str | Path) -> "EnergyModel":
-        path = Path(path)
-        try:
-            data = json.loads(path.read_text())
-        except FileNotFoundError:
-            raise CdpruneError(f"energy model file {path} not found: give a JSON file like {_EXAMPLE} "
-                               f"(--energy-model), or calibrate one with 'cdprune bench MODEL --calibrate-energy "
-                               f"{path}'") from None
-        except (OSError, UnicodeDecodeError, ValueError) as exc:
-            raise CdpruneError(f"energy model file {path} is not readable JSON ({type(exc).__name__}): give a JSON "
-                               f"file like {_EXAMPLE} (--energy-model)") from None
+        data = load_json_file(path, "energy model file",
+                              missing=f"give a JSON file like {_EXAMPLE} (--energy-model), or calibrate one with "
+                                      f"'cdprune bench MODEL --calibrate-energy {path}'",
+                              fix=f"give a JSON file like {_EXAMPLE} (--energy-model)")
         return cls.from_dict(data, f"energy model file {path}")
 
     def save(self, path: str | Path) -> Path:
-        from ..io import atomic_write_json
-
         atomic_write_json(path, self.to_dict())
         return Path(path)
 

@@ -37,7 +37,7 @@ import torch.nn as nn
 
 from ..complexity import CONV_TYPES, architecture_id
 from ..errors import CdpruneError
-from ..io import atomic_write_json, atomic_write_text
+from ..io import atomic_write_json, atomic_write_text, load_json_file
 from .latency import cpu_model_name, fastest_ms, measure_latency, onnx_bytes, ort_session, require_module, torch_threads
 
 FRACTIONS = (0.25, 0.5, 0.75, 1.0)
@@ -135,15 +135,9 @@ class LatencyTable:
     @classmethod
     def load(cls, path: str | Path) -> "LatencyTable":
         """Read a table written by `save` (`cdprune latency-table`); a missing or invalid file is one CdpruneError."""
-        path = Path(path)
-        try:
-            data = json.loads(path.read_text(), parse_constant=_no_constant)
-        except FileNotFoundError:
-            raise CdpruneError(f"latency table {path} not found: measure one on the device with "
-                               f"'cdprune latency-table MODEL --out {path}'") from None
-        except (OSError, UnicodeDecodeError, ValueError) as exc:
-            raise CdpruneError(f"latency table {path} is not readable JSON ({type(exc).__name__}): measure it again "
-                               "with 'cdprune latency-table'") from None
+        data = load_json_file(path, "latency table", missing=f"measure one on the device with "
+                              f"'cdprune latency-table MODEL --out {path}'",
+                              fix="measure it again with 'cdprune latency-table'")
         return cls.from_dict(data, source=str(path))
 
     @classmethod

@@ -105,13 +105,10 @@ class PruningPlan:
 
     @classmethod
     def load(cls, path: str | Path) -> "PruningPlan":
-        path = Path(path)
-        try:
-            data = json.loads(path.read_text())
-        except FileNotFoundError:
-            raise CdpruneError(f"plan file {path} not found: create one with 'cdprune prune MODEL --out {path}'") from None
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise CdpruneError(f"plan file {path} is not readable JSON ({type(exc).__name__}): re-create it with 'cdprune prune'") from None
+        from ..io import load_json_file
+
+        data = load_json_file(path, "plan file", missing=f"create one with 'cdprune prune MODEL --out {path}'",
+                              fix="re-create it with 'cdprune prune'")
         return cls.from_dict(data, source=str(path))
 
     @classmethod
