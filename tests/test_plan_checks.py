@@ -108,7 +108,7 @@ def test_plan_json_holds_only_standard_numbers(tmp_path):
     data["step"] = math.nan
     path = tmp_path / "nan.json"
     path.write_text(json.dumps(_with_digest(data)))  # json.dumps writes NaN unless told not to
-    _one_line_error(lambda: PruningPlan.load(path), r"step is not a finite number")
+    _one_line_error(lambda: PruningPlan.load(path), r"holds NaN, which is not a finite number")
 
 
 # ---- edited plans with a recomputed digest -----------------------------------------------------------
