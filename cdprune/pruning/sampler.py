@@ -40,7 +40,7 @@ BUDGET_METRICS = SIZE_METRICS + ("latency", "energy")
 # Channel counts are rounded to multiples of this unless round_to says otherwise: make_plan, the
 # CLI's --round-to and the methods of `compare` all take it from here, so the default is changed
 # in one place (benchmarks/rounding.py measures what each value gains on a device).
-DEFAULT_ROUND_TO = 1
+DEFAULT_ROUND_TO = 8
 
 
 @dataclass(frozen=True)
