@@ -1,7 +1,7 @@
 """Measured latency on this CPU, batch 1: does the speed-up follow the FLOPs cut on the device?
 
     python benchmarks/edge_latency.py                 # all three parts; writes benchmarks/results/edge_latency.{json,md}
-    python benchmarks/edge_latency.py --only default  # or one part: default | la | int8 (the others keep their
+    python benchmarks/edge_latency.py --only default  # or one part: default | la | int8 | int8-formats (the others keep their
                                                       # rows from the last complete run, if any)
     python benchmarks/edge_latency.py --smoke         # a < 1 minute check of the script (alexnet, short timings,
                                                       # synthetic data); writes to a temporary folder
@@ -13,6 +13,9 @@
    FLOPs reduction, measured in ONNX Runtime with 1 thread: at equal FLOPs, which runs faster?
 3. int8: VGG-16 FA-0.5 trained on Fashion-MNIST with the default job's budget (cdprune.DEFAULT_JOB),
    exported as fp32 and int8 ONNX. Goals: int8 accuracy within 1 point of fp32, file <= 0.3× fp32.
+4. int8-formats: the same run quantised four ways (QDQ or QOperator, per-channel or per-tensor
+   weights): accuracy, size and ONNX Runtime latency of each, the evidence for INT8_QUANT_FORMAT and
+   INT8_PER_CHANNEL (cdprune/deploy/export.py).
 
 Every timing runs in a fresh process (cdprune bench), except the export's own fp32/int8 comparison.
 Training runs are kept in benchmarks/runs/, so a second run reuses them.
@@ -20,6 +23,7 @@ Training runs are kept in benchmarks/runs/, so a second run reuses them.
 import argparse
 import json
 import platform
+import statistics
 import sys
 import tempfile
 import time
@@ -44,7 +48,7 @@ GOAL_INT8_ACC_POINTS = 1.0
 GOAL_INT8_SIZE_RATIO = 0.3
 HERE = Path(__file__).parent
 RESULTS, RUNS = HERE / "results", HERE / "runs"
-PARTS = ("default", "la", "int8")
+PARTS = ("default", "la", "int8", "int8-formats")
 
 
 def default_plans(names, runtimes, threads_list, min_time_s, folder: Path) -> list[dict]:
@@ -108,6 +112,34 @@ def int8_against_fp32(settings: cdprune.RunSettings, run_dir: Path, min_time_s: 
     return row
 
 
+def int8_formats(run_dir: Path, min_time_s: float, calibration: int, folder: Path, rounds: int = 3) -> list[dict]:
+    """fp32 and the four static int8 variants of one trained run. Latency is timed in this process, the
+    five files in turn for `rounds` rounds (median of the rounds' p50), so all see the same conditions."""
+    from cdprune.deploy.export import calibration_set, quantize_int8
+    from cdprune.measure.latency import onnx_latency
+
+    fp32 = cdprune.export_run(run_dir, "onnx", out=folder / "fp32.onnx")
+    shape = tuple(fp32.metadata["input_shape"])
+    images = calibration_set(run_dir, calibration)
+    files = {("fp32", None): Path(fp32.path)}
+    for fmt in ("QDQ", "QOperator"):
+        for per_channel in (True, False):
+            files[(fmt, per_channel)] = quantize_int8(fp32.path, folder / f"{fmt}-{per_channel}.onnx", images,
+                                                      quant_format=fmt, per_channel=per_channel)
+    timings = {key: [] for key in files}
+    for _ in range(rounds):
+        for key, file in files.items():
+            timings[key].append(onnx_latency(str(file), shape, threads=1, min_time_s=min_time_s).p50_ms)
+    rows = []
+    for (fmt, per_channel), file in files.items():
+        row = {"format": fmt, "per_channel": per_channel, "bytes": file.stat().st_size,
+               "test_acc": cdprune.eval_onnx(run_dir, file).test_acc, "p50_ms": statistics.median(timings[(fmt, per_channel)]),
+               "p50_ms_rounds": timings[(fmt, per_channel)]}
+        rows.append(row)
+        print(row, flush=True)
+    return rows
+
+
 def goals(result: dict) -> dict:
     met = {}
     for r in result.get("default", []):
@@ -158,6 +190,13 @@ def markdown(result: dict) -> str:
                   f"| file size | {r['fp32_bytes'] / 1e6:.2f} MB | {r['int8_bytes'] / 1e6:.2f} MB | {r['size_ratio']:.2f}× |",
                   f"| latency p50 | {r['fp32_p50_ms']:.2f} ms | {r['int8_p50_ms']:.2f} ms | "
                   f"{1 / r['int8_speedup']:.2f}× |", ""]
+    if result.get("int8_formats"):
+        rows = result["int8_formats"]
+        lines += ["## int8 variants of the same run (ONNX Runtime, 1 thread, median of the rounds' p50)", "",
+                  "| file | weights | test accuracy | size | latency p50 |", "|---|---|---|---|---|"]
+        lines += [f"| {r['format']} | {'-' if r['per_channel'] is None else 'per-channel' if r['per_channel'] else 'per-tensor'} | "
+                  f"{100 * r['test_acc']:.2f} % | {r['bytes'] / 1e6:.2f} MB | {r['p50_ms']:.2f} ms |" for r in rows]
+        lines.append("")
     met = result.get("goals", {})
     lines += ["| goal | met |", "|---|---|"] + [f"| {k} | {'yes' if v else 'no'} |" for k, v in met.items()]
     return "\n".join(lines) + "\n"
@@ -187,6 +226,11 @@ def main(argv=None) -> None:
                 tiny = cdprune.RunSettings("alexnet", "synthetic", epochs=1, train_subset=64, test_subset=32,
                                            batch_size=32)
                 result["int8"] = int8_against_fp32(tiny, runs / "alexnet-fa0.5", 0.05, 16)
+            if "int8-formats" in parts:
+                tiny = cdprune.RunSettings("alexnet", "synthetic", epochs=1, train_subset=64, test_subset=32,
+                                           batch_size=32)
+                cdprune.train_run(runs / "alexnet-dense", tiny, None, resume=True, progress=False)
+                result["int8_formats"] = int8_formats(runs / "alexnet-dense", 0.05, 16, tmp, rounds=1)
         else:
             if "default" in parts:
                 result["default"] = default_plans(MODELS, RUNTIMES, THREADS, MIN_TIME_S, tmp)
@@ -199,6 +243,11 @@ def main(argv=None) -> None:
                                                train_subset=job["train_subset"], test_subset=job["test_subset"])
                 result["int8"] = int8_against_fp32(settings, runs / "edge-int8" / "vgg16-fashion-mnist-fa0.5",
                                                    MIN_TIME_S, 256)
+            if "int8-formats" in parts:
+                run_dir = runs / "edge-int8" / "vgg16-fashion-mnist-fa0.5"
+                if not (run_dir / "metrics.json").exists():
+                    raise SystemExit(f"{run_dir} has no finished run: run the part int8 first")
+                result["int8_formats"] = int8_formats(run_dir, MIN_TIME_S, 256, tmp)
         result["goals"] = goals(result)
         atomic_write_json(out / "edge_latency.json", result)
         text = markdown(result)

@@ -73,43 +73,77 @@ def pareto_front(xs: list[float], ys: list[float]) -> list[int]:
     return front
 
 
-def tradeoff_charts(points: list, out: Path, title: str, subtitle: str = "", fps: float = 10.0) -> list[Path]:
-    """The score (accuracy, or PSNR for restoration) against each resource (the paper's Figs. 4–5): every point of a mode as a marker labelled
-    with its target, the mode's Pareto front as a line, the dense model as a black star, one legend.
+# Each target gets its own marker, so a point's target reads off the legend with no text beside it
+# (labels of nearby points overlapped). Targets outside this table take the spare markers in turn.
+TARGET_MARKERS = {0.3: "o", 0.5: "s", 0.7: "^", 0.9: "D"}
+SPARE_MARKERS = ("v", "P", "X", "h", "<", ">")
 
-    `points` are sweep points (cdprune.experiment.SweepPoint) that were trained and measured;
-    `subtitle` states the budget, CPU and date. The CPU panel shows the share of one core the model
-    takes at `fps` inferences per second (CPU time per inference × fps), which is what an edge device
-    has to spare; a back-to-back benchmark keeps every thread busy whatever the model.
+
+def tradeoff_series(points: list, fps: float = 10.0) -> dict:
+    """What the trade-off charts plot, in the units of their axis labels.
+
+    {filename: [(x label, {mode: [(x, y, target), ...]}), ...]} with one entry per panel; the dense
+    point is under mode "dense". y is the score on the chart's axis (accuracy in %, PSNR in dB); the
+    CPU panel's x is the share of one core at `fps` inferences/s: CPU ms per inference × fps / 10.
     """
     energy = "measured" if any(p.energy_kind == "measured" for p in points) else "estimated"
+    y_scale, _ = _score_axis(points[0].score_name if points else "accuracy")
+    out = {}
+    for filename, panels in TRADEOFF_PANELS.items():
+        out[filename] = []
+        for key, label, divisor in panels:
+            def x_of(p, key=key, divisor=divisor):
+                return p.cpu_ms * fps / 10 if key == "cpu_share" else getattr(p, key) / divisor
+            series = {}
+            for p in points:
+                series.setdefault(p.mode, []).append((x_of(p), y_scale * p.score, p.target))
+            out[filename].append((label.format(energy=energy, fps=fps), series))
+    return out
+
+
+def tradeoff_charts(points: list, out: Path, title: str, subtitle: str = "", fps: float = 10.0) -> list[Path]:
+    """The score (accuracy, or PSNR for restoration) against each resource (the paper's Figs. 4–5).
+
+    Each mode has a colour and each target a marker; the mode's Pareto front is a solid line through
+    its points that nothing beats, the other points are faded; the dense model is a black star; one
+    legend for the figure. `points` are sweep points (cdprune.experiment.SweepPoint) that were trained
+    and measured; `subtitle` states the budget, CPU and date. The CPU panel shows the share of one core
+    the model takes at `fps` inferences per second, which is what an edge device has to spare; a
+    back-to-back benchmark keeps every thread busy whatever the model.
+    """
+    from matplotlib.lines import Line2D
+
     modes = sorted({p.mode for p in points if p.mode != "dense"})
     colours = {m: f"C{i}" for i, m in enumerate(modes)}
+    targets = sorted({p.target for p in points if p.mode != "dense"})
+    spare = iter(SPARE_MARKERS * (1 + len(targets) // len(SPARE_MARKERS)))
+    markers = {t: TARGET_MARKERS.get(t) or next(spare) for t in targets}
+    _, ylabel = _score_axis(points[0].score_name if points else "accuracy")
     written = []
-    scale, ylabel = _score_axis(points[0].score_name if points else "accuracy")
-    for filename, panels in TRADEOFF_PANELS.items():
+    for filename, panels in tradeoff_series(points, fps).items():
         fig, axes = plt.subplots(1, len(panels), figsize=(4.4 * len(panels), 3.6))
-        for ax, (key, label, scale) in zip(axes, panels):
-            value = (lambda p: p.cpu_ms * fps / 10) if key == "cpu_share" else (lambda p: getattr(p, key) / scale)
+        for ax, (xlabel, series) in zip(axes, panels):
             for mode in modes:
-                line = [p for p in points if p.mode == mode]
-                xs, ys = [value(p) for p in line], [scale * p.score for p in line]
-                ax.plot(xs, ys, "o", color=colours[mode], alpha=0.45, markersize=5)
-                front = pareto_front(xs, ys)
-                ax.plot([xs[i] for i in front], [ys[i] for i in front], "o-", color=colours[mode], label=mode)
-                for p, x, y in zip(line, xs, ys):
-                    ax.annotate(f"{p.target:g}", (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
-            for p in points:
-                if p.mode == "dense":
-                    ax.plot(value(p), scale * p.score, "k*", markersize=12, label="dense")
-            ax.set_xlabel(label.format(energy=energy, fps=fps))
+                line = series.get(mode, [])
+                xs, ys = [x for x, _, _ in line], [y for _, y, _ in line]
+                front = set(pareto_front(xs, ys))
+                ordered = sorted(front, key=lambda i: xs[i])
+                ax.plot([xs[i] for i in ordered], [ys[i] for i in ordered], "-", color=colours[mode], lw=1.5)
+                for i, (x, y, target) in enumerate(line):
+                    ax.plot(x, y, markers[target], color=colours[mode], markersize=6,
+                            alpha=1.0 if i in front else 0.35)
+            for x, y, _ in series.get("dense", []):
+                ax.plot(x, y, "k*", markersize=13)
+            ax.set_xlabel(xlabel)
             ax.set_ylabel(ylabel)
             ax.grid(alpha=0.3)
-        handles, labels = axes[0].get_legend_handles_labels()
-        fig.legend(handles, labels, loc="lower center", ncol=len(labels), frameon=False, fontsize=9,
+        handles = ([Line2D([], [], color=colours[m], lw=1.5, label=m) for m in modes]
+                   + [Line2D([], [], ls="", marker=markers[t], color="grey", label=f"target {t:g}") for t in targets]
+                   + [Line2D([], [], ls="", marker="*", color="k", markersize=11, label="dense")])
+        fig.legend(handles=handles, loc="lower center", ncol=len(handles), frameon=False, fontsize=9,
                    bbox_to_anchor=(0.5, -0.02))
         fig.suptitle(f"{title}\n{subtitle}" if subtitle else title, fontsize=10)
-        fig.tight_layout(rect=(0, 0.06, 1, 1))
+        fig.tight_layout(rect=(0, 0.07, 1, 1))
         save_figure(fig, out / filename)
         written.append(out / filename)
     return written

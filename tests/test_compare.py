@@ -106,3 +106,26 @@ def test_pareto_front_keeps_only_points_nothing_beats():
     # (x, y): (1, 50) and (2, 60) and (4, 70) form the front; (3, 55) is beaten by (2, 60), (5, 70) by (4, 70).
     xs, ys = [3, 1, 5, 2, 4], [55, 50, 70, 60, 70]
     assert pareto_front(xs, ys) == [1, 3, 4]
+
+
+def test_tradeoff_series_puts_every_point_in_its_axis_units():
+    from cdprune.experiment import SweepPoint
+    from cdprune.plots import tradeoff_series
+
+    # Hand-made points: 80 % accuracy at 2.5M params, 120M MACs, 300,000 bytes, 4 ms, 1.5 mJ and 6 ms of
+    # CPU per inference; at 10 inferences/s 6 ms of CPU is 60 ms per second, 6 % of one core.
+    common = dict(status="ok", latency_ms=4.0, energy_mj=1.5, energy_kind="estimated")
+    dense = SweepPoint("dense", "dense", None, test_acc=0.9, score=0.9, params=5_000_000, flops=240_000_000,
+                       memory_bytes=600_000, cpu_ms=12.0, **common)
+    fa = SweepPoint("fa-0.5", "fa", 0.5, test_acc=0.8, score=0.8, params=2_500_000, flops=120_000_000,
+                    memory_bytes=300_000, cpu_ms=6.0, **common)
+    series = tradeoff_series([dense, fa], fps=10)
+    (p_label, p), (f_label, f), (m_label, m) = series["tradeoff_resources.png"]
+    assert (p_label, f_label, m_label) == ("parameters (M)", "FLOPs (M MACs)", "activation memory (KB)")
+    assert p["fa"] == [(2.5, 80.0, 0.5)] and f["fa"] == [(120.0, 80.0, 0.5)] and m["fa"] == [(300.0, 80.0, 0.5)]
+    assert p["dense"] == [(5.0, 90.0, None)]
+    (l_label, lat), (e_label, en), (c_label, cpu) = series["tradeoff_device.png"]
+    assert lat["fa"] == [(4.0, 80.0, 0.5)] and en["fa"] == [(1.5, 80.0, 0.5)] and e_label.endswith("estimated)")
+    assert c_label == "CPU share at 10 inferences/s (% of one core)"
+    assert cpu["fa"][0][0] == pytest.approx(6.0) and cpu["dense"][0][0] == pytest.approx(12.0)
+    assert tradeoff_series([dense, fa], fps=30)["tradeoff_device.png"][2][1]["fa"][0][0] == pytest.approx(18.0)

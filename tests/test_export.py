@@ -175,6 +175,32 @@ def test_int8_text_compares_fp32_and_int8(pruned_run, tmp_path, capsys):
     assert rows["file size"][-1] == f"{result.comparison['size_ratio']:.2f}×"
 
 
+@pytest.mark.parametrize("fmt, per_channel", [("QOperator", False), ("QDQ", False)])
+def test_quantize_int8_writes_the_variant_it_is_asked_for(pruned_run, tmp_path, fmt, per_channel):
+    # benchmarks/edge_latency.py times all four variants; each must be what its metadata says.
+    from cdprune.deploy.export import calibration_set, quantize_int8
+    fp32 = export_run(pruned_run, "onnx", tmp_path / "fp32.onnx")
+    path = quantize_int8(fp32.path, tmp_path / "q.onnx", calibration_set(pruned_run, 8), quant_format=fmt,
+                         per_channel=per_channel)
+    proto = onnx.load(str(path))
+    ops = {n.op_type for n in proto.graph.node}
+    assert ("QLinearConv" in ops) == (fmt == "QOperator") and ("DequantizeLinear" in ops)
+    # Per-tensor weights carry one scale per weight tensor; per-channel one per output channel.
+    scales = [t for t in proto.graph.initializer if t.name.endswith("_scale") and "weight" in t.name.lower()]
+    assert scales and all(len(t.dims) == 0 or list(t.dims) == [1] for t in scales)
+    meta = {p.key: json.loads(p.value) for p in proto.metadata_props}
+    assert meta["quantization"]["format"] == fmt and meta["quantization"]["per_channel"] is per_channel
+    assert cdprune.eval_onnx(pruned_run, path).precision == "int8"
+
+
+def test_quantize_int8_refuses_an_unknown_format(pruned_run, tmp_path):
+    from cdprune.deploy.export import quantize_int8
+    fp32 = export_run(pruned_run, "onnx", tmp_path / "fp32.onnx")
+    with pytest.raises(cdprune.CdpruneError, match="unknown int8 format 'QInt'"):
+        quantize_int8(fp32.path, tmp_path / "q.onnx", np.zeros((1, *SHAPE), np.float32), quant_format="QInt")
+    assert not (tmp_path / "q.onnx").exists()
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--int8", "--format", "torchscript"], "int8 models are written as ONNX: use --format onnx with --int8"),
     (["--int8", "--calibration-images", "0"], "calibration images (--calibration-images) must be a whole number"),

@@ -231,9 +231,15 @@ def test_round_to_makes_every_unit_a_multiple_even_when_never_drawn(seed):
     assert cdprune.profile(pruned, shape).totals == plan.after
 
 
-def test_without_round_to_no_unit_is_narrow():
-    plan = cdprune.make_plan(OddWidths(), (3, 16, 16), "fa", 0.05, seed=0)
+def test_round_to_one_turns_rounding_off():
+    plan = cdprune.make_plan(OddWidths(), (3, 16, 16), "fa", 0.05, seed=0, round_to=1)
     assert plan.narrow_units == () and plan.round_to == 1
+
+
+def test_the_default_rounds_to_eight():
+    # benchmarks/rounding.py chose 8; the 5-channel unit stays whole and is named.
+    plan = cdprune.make_plan(OddWidths(), (3, 16, 16), "fa", 0.05, seed=0)
+    assert plan.round_to == 8 and plan.narrow_units == ("features.2",)
 
 
 def test_floor_that_forbids_rounding_names_the_unit():

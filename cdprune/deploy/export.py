@@ -162,12 +162,16 @@ def check_calibration_images(count) -> int:
     return int(count)
 
 
-def quantize_int8(fp32_path: str | Path, path: str | Path, images: np.ndarray, metadata: dict | None = None) -> Path:
+def quantize_int8(fp32_path: str | Path, path: str | Path, images: np.ndarray, metadata: dict | None = None, *,
+                  quant_format: str = INT8_QUANT_FORMAT, per_channel: bool = INT8_PER_CHANNEL) -> Path:
     """Write a statically quantised int8 copy of the ONNX file `fp32_path` to `path`, calibrated on `images`.
 
-    images: float32 N×C×H×W inputs as the model receives them (normalised). The quantisation
-    (INT8_QUANT_FORMAT, INT8_PER_CHANNEL) is recorded in the file's metadata.
+    images: float32 N×C×H×W inputs as the model receives them (normalised). quant_format ("QDQ" or
+    "QOperator") and per_channel default to the measured choice above (benchmarks/edge_latency.py
+    compares all four); the quantisation is recorded in the file's metadata.
     """
+    if quant_format not in ("QDQ", "QOperator"):
+        raise CdpruneError(f"unknown int8 format '{quant_format}': choose QDQ or QOperator")
     onnx = require_deploy("onnx")
     require_deploy("onnxruntime")
     from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
@@ -182,14 +186,14 @@ def quantize_int8(fp32_path: str | Path, path: str | Path, images: np.ndarray, m
             batch = next(self.batches, None)
             return None if batch is None else {INPUT_NAME: np.ascontiguousarray(batch, dtype=np.float32)}
 
-    quantization = {"format": INT8_QUANT_FORMAT, "per_channel": INT8_PER_CHANNEL, "activations": "uint8",
+    quantization = {"format": quant_format, "per_channel": per_channel, "activations": "uint8",
                     "weights": "int8", "calibration": "MinMax", "calibration_images": int(len(images))}
     with tempfile.TemporaryDirectory(prefix="cdprune-int8-") as tmp, _quiet_quantizer():
         prepared, quantized = Path(tmp) / "prepared.onnx", Path(tmp) / "int8.onnx"
         # Shape inference and graph optimisation first, as ONNX Runtime's quantisation guide asks.
         quant_pre_process(str(fp32_path), str(prepared))
-        quantize_static(str(prepared), str(quantized), Reader(), quant_format=getattr(QuantFormat, INT8_QUANT_FORMAT),
-                        per_channel=INT8_PER_CHANNEL, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+        quantize_static(str(prepared), str(quantized), Reader(), quant_format=getattr(QuantFormat, quant_format),
+                        per_channel=per_channel, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                         calibrate_method=CalibrationMethod.MinMax)
         proto = onnx.load(str(quantized))
     # The quantiser leaves markers of its own ("onnx.infer": "onnxruntime.quant"); dropped, so that every
