@@ -1,6 +1,6 @@
 """A comparison big enough to rank the methods: AlexNet on Fashion-MNIST, every method at −50 % FLOPs, 3 seeds.
 
-    python benchmarks/rank_methods.py            # about 45 minutes on a 2-core CPU: run it on an idle machine
+    python benchmarks/rank_methods.py            # about 47 minutes on a 2-core CPU: run it on an idle machine
     python benchmarks/rank_methods.py --smoke    # a minute, synthetic data: checks the script
 
 The earlier VGG-16 comparison (compare_fashion_mnist.py: 3 epochs on 8,000 images) had a seed
@@ -21,7 +21,7 @@ from cdprune.measure.latency import cpu_description
 
 HERE = Path(__file__).parent
 METHODS = ["dense", "pa", "fa", "ma", "uniform", "layer-random", "l1", "tp-magnitude"]
-# Sized to about 45 minutes of a 2-core Zen 3 CPU (24 trainings). Testing on all 10,000 test images
+# Sized to about 47 minutes of a 2-core Zen 3 CPU (24 trainings). Testing on all 10,000 test images
 # keeps the binomial error of each accuracy near 0.35 pt, below the gaps the table is meant to rank.
 BUDGET = dict(epochs=3, train_subset=6000, test_subset=None, batch_size=64, lr=0.02)
 SEEDS = 3
