@@ -1,6 +1,6 @@
 """The paper's Figures 4–5 on Fashion-MNIST: accuracy against params, FLOPs, memory, latency, energy and CPU.
 
-    python benchmarks/tradeoff_figures.py [--models alexnet,vgg16]   # about an hour on a 2-core CPU
+    python benchmarks/tradeoff_figures.py [--models alexnet,vgg16]   # about 40 minutes on a 2-core CPU
     python benchmarks/tradeoff_figures.py --smoke                    # a minute, synthetic data
 
 For AlexNet and VGG-16 it sweeps dense plus every mode (pa, fa, ma, and the beyond-the-paper
@@ -18,8 +18,8 @@ import cdprune
 HERE = Path(__file__).parent
 MODES = [m for m in ("pa", "fa", "ma", "ea", "la") if m in cdprune.MODES]
 TARGETS = [0.3, 0.5, 0.7, 0.9]
-# AlexNet trains about 2.4× faster than VGG-16 here, so it gets the larger budget (about 20 minutes
-# for its sweep on a 2-core Zen 3, VGG-16's about 25).
+# AlexNet trains about 2.4× faster than VGG-16 here, so it gets the larger budget (about 16 minutes
+# for its sweep on a 2-core Zen 3, VGG-16's about 20).
 BUDGETS = {"alexnet": dict(epochs=3, train_subset=4000, test_subset=2000, batch_size=32, lr=0.02),
            "vgg16": dict(epochs=2, train_subset=2000, test_subset=1000, batch_size=32, lr=0.02)}
 

@@ -45,14 +45,12 @@ ONNX_METADATA_KEYS = ("cdprune_version", "model", "architecture", "plan_digest",
                       "input_shape", "layout", "channel_order", "preprocess", "mean", "std", "class_names", "precision",
                       "quantization")
 # Static int8 in the QDQ format with per-channel weights, uint8 activations and int8 weights (ONNX
-# Runtime's U8S8 for x86). Chosen by a measurement on a 2-core AMD EPYC (AVX2, no VNNI), ONNX
-# Runtime 1.32, 1 thread, batch 1, VGG-16 FA-0.5 at 3×32×32 on a shared, busy machine: fp32
-# 10.6 ms; QDQ per-tensor 2.4 ms, QDQ per-channel 2.8 ms, QOperator per-tensor 2.8 ms, QOperator
-# per-channel 2.8 ms (MobileNetV2 FA-0.5: fp32 8.9 ms, the four int8 variants 2.0-2.1 ms). The
-# int8 variants were equal within the noise, since ONNX Runtime fuses QDQ pairs into the same
-# QLinearConv kernels QOperator names. QDQ is the format other execution providers (TensorRT,
-# XNNPACK, QNN, NNAPI) read, and per-channel scales cost nothing measurable while they keep the
-# narrow filters of a pruned layer from sharing one range with its widest.
+# Runtime's U8S8 for x86). benchmarks/edge_latency.py (part int8-formats) measured all four variants
+# of VGG-16 FA-0.5 on a 2-core AMD EPYC Zen 3 (AVX2, no VNNI), ONNX Runtime 1.32, 1 thread: fp32
+# 6.93 ms; QDQ 2.26 / 2.36 ms and QOperator 2.15 / 2.31 ms (per-channel / per-tensor), per-channel
+# 0.3 pt more accurate. The variants run alike since ONNX Runtime fuses QDQ pairs into the same
+# QLinearConv kernels QOperator names; QDQ is the format other execution providers (TensorRT,
+# XNNPACK, QNN, NNAPI) read.
 INT8_QUANT_FORMAT = "QDQ"
 INT8_PER_CHANNEL = True
 
