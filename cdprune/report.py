@@ -223,7 +223,7 @@ def plan_text(plan, model_name: str, mode_title: str, plan_path) -> str:
              reduction_table(plan.before, plan.after, plan.latency, plan.energy), "",
              table(["unit", "convs", "channels", "kept", "removed"], rows)]
     if plan.narrow_units:
-        lines.append(f"units narrower than {plan.round_to} kept whole: {', '.join(plan.narrow_units)}")
+        lines.append(f"units narrower than {2 * plan.round_to} not rounded: {', '.join(plan.narrow_units)}")
     if plan.energy:
         lines += ["", f"energy per inference: {plan.energy_model.describe()}"]
     return "\n".join(lines + ["", f"plan written to {plan_path}"])

@@ -165,19 +165,19 @@ def test_an_energy_budget_holds_when_recounted_independently(model, shape, budge
 
 
 def test_an_energy_budget_below_the_floor_names_the_least_reachable_energy(capsys, tmp_path):
-    # At floor 0.1 the units keep 1, 2 and 4 channels: c1 3→1 (1x1), c2 1→2, c3 2→4, head 4→10 with bias:
+    # Without rounding (round_to 1), at floor 0.1 the units keep 1, 2 and 4 channels: c1 3→1 (1x1), c2 1→2, c3 2→4, head 4→10 with bias:
     #   c1 4.6·768  + 160·4·(3 + 768 + 256)  = 3,532.8 + 657,280 = 660,812.8 pJ
     #   c2 4.6·1152 + 160·4·(18 + 256 + 128) = 5,299.2 + 257,280 = 262,579.2 pJ
     #   c3 4.6·1152 + 160·4·(72 + 128 + 64)  = 5,299.2 + 168,960 = 174,259.2 pJ
     #   head 4.6·40 + 160·4·(50 + 4 + 10)    =   184   +  40,960 =  41,144.0 pJ, in all 1,138,795.2 pJ = 1.14 uJ
-    message = one_line_error(lambda: cdprune.make_plan(EnergyNet(), SHAPE, None, None, budget="energy=1uJ"),
+    message = one_line_error(lambda: cdprune.make_plan(EnergyNet(), SHAPE, None, None, budget="energy=1uJ", round_to=1),
                              "budget energy=1.00uJ cannot be met", cdprune.UnreachableTarget)
     assert "the least this model reaches with floor 0.1 is 1.14uJ" in message
-    plan = cdprune.make_plan(EnergyNet(), SHAPE, None, None, budget="energy=1.1388uJ")  # just above: reachable
+    plan = cdprune.make_plan(EnergyNet(), SHAPE, None, None, budget="energy=1.1388uJ", round_to=1)  # just above
     assert plan.energy["after_mj"] == pytest.approx(1_138_795.2e-9, rel=1e-12)
 
     out = tmp_path / "plan.json"
-    code, stdout, err = run_cli(capsys, "prune", NET, "--input", "3,16,16", "--budget", "energy=1uJ", "--out", out)
+    code, stdout, err = run_cli(capsys, "prune", NET, "--input", "3,16,16", "--budget", "energy=1uJ", "--round-to", "1", "--out", out)
     assert code == 2 and stdout == "" and err.count("\n") == 1 and "1.14uJ" in err and not out.exists()
 
 

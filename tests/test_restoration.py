@@ -107,7 +107,8 @@ def test_resnext_block_is_pruned_group_consistently():
         bn.running_var.uniform_(0.5, 2)
         bn.weight.data.normal_()
         bn.bias.data.normal_()
-    plan = cdprune.make_plan(net, shape, "fa", 0.5, seed=1)  # a seed that draws both grouped units
+    # A seed that draws both grouped units; unrounded, so a draw can take a single channel per group.
+    plan = cdprune.make_plan(net, shape, "fa", 0.5, seed=1, round_to=1)
     assert plan.reduction["flops"] >= 0.5
     units = {u.name: u for u in plan.units}
     for name in ("c1", "c2"):  # the same in-group positions go from each of the 4 groups
@@ -154,7 +155,8 @@ def test_dncnn_has_the_papers_shape():
 def test_unet_plan_prunes_the_units_around_transposed_convs():
     shape = (1, 28, 28)
     # Equal-probability draws: the transposed convs hold little of the FLOPs, so fa seldom draws them.
-    plan = cdprune.make_plan(models.create("unet", in_channels=1), shape, "layer-random", 0.5, seed=0)
+    # Unrounded, so a draw removes few channels and the sampler visits many units before the target.
+    plan = cdprune.make_plan(models.create("unet", in_channels=1), shape, "layer-random", 0.5, seed=0, round_to=1)
     units = {u.name: u for u in plan.units}
     # up.0 and up.1 are the transposed convs; down.2.3 and merge.0.3 feed them.
     for name in ("up.0", "up.1", "down.2.3", "merge.0.3"):

@@ -68,11 +68,11 @@ class PruningPlan:
 
     @property
     def narrow_units(self) -> tuple[str, ...]:
-        """Units left whole because they are narrower than `round_to`: no multiple of it fits them.
+        """Units narrower than 2·`round_to` (with `round_to` > 1), which are not rounded (unit_rounding).
 
         Every other unit keeps a multiple of `round_to` channels.
         """
-        return tuple(u.name for u in self.units if u.channels < self.round_to)
+        return tuple(u.name for u in self.units if self.round_to > 1 and u.channels < 2 * self.round_to)
 
     def to_dict(self) -> dict:
         body = {

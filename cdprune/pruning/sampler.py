@@ -8,9 +8,9 @@ the mode's metric is met (or, with budgets, until every budget holds).
 The step fraction, floor and rounding are not fixed by the paper; the
 defaults here (10 % of a unit's channels per draw, never below 10 % of its
 original width) are this project's choices and are parameters. With
-`round_to` R > 1 every unit ends with a multiple of R channels: units whose
-width is not one lose their odd channels (at random) before the first draw,
-and units narrower than R stay whole.
+`round_to` R > 1 every unit at least 2R wide ends with a multiple of R
+channels: units whose width is not one lose their odd channels (at random)
+before the first draw. Narrower units are not rounded (see `unit_rounding`).
 
 Latency (mode `la`, latency budgets) is estimated from a per-layer latency table: one measured on
 the target device (`latency_table=`, written by `cdprune latency-table`) or one this machine
@@ -76,6 +76,16 @@ def get_mode(name: str) -> Mode:
     return MODES[name]
 
 
+def unit_rounding(channels: int, round_to: int) -> int:
+    """The multiple a unit of `channels` keeps: round_to, or 1 for a unit narrower than 2·round_to.
+
+    Rounded to R, a unit narrower than 2R could only stay whole or drop to R, so it would take no part
+    in the search, and a small network of 8- to 15-wide layers could not be pruned at all. Such
+    units move one channel at a time instead; their share of a network's time is small.
+    """
+    return round_to if channels >= 2 * round_to else 1
+
+
 def floor_count(channels: int, floor: float, round_to: int) -> int:
     """The fewest channels a unit may keep: ceil(floor·n), rounded up to a multiple of round_to."""
     least = max(1, math.ceil(floor * channels))
@@ -106,8 +116,8 @@ def make_plan(model: nn.Module, input_shape=(3, 32, 32), mode: str | None = "fa"
         also be strings read as `parse_budget` reads them ({"flops": "100M", "energy": "500uJ"}), or the
         whole budget one string ("flops=100M,params=2M"). With a budget and mode=None, each draw follows
         the metric furthest over its budget.
-    round_to: every unit keeps a multiple of this many channels; units narrower than it stay whole
-        (listed by the plan's `narrow_units`). Default DEFAULT_ROUND_TO.
+    round_to: every unit at least 2·round_to wide keeps a multiple of this many channels; narrower units
+        are not rounded (listed by the plan's `narrow_units`). Default DEFAULT_ROUND_TO.
     latency_table: for latency (mode "la", latency budgets), a table measured on the target device: a
         `LatencyTable` or the path of one written by `cdprune latency-table`. It must be for this
         architecture and input shape (and runtime, when `latency_runtime` is given). Without it, a
@@ -208,7 +218,8 @@ class Sampler:
         self.energy = energy
         self.step, self.floor, self.round_to, self.seed = step, floor, round_to, seed
         self.original = np.array([u.positions for u in channels.units])
-        self.least = np.array([floor_count(n, floor, round_to) for n in self.original])
+        self.rounding = np.array([unit_rounding(n, round_to) for n in self.original])
+        self.least = np.array([floor_count(n, floor, r) for n, r in zip(self.original, self.rounding)])
         self.kept = [np.arange(n) for n in self.original]
         self.removed = np.zeros(len(self.original), dtype=np.int64)
         self.rng = np.random.default_rng(seed)
@@ -223,15 +234,15 @@ class Sampler:
             self._round_widths()
 
     def _round_widths(self) -> None:
-        """Trim every unit at least round_to wide to the largest multiple of round_to, at random.
+        """Trim every rounded unit (unit_rounding) to the largest multiple of round_to, at random.
 
-        Draws only ever leave multiples of round_to (or the floor, itself one), so after this every
-        unit that is not narrower than round_to keeps a multiple of it, drawn or not.
+        Draws only ever leave multiples of a unit's rounding (or the floor, itself one), so after this
+        every rounded unit keeps a multiple of round_to, drawn or not.
         """
         r = self.round_to
         for u, unit in enumerate(self.channels.units):
             n = int(self.original[u])
-            if n < r or n % r == 0:
+            if self.rounding[u] == 1 or n % r == 0:
                 continue
             top = n // r * r
             need = max(1, math.ceil(self.floor * n))
@@ -316,7 +327,7 @@ class Sampler:
     def weights(self, metric: str, equal: bool = False) -> np.ndarray | None:
         """Complexity weights w_u = c_u / Σc over the units not yet at their floor (equal=True: uniform)."""
         counts = self.original - self.removed
-        movable = np.array([next_count(c, lo, self.step, self.round_to) < c for c, lo in zip(counts, self.least)])
+        movable = np.array([next_count(c, lo, self.step, r) < c for c, lo, r in zip(counts, self.least, self.rounding)])
         complexity = (1.0 if equal else np.clip(self.unit_complexity(metric), 0, None)) * movable
         total = complexity.sum()
         return complexity / total if total > 0 else None
@@ -324,7 +335,7 @@ class Sampler:
     def draw(self, weights: np.ndarray) -> None:
         u = int(self.rng.choice(len(weights), p=weights))
         current = len(self.kept[u])
-        drop = current - next_count(current, self.least[u], self.step, self.round_to)
+        drop = current - next_count(current, self.least[u], self.step, int(self.rounding[u]))
         gone = self.rng.choice(self.kept[u], size=drop, replace=False)
         self.keep(u, np.setdiff1d(self.kept[u], gone))
         self.steps += 1
