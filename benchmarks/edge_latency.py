@@ -222,13 +222,10 @@ def main(argv=None) -> None:
                 result["default"] = default_plans(["alexnet"], ["onnxruntime"], [1], 0.05, tmp)
             if "la" in parts:
                 result["la"] = la_against_fa(["alexnet"], 0.05, tmp, repeats=2, table_time_s=0.0, with_dense=False)
+            tiny = cdprune.RunSettings("alexnet", "synthetic", epochs=1, train_subset=64, test_subset=32, batch_size=32)
             if "int8" in parts:
-                tiny = cdprune.RunSettings("alexnet", "synthetic", epochs=1, train_subset=64, test_subset=32,
-                                           batch_size=32)
                 result["int8"] = int8_against_fp32(tiny, runs / "alexnet-fa0.5", 0.05, 16)
             if "int8-formats" in parts:
-                tiny = cdprune.RunSettings("alexnet", "synthetic", epochs=1, train_subset=64, test_subset=32,
-                                           batch_size=32)
                 cdprune.train_run(runs / "alexnet-dense", tiny, None, resume=True, progress=False)
                 result["int8_formats"] = int8_formats(runs / "alexnet-dense", 0.05, 16, tmp, rounds=1)
         else:

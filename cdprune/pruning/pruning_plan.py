@@ -20,6 +20,16 @@ from ..measure.energy import EnergyModel
 FORMAT = "cdprune-plan/1"
 
 
+def unit_rounding(channels: int, round_to: int) -> int:
+    """The multiple a unit of `channels` keeps: round_to, or 1 for a unit narrower than 2·round_to.
+
+    Rounded to R, a unit narrower than 2R could only stay whole or drop to R, so it would take no part
+    in the search, and a small network of 8- to 15-wide layers could not be pruned at all. Such
+    units move one channel at a time instead; their share of a network's time is small.
+    """
+    return round_to if channels >= 2 * round_to else 1
+
+
 @dataclass(frozen=True)
 class UnitPlan:
     name: str  # the unit's first conv; channels are numbered as in the base model
@@ -72,7 +82,7 @@ class PruningPlan:
 
         Every other unit keeps a multiple of `round_to` channels.
         """
-        return tuple(u.name for u in self.units if self.round_to > 1 and u.channels < 2 * self.round_to)
+        return tuple(u.name for u in self.units if self.round_to > 1 and unit_rounding(u.channels, self.round_to) == 1)
 
     def to_dict(self) -> dict:
         body = {

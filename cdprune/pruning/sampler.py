@@ -32,7 +32,7 @@ from ..complexity import profile as profile_model
 from ..errors import CdpruneError, UnreachableTarget
 from ..formatting import human_bytes, human_count, human_energy
 from ..measure.energy import EnergyModel, energy_model_of
-from .pruning_plan import PruningPlan, UnitPlan
+from .pruning_plan import PruningPlan, UnitPlan, unit_rounding
 from .units import ChannelModel, find_units, require_units
 
 SIZE_METRICS = ("params", "flops", "memory")
@@ -74,16 +74,6 @@ def get_mode(name: str) -> Mode:
     if name not in MODES:
         raise CdpruneError(f"unknown mode '{name}': choose one of {', '.join(MODES)}")
     return MODES[name]
-
-
-def unit_rounding(channels: int, round_to: int) -> int:
-    """The multiple a unit of `channels` keeps: round_to, or 1 for a unit narrower than 2·round_to.
-
-    Rounded to R, a unit narrower than 2R could only stay whole or drop to R, so it would take no part
-    in the search, and a small network of 8- to 15-wide layers could not be pruned at all. Such
-    units move one channel at a time instead; their share of a network's time is small.
-    """
-    return round_to if channels >= 2 * round_to else 1
 
 
 def floor_count(channels: int, floor: float, round_to: int) -> int:
