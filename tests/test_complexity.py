@@ -74,3 +74,18 @@ def test_fashion_mnist_shape_works_for_every_model():
     for name in models.names():
         prof = cdprune.profile(models.create(name, num_classes=10, in_channels=1), (1, 28, 28))
         assert prof.layers[0].in_channels == 1
+
+
+def test_alexnet_width_multiplier_by_hand():
+    # width 0.25: convs 16-48-96-64-64, FCs 256 wide; 28×28 input, pooled to 14, 7, 4 (ceil), then 2×2.
+    net = models.create("alexnet", num_classes=10, in_channels=1, model_args={"width": 0.25})
+    prof = cdprune.profile(net, (1, 28, 28))
+    assert [layer.out_channels for layer in prof.layers] == [16, 48, 96, 64, 64, 256, 256, 10]
+    convs = 16 * 9 + 48 * 16 * 9 + 96 * 48 * 9 + 64 * 96 * 9 + 64 * 64 * 9
+    bn = 2 * (16 + 48 + 96 + 64 + 64)
+    fcs = (64 * 4 * 256 + 256) + (256 * 256 + 256) + (256 * 10 + 10)
+    assert prof.totals.params == convs + bn + fcs == 275_418
+    macs = 16 * 9 * 784 + 48 * 16 * 9 * 196 + (96 * 48 + 64 * 96 + 64 * 64) * 9 * 49 + 64 * 4 * 256 + 256 * 256 + 2560
+    assert prof.totals.flops == macs == 8_149_248
+    with pytest.raises(cdprune.CdpruneError, match="width > 0"):
+        models.create("alexnet", model_args={"width": 0})
