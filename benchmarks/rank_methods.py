@@ -1,6 +1,6 @@
 """A comparison big enough to rank the methods: AlexNet on Fashion-MNIST, every method at −50 % FLOPs, 3 seeds.
 
-    python benchmarks/rank_methods.py            # about 95 minutes on a 2-core CPU: run it on an idle machine
+    python benchmarks/rank_methods.py            # about 90 minutes on a 2-core CPU: run it on an idle machine
     python benchmarks/rank_methods.py --smoke    # a minute, synthetic data: checks the script
 
 The earlier VGG-16 comparison (compare_fashion_mnist.py: 3 epochs on 8,000 images) had a seed
@@ -23,7 +23,7 @@ from cdprune.measure.latency import cpu_description
 
 HERE = Path(__file__).parent
 METHODS = ["dense", "pa", "fa", "ma", "uniform", "layer-random", "l1", "tp-magnitude"]
-# Sized to about 95 minutes of a 2-core Zen 3 CPU (24 trainings; a dense epoch takes about 48 s).
+# 90 minutes on 2 cores of a Zen 3 EPYC (24 trainings; a dense epoch takes about 45 s there).
 # In a 2-epoch probe of the dense model lr 0.05 reached 84.6 %, 0.1 the same, 0.02 only 80.1 %.
 MODEL_ARGS = {"width": 0.25}
 BUDGET = dict(epochs=7, train_subset=None, test_subset=None, batch_size=128, lr=0.05)

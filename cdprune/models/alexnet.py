@@ -1,7 +1,7 @@
 """AlexNet, CIFAR variant (Krizhevsky et al. 2012): five convs with 3×3 kernels, BN, three FC layers.
 
 `width` scales every layer (64-192-384-256-256 convs, 1024-wide FCs at 1.0), as MobileNet's width
-multiplier does: AlexNet at width 0.25 trains about 12× faster on a CPU, small enough to train to
+multiplier does: AlexNet at width 0.25 trained about 12× faster on a 2-core CPU, small enough to train to
 convergence on all of Fashion-MNIST in minutes (benchmarks/rank_methods.py)."""
 import torch.nn as nn
 
