@@ -8,6 +8,7 @@ from __future__ import annotations
 from .complexity import METRICS, Profile, Totals
 from .formatting import human_bytes, human_count, human_energy, human_metric, markdown_table, table
 from .formatting import table as table_text  # where a parameter is called `table`
+from .pruning.pruning_plan import rounded_from
 
 METRIC_LABELS = {"params": "params", "flops": "FLOPs", "memory": "memory"}
 
@@ -223,7 +224,7 @@ def plan_text(plan, model_name: str, mode_title: str, plan_path) -> str:
              reduction_table(plan.before, plan.after, plan.latency, plan.energy), "",
              table(["unit", "convs", "channels", "kept", "removed"], rows)]
     if plan.narrow_units:
-        lines.append(f"units narrower than {2 * plan.round_to} not rounded: {', '.join(plan.narrow_units)}")
+        lines.append(f"units narrower than {rounded_from(plan.round_to)} not rounded: {', '.join(plan.narrow_units)}")
     if plan.energy:
         lines += ["", f"energy per inference: {plan.energy_model.describe()}"]
     return "\n".join(lines + ["", f"plan written to {plan_path}"])

@@ -20,6 +20,11 @@ from ..measure.energy import EnergyModel
 FORMAT = "cdprune-plan/1"
 
 
+def rounded_from(round_to: int) -> int:
+    """The narrowest unit that keeps a multiple of `round_to` channels (see unit_rounding)."""
+    return 2 * round_to
+
+
 def unit_rounding(channels: int, round_to: int) -> int:
     """The multiple a unit of `channels` keeps: round_to, or 1 for a unit narrower than 2·round_to.
 
@@ -27,7 +32,7 @@ def unit_rounding(channels: int, round_to: int) -> int:
     in the search, and a small network of 8- to 15-wide layers could not be pruned at all. Such
     units move one channel at a time instead; their share of a network's time is small.
     """
-    return round_to if channels >= 2 * round_to else 1
+    return round_to if channels >= rounded_from(round_to) else 1
 
 
 @dataclass(frozen=True)
@@ -78,7 +83,7 @@ class PruningPlan:
 
     @property
     def narrow_units(self) -> tuple[str, ...]:
-        """Units narrower than 2·`round_to` (with `round_to` > 1), which are not rounded (unit_rounding).
+        """Units narrower than `rounded_from(round_to)` (with `round_to` > 1), which are not rounded.
 
         Every other unit keeps a multiple of `round_to` channels.
         """

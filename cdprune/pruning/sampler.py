@@ -229,10 +229,9 @@ class Sampler:
         Draws only ever leave multiples of a unit's rounding (or the floor, itself one), so after this
         every rounded unit keeps a multiple of round_to, drawn or not.
         """
-        r = self.round_to
         for u, unit in enumerate(self.channels.units):
-            n = int(self.original[u])
-            if self.rounding[u] == 1 or n % r == 0:
+            n, r = int(self.original[u]), int(self.rounding[u])
+            if n % r == 0:  # a multiple already, or a unit that is not rounded (r = 1)
                 continue
             top = n // r * r
             need = max(1, math.ceil(self.floor * n))
