@@ -13,7 +13,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from cdprune.experiment import compare
-from cdprune.io import atomic_write_json, atomic_write_text
+from cdprune.storage import atomic_write_json, atomic_write_text
 from cdprune.formatting import markdown_table
 from cdprune.report import compare_rows
 from cdprune.runs import RunSettings

@@ -31,7 +31,7 @@ from cdprune import models
 from cdprune.deploy.worker import device_name
 from cdprune.experiment import DEFAULT_JOB
 from cdprune.formatting import human_bytes, human_count, markdown_table
-from cdprune.io import atomic_write_json, atomic_write_text
+from cdprune.storage import atomic_write_json, atomic_write_text
 
 HERE = Path(__file__).parent
 MODELS = ["vgg16", "mobilenetv2"]

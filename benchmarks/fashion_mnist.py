@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from cdprune.experiment import DEFAULT_JOB, main_job
-from cdprune.io import atomic_write_json, atomic_write_text
+from cdprune.storage import atomic_write_json, atomic_write_text
 from cdprune.measure.latency import cpu_description
 from cdprune.runs import RunSettings
 

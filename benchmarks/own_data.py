@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 
 import cdprune
-from cdprune.io import atomic_write_json, atomic_write_text
+from cdprune.storage import atomic_write_json, atomic_write_text
 from cdprune.measure.latency import cpu_description
 
 HERE = Path(__file__).parent

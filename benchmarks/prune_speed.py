@@ -14,7 +14,7 @@ import torch
 
 import cdprune
 from cdprune import models
-from cdprune.io import atomic_write_json
+from cdprune.storage import atomic_write_json
 
 REPEATS = 5
 SHAPE = (3, 32, 32)

@@ -18,7 +18,7 @@ import torch
 
 import cdprune
 from cdprune.formatting import markdown_table
-from cdprune.io import atomic_write_json, atomic_write_text
+from cdprune.storage import atomic_write_json, atomic_write_text
 from cdprune.measure.latency import cpu_description
 
 HERE = Path(__file__).parent

@@ -19,7 +19,7 @@ import torch
 
 from cdprune.deploy.worker import device_name
 from cdprune.experiment import main_job
-from cdprune.io import atomic_write_json, atomic_write_text
+from cdprune.storage import atomic_write_json, atomic_write_text
 from cdprune.runs import RunSettings
 
 HERE = Path(__file__).parent

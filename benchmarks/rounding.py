@@ -24,7 +24,7 @@ import torch
 import cdprune
 from cdprune import models
 from cdprune.deploy import bench
-from cdprune.io import atomic_write_json, atomic_write_text
+from cdprune.storage import atomic_write_json, atomic_write_text
 from cdprune.measure.latency import cpu_model_name
 
 MODELS = ["vgg16", "resnet50", "mobilenetv2", "alexnet"]

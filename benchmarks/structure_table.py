@@ -12,7 +12,7 @@ import numpy as np
 
 import cdprune
 from cdprune import CdpruneError, models
-from cdprune.io import atomic_write_json, atomic_write_text
+from cdprune.storage import atomic_write_json, atomic_write_text
 
 SEEDS = range(20)
 MODELS = ["vgg16", "resnet50", "mobilenetv2", "alexnet"]

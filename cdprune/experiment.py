@@ -23,7 +23,7 @@ from .backends import Resources, Task, run_tasks
 from .deploy import bench
 from .errors import CdpruneError, UnreachableTarget
 from .formatting import csv_text
-from .io import atomic_write_json, atomic_write_text
+from .storage import atomic_write_json, atomic_write_text
 from .methods import Goal, Job, check_goal, get_method, plan_goal, run_method
 from .pruning import apply_plan, get_mode
 from .records import Record

@@ -8,7 +8,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from .io import atomic_write_bytes  # noqa: E402
+from .storage import atomic_write_bytes  # noqa: E402
 
 
 def _score_legend(name: str, value) -> str:

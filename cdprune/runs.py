@@ -26,7 +26,7 @@ from . import distributed, models
 from .complexity import architecture_id, profile
 from .data import AUGMENTATIONS, DATASETS, dataset_info, load_dataset
 from .errors import CdpruneError
-from .io import (atomic_write_json, load_weights, lock_directory, read_checkpoint_meta, read_json_object,
+from .storage import (atomic_write_json, load_weights, lock_directory, read_checkpoint_meta, read_json_object,
                  remove_stale_temps, save_weights)
 from .measure import estimate_energy, measure_latency
 from .records import Record

@@ -32,7 +32,7 @@ from tqdm import tqdm
 from . import distributed
 from .errors import CdpruneError
 from .formatting import csv_text
-from .io import atomic_write_text, load_checkpoint, read_checkpoint_meta, save_checkpoint
+from .storage import atomic_write_text, load_checkpoint, read_checkpoint_meta, save_checkpoint
 from .tasks import CLASSIFY, Task
 
 CHECKPOINT_NAME = "checkpoint.safetensors"

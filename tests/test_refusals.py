@@ -168,7 +168,7 @@ def test_a_second_writer_is_refused_naming_the_holder(tmp_path, capsys):
     run = tmp_path / "busy"
     holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
         import sys
-        from cdprune.io import lock_directory
+        from cdprune.storage import lock_directory
         with lock_directory({str(run)!r}):
             print("locked", flush=True)
             sys.stdin.read()

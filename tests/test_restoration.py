@@ -15,7 +15,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import cdprune
 from cdprune import RunSettings, models
-from cdprune.io import load_weights
+from cdprune.storage import load_weights
 from cdprune.tasks import input_scores, psnr, ssim
 from cdprune.train import TrainConfig, evaluate, train
 from support import ctrl_c_in_epoch, run_cli

@@ -7,7 +7,7 @@ import torch
 import cdprune
 from cdprune import data
 from cdprune.cli import main
-from cdprune.io import load_weights
+from cdprune.storage import load_weights
 from cdprune.runs import RunSettings, eval_run, train_run
 from cdprune.train import TrainConfig, evaluate, train
 from support import TINY_TRAIN, ctrl_c_in_epoch, run_cli as run

@@ -11,7 +11,7 @@ import torch.nn as nn
 from torch.utils.data import TensorDataset
 
 from cdprune import distributed
-from cdprune import io as cio
+from cdprune import storage
 from cdprune.backends import Resources, Task, run_tasks
 from cdprune.errors import CdpruneError
 from cdprune.experiment import SweepPoint, sweep
@@ -95,7 +95,7 @@ def test_two_ranks_make_the_single_process_updates(tmp_path):
         reshuffled = _train_plain_cnn(tmp_path / "other", seed=1).history
     finally:
         torch.set_num_threads(os.cpu_count() or 1)
-    two = cio.read_checkpoint_meta(tmp_path / "two" / "checkpoint.safetensors")["history"]
+    two = storage.read_checkpoint_meta(tmp_path / "two" / "checkpoint.safetensors")["history"]
     assert [r["epoch"] for r in two] == [1, 2]
     for a, b in zip(two, single):
         assert a["train_loss"] == pytest.approx(b.train_loss, rel=1e-4)

@@ -1,4 +1,4 @@
-"""Tests for cdprune.train and cdprune.io on a tiny, quickly learnable task.
+"""Tests for cdprune.train and cdprune.storage on a tiny, quickly learnable task.
 
 Images are 1x8x8 noise with one brightened quadrant; the label is the
 quadrant's index (4 classes, chance = 0.25).
@@ -18,7 +18,7 @@ import torch.nn as nn
 from safetensors import safe_open
 from torch.utils.data import Dataset, TensorDataset
 
-from cdprune import io as cio
+from cdprune import storage
 from cdprune.errors import CdpruneError
 from cdprune.train import (
     EpochRecord,
@@ -150,7 +150,7 @@ def test_resume_after_interrupt_is_bit_identical(tmp_path, capsys):
         train(tiny_cnn(0), train_set(interrupt_after=256 + 40), TEST_SET, CONFIG, out)
     assert info.value.last_epoch == 1
     assert "rerun with --resume" in str(info.value)
-    assert cio.read_checkpoint_meta(out / "checkpoint.safetensors")["epoch"] == 1
+    assert storage.read_checkpoint_meta(out / "checkpoint.safetensors")["epoch"] == 1
     assert len((out / "history.csv").read_text().splitlines()) == 2  # header + epoch 1
     assert temp_files(out) == []
 
@@ -257,7 +257,7 @@ def test_checkpoint_is_safetensors_and_round_trips(tmp_path):
         opt.step()
     rng = torch.get_rng_state()
     path = tmp_path / "ckpt.safetensors"
-    cio.save_checkpoint(path, model, opt, {"epoch": 7, "rng": rng, "rows": [{"a": 0.1}]})
+    storage.save_checkpoint(path, model, opt, {"epoch": 7, "rng": rng, "rows": [{"a": 0.1}]})
 
     raw = path.read_bytes()
     (header_len,) = struct.unpack("<Q", raw[:8])
@@ -267,7 +267,7 @@ def test_checkpoint_is_safetensors_and_round_trips(tmp_path):
 
     model2 = tiny_cnn(1)
     opt2 = torch.optim.SGD(model2.parameters(), lr=0.5, momentum=0.9, nesterov=True)
-    meta = cio.load_checkpoint(path, model2, opt2)
+    meta = storage.load_checkpoint(path, model2, opt2)
     assert_same_weights(model2, model)
     assert meta["epoch"] == 7 and meta["rows"] == [{"a": 0.1}]
     assert meta["rng"].dtype == torch.uint8 and torch.equal(meta["rng"], rng)
@@ -283,22 +283,22 @@ def test_weights_round_trip(tmp_path):
     state["transposed"] = torch.arange(6.0).reshape(2, 3).t()  # non-contiguous
     state["alias"] = state["0.weight"]  # shares storage with another entry
     path = tmp_path / "w.safetensors"
-    cio.save_weights(path, state)
-    loaded = cio.load_weights(path)
+    storage.save_weights(path, state)
+    loaded = storage.load_weights(path)
     assert loaded.keys() == state.keys()
     for k in state:
         assert torch.equal(loaded[k], state[k]), k
     assert loaded["1.num_batches_tracked"].item() == 1
     with pytest.raises(CdpruneError):
-        cio.load_weights(tmp_path / "missing.safetensors")
+        storage.load_weights(tmp_path / "missing.safetensors")
 
 
 def test_atomic_writes(tmp_path, monkeypatch):
     obj = {"b": 1, "a": [1, 2]}
-    cio.atomic_write_json(tmp_path / "x.json", obj)
+    storage.atomic_write_json(tmp_path / "x.json", obj)
     text = (tmp_path / "x.json").read_text()
     assert text == json.dumps(obj, indent=2) + "\n" and text.index('"b"') < text.index('"a"')
-    cio.atomic_write_text(tmp_path / "t.txt", "héllo\n")
+    storage.atomic_write_text(tmp_path / "t.txt", "héllo\n")
     assert (tmp_path / "t.txt").read_text(encoding="utf-8") == "héllo\n"
 
     umask = os.umask(0)
@@ -311,10 +311,10 @@ def test_atomic_writes(tmp_path, monkeypatch):
 
     monkeypatch.setattr(os, "replace", broken_replace)
     with pytest.raises(OSError):
-        cio.atomic_write_bytes(tmp_path / "t.txt", b"new")
+        storage.atomic_write_bytes(tmp_path / "t.txt", b"new")
     assert (tmp_path / "t.txt").read_text(encoding="utf-8") == "héllo\n"
     with pytest.raises(TypeError):  # not JSON: fails before any file is made
-        cio.atomic_write_json(tmp_path / "bad.json", {"x": object()})
+        storage.atomic_write_json(tmp_path / "bad.json", {"x": object()})
     assert sorted(p.name for p in tmp_path.iterdir()) == ["t.txt", "x.json"]
 
 

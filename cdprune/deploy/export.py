@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from ..errors import CdpruneError
-from ..io import atomic_write_bytes
+from ..storage import atomic_write_bytes
 from ..measure.latency import ONNX_OPSET, onnx_bytes, onnx_latency, require_module
 from ..pruning import PruningPlan
 from ..records import VERSION, Record

@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ..errors import CdpruneError
-from ..io import atomic_write_json, load_json_file
+from ..storage import atomic_write_json, load_json_file
 
 E_MAC_PJ = 4.6
 E_DRAM_PJ_PER_BYTE = 160.0

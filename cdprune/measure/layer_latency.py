@@ -37,7 +37,7 @@ import torch.nn as nn
 
 from ..complexity import CONV_TYPES, architecture_id
 from ..errors import CdpruneError
-from ..io import atomic_write_json, atomic_write_text, load_json_file
+from ..storage import atomic_write_json, atomic_write_text, load_json_file
 from .latency import cpu_model_name, fastest_ms, measure_latency, onnx_bytes, ort_session, require_module, torch_threads
 
 FRACTIONS = (0.25, 0.5, 0.75, 1.0)

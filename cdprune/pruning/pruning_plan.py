@@ -113,14 +113,14 @@ class PruningPlan:
         return json.dumps(self.to_dict(), indent=1, allow_nan=False) + "\n"
 
     def save(self, path: str | Path) -> Path:
-        from ..io import atomic_write_text
+        from ..storage import atomic_write_text
 
         atomic_write_text(path, self.to_json())
         return Path(path)
 
     @classmethod
     def load(cls, path: str | Path) -> "PruningPlan":
-        from ..io import load_json_file
+        from ..storage import load_json_file
 
         data = load_json_file(path, "plan file", missing=f"create one with 'cdprune prune MODEL --out {path}'",
                               fix="re-create it with 'cdprune prune'")

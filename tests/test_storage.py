@@ -1,4 +1,4 @@
-"""Tests for cdprune.io's reliability helpers: failed atomic writes, stale temp files,
+"""Tests for cdprune.storage's reliability helpers: failed atomic writes, stale temp files,
 the per-directory writer lock and damaged JSON records."""
 from __future__ import annotations
 
@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from cdprune import io as cio
+from cdprune import storage
 from cdprune.errors import CdpruneError
 
-PACKAGE_DIR = Path(cio.__file__).resolve().parent
+PACKAGE_DIR = Path(storage.__file__).resolve().parent
 
 
 def _dead_pid() -> int:
@@ -36,10 +36,10 @@ def test_atomic_write_under_a_regular_file_names_the_file_in_the_way(tmp_path):
     blocker = tmp_path / "notes.txt"
     blocker.write_text("keep me")
     with pytest.raises(NotADirectoryError) as err:
-        cio.atomic_write_bytes(blocker / "metrics.json", b"{}")
+        storage.atomic_write_bytes(blocker / "metrics.json", b"{}")
     assert err.value.filename == str(blocker)
     with pytest.raises(NotADirectoryError):
-        cio.atomic_write_bytes(blocker / "deeper" / "metrics.json", b"{}")
+        storage.atomic_write_bytes(blocker / "deeper" / "metrics.json", b"{}")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
     assert blocker.read_text() == "keep me"
 
@@ -48,7 +48,7 @@ def test_atomic_write_under_a_regular_file_names_the_file_in_the_way(tmp_path):
 @pytest.mark.parametrize("target", ["/proc/self/cdprune-test.json", "/sys/cdprune-test.json"])
 def test_atomic_write_to_an_unwritable_folder_names_the_target(target):
     with pytest.raises(OSError) as err:
-        cio.atomic_write_bytes(target, b"{}")
+        storage.atomic_write_bytes(target, b"{}")
     # The message names the file the user asked for, not the hidden temp file.
     assert err.value.filename == target and err.value.errno is not None
     assert not any(name.startswith(".cdprune-test.json.") for name in os.listdir(Path(target).parent))
@@ -58,7 +58,7 @@ def test_atomic_write_over_a_folder_removes_its_temp_file(tmp_path):
     target = tmp_path / "model.safetensors"
     (target / "inside").mkdir(parents=True)
     with pytest.raises(IsADirectoryError) as err:
-        cio.atomic_write_bytes(target, b"weights")
+        storage.atomic_write_bytes(target, b"weights")
     assert err.value.filename == str(target)
     assert _temp_files(tmp_path) == [] and (target / "inside").is_dir()
 
@@ -67,9 +67,9 @@ def test_atomic_write_error_without_a_file_name_gets_the_target(tmp_path, monkey
     def disk_full(fd):
         raise OSError(errno.ENOSPC, "No space left on device")  # as write()/fsync() report it
 
-    monkeypatch.setattr(cio.os, "fsync", disk_full)
+    monkeypatch.setattr(storage.os, "fsync", disk_full)
     with pytest.raises(OSError) as err:
-        cio.atomic_write_bytes(tmp_path / "ckpt.safetensors", b"x" * 100)
+        storage.atomic_write_bytes(tmp_path / "ckpt.safetensors", b"x" * 100)
     assert err.value.errno == errno.ENOSPC and err.value.filename == str(tmp_path / "ckpt.safetensors")
     assert list(tmp_path.iterdir()) == []
 
@@ -85,9 +85,9 @@ def _real_temp_name(folder: Path, monkeypatch) -> str:
         raise OSError(errno.EIO, "stop here")
 
     with monkeypatch.context() as m:
-        m.setattr(cio.os, "replace", fail_replace)
+        m.setattr(storage.os, "replace", fail_replace)
         with pytest.raises(OSError):
-            cio.atomic_write_bytes(folder / "metrics.json", b"{}")
+            storage.atomic_write_bytes(folder / "metrics.json", b"{}")
     return seen[0]
 
 
@@ -111,20 +111,20 @@ def test_remove_stale_temps_removes_only_dead_writers_files(tmp_path, monkeypatc
         (tmp_path / name).write_text(why)
     (tmp_path / f".folder.{dead}.0a1b2c3d.tmp").mkdir()  # not a regular file
 
-    removed = cio.remove_stale_temps(tmp_path)
+    removed = storage.remove_stale_temps(tmp_path)
 
     gone = sorted([dead_name, f".model.safetensors.{dead}.0a1b2c3d.tmp"])
     assert removed == [tmp_path / name for name in gone]
     left = sorted(p.name for p in tmp_path.iterdir())
     assert left == sorted(set(names) - set(gone) | {f".folder.{dead}.0a1b2c3d.tmp"})
-    assert cio.remove_stale_temps(tmp_path) == []
-    assert cio.remove_stale_temps(tmp_path / "missing") == []
+    assert storage.remove_stale_temps(tmp_path) == []
+    assert storage.remove_stale_temps(tmp_path / "missing") == []
 
 
 # --------------------------------------------------------------------------- directory lock
 
 # A second process driven over stdin: "hold" takes the lock and keeps it, "try" takes and
-# drops it; each answers one line. It loads only cdprune.io and cdprune.errors (an empty
+# drops it; each answers one line. It loads only cdprune.storage and cdprune.errors (an empty
 # stand-in for the package skips cdprune/__init__), so it starts faster and does not
 # depend on the rest of the package.
 _LOCKER = """
@@ -133,7 +133,7 @@ package = types.ModuleType("cdprune")
 package.__path__ = [sys.argv[2]]
 sys.modules["cdprune"] = package
 from cdprune.errors import CdpruneError
-from cdprune.io import lock_directory
+from cdprune.storage import lock_directory
 kept = []
 for line in sys.stdin:
     try:
@@ -194,36 +194,36 @@ def test_lock_refuses_a_second_process_and_frees_when_the_holder_is_killed(tmp_p
     assert holder.ask("hold") == "held"
 
     with pytest.raises(CdpruneError) as err:
-        with cio.lock_directory(run):
+        with storage.lock_directory(run):
             pass
     message = str(err.value)
     assert f"run directory {run} is in use by pid {holder.proc.pid} " in message and "\n" not in message
     with pytest.raises(CdpruneError, match="output folder .* choose another output folder"):
-        with cio.lock_directory(run, what="output folder"):
+        with storage.lock_directory(run, what="output folder"):
             pass
 
     # The lock keeps out writers that ask for it, not readers.
-    assert cio.read_json_object(run / "metrics.json", "metrics file") == {"top1": 0.5}
+    assert storage.read_json_object(run / "metrics.json", "metrics file") == {"top1": 0.5}
     assert "metrics.json" in os.listdir(run)
 
     holder.kill()
-    with cio.lock_directory(run) as locked:
+    with storage.lock_directory(run) as locked:
         assert locked == run
-        record = json.loads((run / cio.HOLDER_FILE).read_text())
+        record = json.loads((run / storage.HOLDER_FILE).read_text())
         assert record["pid"] == os.getpid()
-    assert not (run / cio.HOLDER_FILE).exists()
+    assert not (run / storage.HOLDER_FILE).exists()
 
 
 def test_lock_is_reentrant_and_released_by_the_outermost_exit(tmp_path, locker):
     run = tmp_path / "run"
     other = locker(run)
-    with cio.lock_directory(run):  # creates the directory
-        with cio.lock_directory(run):
+    with storage.lock_directory(run):  # creates the directory
+        with storage.lock_directory(run):
             assert other.ask("try").startswith(f"refused run directory {run} is in use by pid {os.getpid()} ")
 
             # Another thread of this process shares the hold instead of deadlocking on it.
             def nested():
-                with cio.lock_directory(run):
+                with storage.lock_directory(run):
                     entered.set()
 
             entered = threading.Event()
@@ -238,7 +238,7 @@ def test_lock_is_reentrant_and_released_by_the_outermost_exit(tmp_path, locker):
 def test_lock_on_a_file_is_an_os_error(tmp_path):
     (tmp_path / "run").write_text("not a folder")
     with pytest.raises(NotADirectoryError):
-        with cio.lock_directory(tmp_path / "run"):
+        with storage.lock_directory(tmp_path / "run"):
             pass
 
 
@@ -247,11 +247,11 @@ def test_lock_on_a_file_is_an_os_error(tmp_path):
 def test_read_json_object_returns_the_object_or_none_when_missing(tmp_path):
     path = tmp_path / "run.json"
     path.write_text('{"model": "vgg16", "top1": 0.91, "tags": [1, 2]}')
-    assert cio.read_json_object(path, "run record") == {"model": "vgg16", "top1": 0.91, "tags": [1, 2]}
+    assert storage.read_json_object(path, "run record") == {"model": "vgg16", "top1": 0.91, "tags": [1, 2]}
     path.write_bytes(b'\xef\xbb\xbf{"a": 1}')  # a BOM from a Windows editor is harmless
-    assert cio.read_json_object(path, "run record") == {"a": 1}
-    assert cio.read_json_object(tmp_path / "absent.json", "run record") is None
-    assert cio.read_json_object(tmp_path / "no-dir" / "absent.json", "run record") is None
+    assert storage.read_json_object(path, "run record") == {"a": 1}
+    assert storage.read_json_object(tmp_path / "absent.json", "run record") is None
+    assert storage.read_json_object(tmp_path / "no-dir" / "absent.json", "run record") is None
 
 
 @pytest.mark.parametrize("content, problem", [
@@ -275,7 +275,7 @@ def test_read_json_object_names_the_damage(tmp_path, content, problem):
     path = tmp_path / "metrics.json"
     path.write_bytes(content)
     with pytest.raises(CdpruneError) as err:
-        cio.read_json_object(path, "metrics file", fix="re-run the training")
+        storage.read_json_object(path, "metrics file", fix="re-run the training")
     message = str(err.value)
     assert message.startswith(f"metrics file {path} {problem}") and message.endswith(": re-run the training")
     assert "\n" not in message
@@ -284,9 +284,9 @@ def test_read_json_object_names_the_damage(tmp_path, content, problem):
 def test_read_json_object_on_a_folder_or_under_a_file(tmp_path):
     (tmp_path / "metrics.json").mkdir()
     with pytest.raises(CdpruneError) as err:
-        cio.read_json_object(tmp_path / "metrics.json", "metrics file")
+        storage.read_json_object(tmp_path / "metrics.json", "metrics file")
     assert str(err.value).startswith(f"metrics file {tmp_path / 'metrics.json'} is a folder, not a file: ")
     assert "\n" not in str(err.value)
     (tmp_path / "run").write_text("a file, not a run folder")
     with pytest.raises(CdpruneError, match="^cannot read run record .*run/run.json \\(Not a directory\\): "):
-        cio.read_json_object(tmp_path / "run" / "run.json", "run record")
+        storage.read_json_object(tmp_path / "run" / "run.json", "run record")
