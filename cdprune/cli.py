@@ -490,7 +490,8 @@ TORCHRUN_COMMANDS = ("train",)
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     try:
         group = distributed.from_environment()
         if group.active and args.command not in TORCHRUN_COMMANDS:
@@ -506,7 +507,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"cdprune: {exc}", file=sys.stderr)
         return 130
     except CdpruneError as exc:
-        print(f"cdprune: error: {exc}", file=sys.stderr)
+        print(f"cdprune: error: {render_error(exc, _flags(parser, args.command))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("cdprune: interrupted", file=sys.stderr)
@@ -517,6 +518,17 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         distributed.shutdown()
     return 0
+
+
+def render_error(exc: CdpruneError, flags: set[str]) -> str:
+    """The one-line message of a user error, naming the flag that fixes it where the command has one."""
+    flag = "--" + exc.option.replace("_", "-") if exc.option else None
+    return f"{exc} ({flag})" if flag in flags and flag not in str(exc) else str(exc)
+
+
+def _flags(parser: argparse.ArgumentParser, command: str) -> set[str]:
+    sub = next(a for a in parser._subparsers._group_actions if isinstance(a, argparse._SubParsersAction))
+    return set(sub.choices[command]._option_string_actions)
 
 
 def _os_error(exc: OSError) -> str:

@@ -1,12 +1,24 @@
 """The one exception type for mistakes a user can fix, and its kinds that callers tell apart."""
+from __future__ import annotations
 
 
 class CdpruneError(Exception):
     """A user error: bad input, missing file, unreachable target.
 
-    The message is one line that names the problem and the fix; the CLI
-    prints it and exits with code 2.
+    It carries its parts as fields, so that no caller has to parse its text:
+
+    - `problem`: what is wrong, naming the input (a file, a value, a setting);
+    - `hint`: how to fix it, or None when the problem says it all;
+    - `option`: the setting that fixes it, as the Python API names it (`"num_classes"`), or None.
+      The CLI shows it as its flag (`--num-classes`); library code need not spell CLI flags.
+
+    `str(error)` is the one-line message `problem: hint`, which the CLI prints before exiting
+    with code 2.
     """
+
+    def __init__(self, problem: str, hint: str | None = None, *, option: str | None = None):
+        self.problem, self.hint, self.option = problem, hint, option
+        super().__init__(problem if hint is None else f"{problem}: {hint}")
 
 
 class UnreachableTarget(CdpruneError):

@@ -14,7 +14,7 @@ from typing import Callable
 
 import torch.nn as nn
 
-from . import models
+from . import models, registry
 from .errors import CdpruneError
 from .pruning import MODES, PruningPlan, make_plan
 from .pruning.baselines import l1_plan, magnitude_plan, uniform_plan
@@ -80,8 +80,7 @@ METHODS: dict[str, Method] = {}
 
 
 def register_method(m: Method) -> Method:
-    METHODS[m.name] = m
-    return m
+    return registry.add(METHODS, m.name, m, "method")
 
 
 def get_method(name: str) -> Method:

@@ -408,7 +408,7 @@ def load_run(run_dir: str | Path, model: str | torch.nn.Module | None = None) ->
             if ref == metrics.model:
                 raise
             raise CdpruneError(f"{run_dir} was trained with '{metrics.model}', and '{ref}' does not build it "
-                               f"({str(exc).split(': check')[0]}): pass the reference it was trained with") from None
+                               f"({exc.problem})", "pass the reference it was trained with", option="model") from None
     recorded = plan.architecture if plan is not None else metrics.architecture
     if recorded and architecture_id(base) != recorded:
         raise CdpruneError(f"'{ref}' with {model_args} does not build the model {run_dir} was trained with "

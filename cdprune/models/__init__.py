@@ -20,6 +20,7 @@ from typing import Callable
 
 import torch.nn as nn
 
+from .. import registry
 from ..errors import CdpruneError
 
 _REGISTRY: dict[str, Callable[..., nn.Module]] = {}
@@ -29,8 +30,7 @@ def register(name: str):
     """Decorator that adds a model constructor to the registry under `name`."""
 
     def add(fn: Callable[..., nn.Module]):
-        _REGISTRY[name] = fn
-        return fn
+        return registry.add(_REGISTRY, name, fn, "model")
 
     return add
 
@@ -105,7 +105,8 @@ def resolve(ref: str) -> Callable[..., nn.Module]:
     for part in attr.split("."):
         fn = getattr(fn, part, None)
         if fn is None:
-            raise CdpruneError(f"{where} has no '{attr}' for model '{ref}': check the name after the colon")
+            raise CdpruneError(f"{where} has no '{attr}' for model '{ref}'", "check the name after the colon",
+                               option="model")
     if not callable(fn):
         raise CdpruneError(f"'{attr}' in {where} is not callable: name a class or function that builds the model")
     return fn
@@ -113,7 +114,8 @@ def resolve(ref: str) -> Callable[..., nn.Module]:
 
 def _import_file(path: Path, ref: str):
     if not path.is_file():
-        raise CdpruneError(f"model file {path} not found (model '{ref}'): check the path before the colon")
+        raise CdpruneError(f"model file {path} not found (model '{ref}')", "check the path before the colon",
+                           option="model")
     # One module per file path, so the same file imported twice yields the same classes.
     name = "cdprune_user_" + hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:16]
     if name in sys.modules:

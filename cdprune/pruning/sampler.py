@@ -29,6 +29,7 @@ import torch.nn as nn
 
 from ..complexity import Totals, architecture_id
 from ..complexity import profile as profile_model
+from .. import registry
 from ..errors import CdpruneError, UnreachableTarget
 from ..formatting import human_bytes, human_count, human_energy
 from ..measure.energy import EnergyModel, energy_model_of
@@ -55,8 +56,7 @@ MODES: dict[str, Mode] = {}
 
 
 def register_mode(mode: Mode) -> Mode:
-    MODES[mode.name] = mode
-    return mode
+    return registry.add(MODES, mode.name, mode, "pruning mode")
 
 
 register_mode(Mode("pa", "params", "parameter-aware"))

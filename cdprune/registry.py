@@ -1,0 +1,20 @@
+"""The one rule every registry follows (models, modes, methods, tasks, metrics, formats).
+
+As timm's `register_model` does, registering a name that is already taken warns and keeps the
+newer entry: a plug-in may replace a built-in on purpose, but never silently.
+"""
+from __future__ import annotations
+
+import warnings
+from typing import TypeVar
+
+T = TypeVar("T")
+
+
+def add(table: dict[str, T], name: str, entry: T, kind: str) -> T:
+    """Put `entry` in `table` under `name`; warn when the name was registered before."""
+    if name in table and table[name] is not entry:
+        warnings.warn(f"{kind} '{name}' is registered twice; the later registration replaces the earlier one",
+                      stacklevel=3)
+    table[name] = entry
+    return entry
