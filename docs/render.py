@@ -135,7 +135,8 @@ def subparsers() -> dict[str, argparse.ArgumentParser]:
 
 
 def _cell(text: str) -> str:
-    return " ".join(text.split()).replace("|", "\\|")
+    """Text for one Markdown table cell: one line, no column breaks, no HTML tags."""
+    return " ".join(text.split()).replace("|", "\\|").replace("<", "&lt;")
 
 
 def _flag(action: argparse.Action) -> str:
