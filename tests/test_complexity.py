@@ -35,7 +35,8 @@ def test_totals_match_torch_pruning_counter(name):
     prof = cdprune.profile(net, (3, 32, 32))
     _, params, layer_flops, _ = tp.utils.count_ops_and_params(net, torch.zeros(1, 3, 32, 32), layer_wise=True)
     assert prof.totals.params == params
-    # torch-pruning also counts BN, pooling, activations and bias adds; SPEC §2 counts conv and linear MACs.
+    # torch-pruning also counts BN, pooling, activations and bias adds;
+    # docs/design.md, "Complexity", counts conv and linear MACs only.
     def bias_adds(layer):
         return layer.out_channels * layer.positions if net.get_submodule(layer.name).bias is not None else 0
 

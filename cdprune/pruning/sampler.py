@@ -1,4 +1,4 @@
-"""Which channels go: complexity-weighted random sampling (the paper's algorithm, SPEC §3).
+"""Which channels go: complexity-weighted random sampling (the paper's algorithm; docs/design.md, "Planning algorithm").
 
 No filter is ranked. A unit is drawn with probability equal to its share of
 the mode's complexity, a random few of its channels are removed, the
@@ -96,7 +96,9 @@ def make_plan(model: nn.Module, input_shape=(3, 32, 32), mode: str | None = "fa"
               step: float = 0.1, floor: float = 0.1, round_to: int = DEFAULT_ROUND_TO, refresh_latency: bool = False,
               latency_table=None, latency_runtime: str | None = None,
               energy_model: EnergyModel | str | None = None) -> PruningPlan:
-    """Sample a pruning plan (SPEC §3). `model` is not modified; the same arguments and seed give the same plan.
+    """Sample a pruning plan (docs/design.md, "Sampling").
+
+    `model` is not modified; the same arguments and seed give the same plan.
 
     target: fraction to remove, in (0, 1), of the mode's metric or of `target_metric` when given
         (e.g. mode "pa" draws by parameter share but stops at a FLOPs reduction: equal-FLOPs comparisons).
