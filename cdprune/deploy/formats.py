@@ -127,5 +127,5 @@ def eval_format(path: str | Path) -> ExportFormat:
     for fmt in sorted(able, key=lambda f: -len(f.suffix)):  # the longest suffix that fits: .int8.onnx before .onnx
         if name.endswith(fmt.suffix):
             return fmt
-    raise CdpruneError(f"{path} is not a file eval can test: give a {' or '.join(f.title for f in able)} file "
-                       f"({', '.join(f.suffix for f in able)}) written by 'cdprune export'")
+    kinds = " or ".join(f"{f.title} ({f.suffix})" for f in able)
+    raise CdpruneError(f"{path} is not a file eval can test: it tests {kinds} files written by 'cdprune export'")
