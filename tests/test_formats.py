@@ -69,7 +69,8 @@ def test_a_second_int8_format_is_named_in_the_refusal(toy_format, pruned_run, tm
         code, _, err = run(capsys, "export", pruned_run, "--format", "toy", "--int8", "--out", tmp_path / "w")
     finally:
         del cdprune.FORMATS["onnx-twin"]
-    assert code == 2 and "int8 models are written as ONNX or ONNX twin: use --format onnx or onnx-twin with --int8" in err
+    assert code == 2
+    assert "int8 models are written as ONNX or ONNX twin: use --format onnx or onnx-twin with --int8" in err
     assert list(tmp_path.iterdir()) == []
 
 

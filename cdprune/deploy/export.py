@@ -37,7 +37,7 @@ from ..pruning import PruningPlan
 from ..records import VERSION, Record
 from ..runs import PLAN_FILE, load_run, run_data
 from ..tasks import KINDS as TASK_KINDS
-from .formats import FORMATS, ExportFormat, get_format, register_format
+from .formats import ExportFormat, get_format, register_format
 
 OPSET = ONNX_OPSET
 INPUT_NAME = "input"
@@ -338,6 +338,7 @@ def _onnx_precision(path: Path) -> str:
 
 
 # The export-format table's built-in rows (formats.py; docs/design.md §6.3).
-register_format(ExportFormat("onnx", "ONNX", ".onnx", _onnx_export, runtime="onnxruntime", precisions=("fp32", "int8"),
-                             bench=True, eval=True, describe=_describe_onnx, read_precision=_onnx_precision))
+register_format(ExportFormat("onnx", "ONNX", ".onnx", _onnx_export, runtime="onnxruntime",
+                             precisions=("fp32", "int8"), bench=True, eval=True, describe=_describe_onnx,
+                             read_precision=_onnx_precision))
 register_format(ExportFormat("torchscript", "TorchScript", ".pt", _torchscript_export))
