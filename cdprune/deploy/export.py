@@ -89,6 +89,8 @@ def export_model(model: torch.nn.Module, input_shape, format: str, path: str | P
     """
     fmt = get_format(format)
     fmt.check_precision(precision)
+    if precision != "fp32" and (images is None or len(images) == 0):
+        raise CdpruneError(f"a {precision} export is calibrated on images: pass some (images=, float32 N×C×H×W)")
     model = copy.deepcopy(model).cpu().eval()
     data = fmt.export(model, tuple(input_shape), precision=precision, metadata=metadata or {}, output=output,
                       images=images)
