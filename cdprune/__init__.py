@@ -12,10 +12,12 @@ from . import data, distributed, models, report, tasks
 from .backends import BACKENDS, Resources
 from .complexity import LayerComplexity, Profile, Totals, parse_shape, profile
 from .data import AUGMENTATIONS, DATASETS
-from .deploy import FORMATS, RUNTIMES, BenchResult, ExportResult, OnnxEvalResult, bench, eval_onnx, export_run
+from .deploy import (FORMATS, RUNTIMES, BenchResult, ExportFormat, ExportResult, OnnxEvalResult, Runtime, bench,
+                     bench_runtimes, eval_onnx, export_formats, export_run, register_format, register_runtime)
 from .errors import CdpruneError, UnreachableTarget
 from .measure import DEFAULT_ENERGY_MODEL, EnergyModel
 from .measure.layer_latency import LatencyTable, build_latency_table
+from .measure.runtimes import table_runtimes
 from .experiment import DEFAULT_JOB, CompareResult, RunComparison, SweepResult, compare, main_job, sweep
 from .methods import METHODS
 from .records import VERSION
@@ -29,7 +31,8 @@ __version__ = VERSION
 __all__ = ["data", "distributed", "models", "report", "tasks", "TASKS", "Task", "UnitsReport", "prunable_units",
            "BACKENDS", "Resources", "LayerComplexity", "Profile",
            "Totals", "parse_shape", "profile", "AUGMENTATIONS", "DATASETS", "FORMATS", "RUNTIMES", "BenchResult",
-           "ExportResult", "OnnxEvalResult", "bench", "eval_onnx", "export_run", "DEFAULT_ENERGY_MODEL", "EnergyModel", "CdpruneError", "UnreachableTarget", "LatencyTable",
+           "ExportResult", "OnnxEvalResult", "bench", "eval_onnx", "export_run", "ExportFormat", "export_formats",
+           "register_format", "Runtime", "register_runtime", "bench_runtimes", "table_runtimes", "DEFAULT_ENERGY_MODEL", "EnergyModel", "CdpruneError", "UnreachableTarget", "LatencyTable",
            "build_latency_table", "DEFAULT_ROUND_TO", "DEFAULT_JOB", "CompareResult", "RunComparison", "SweepResult",
            "compare", "main_job", "sweep", "METHODS", "MODES", "PruningPlan", "apply_plan", "make_plan",
            "parse_budget", "EvalResult", "RunMetrics", "RunSettings", "eval_run", "load_run", "train_run",

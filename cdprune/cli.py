@@ -18,10 +18,11 @@ from pathlib import Path
 from typing import Callable
 
 from . import (AUGMENTATIONS, BACKENDS, DATASETS, DEFAULT_ENERGY_MODEL, DEFAULT_JOB, DEFAULT_ROUND_TO, FORMATS,
-               METHODS, MODES, RUNTIMES, TASKS, CdpruneError, EnergyModel, PruningPlan, Resources, RunSettings,
+               METHODS, MODES, TASKS, CdpruneError, EnergyModel, PruningPlan, Resources, RunSettings,
                TrainingInterrupted, bench, build_latency_table, compare, distributed, eval_onnx, eval_run, export_run,
                main_job, make_plan, models, parse_budget, parse_shape, profile, prunable_units, report, sweep,
                train_run)
+from . import bench_runtimes, table_runtimes
 
 _COMMANDS: dict[str, tuple[Callable, Callable, str]] = {}
 
@@ -159,7 +160,7 @@ def _(p):
     p.add_argument("--latency-table", default=None, metavar="FILE",
                    help="per-layer latency table measured on the target device ('cdprune latency-table') for mode la "
                         "and latency budgets (default: measure this machine, cached)")
-    p.add_argument("--runtime", choices=RUNTIMES, default=None,
+    p.add_argument("--runtime", choices=table_runtimes(), default=None,
                    help="runtime whose latency mode la and latency budgets estimate (default: the table's, else torch)")
     p.add_argument("--refresh", action="store_true", help="rebuild the cached per-layer latency table (mode la, latency budgets)")
     _energy_model_argument(p)
@@ -185,7 +186,7 @@ def run_latency_table(args) -> None:
     run_latency_table)
 def _(p):
     _model_arguments(p)
-    p.add_argument("--runtime", choices=RUNTIMES, required=True,
+    p.add_argument("--runtime", choices=table_runtimes(), required=True,
                    help="the runtime the model will run in on this device (onnxruntime: layers as deployed, BN folded)")
     p.add_argument("--threads", type=int, required=True, metavar="N", help="intra-op threads the model will run with")
     p.add_argument("--repeats", type=int, default=15, metavar="N", help="timed runs per grid entry, at least (default 15)")
@@ -354,7 +355,7 @@ def _(p):
     p.add_argument("--num-classes", type=int, default=10, metavar="N", help="classifier outputs for MODEL (default 10)")
     p.add_argument("--batch", type=int, default=1, help="inputs per run (default 1)")
     p.add_argument("--threads", type=int, default=None, help="intra-op threads (default: torch's default)")
-    p.add_argument("--runtime", choices=RUNTIMES, default="torch", help="default torch")
+    p.add_argument("--runtime", choices=bench_runtimes(), default="torch", help="default torch")
     p.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N (torch runtime only)")
     p.add_argument("--min-time", type=number, default=2.0, metavar="S", help="time at least S seconds (default 2)")
     p.add_argument("--min-repeats", type=int, default=50, metavar="N", help="and at least N runs (default 50)")
@@ -385,8 +386,11 @@ def _(p):
     p.add_argument("run", metavar="RUN_DIR", help="run directory written by 'cdprune train'")
     _run_model_argument(p)
     p.add_argument("--format", choices=list(FORMATS), default="onnx", help="default onnx")
+    defaults = [f"RUN_DIR/{fmt.file_name(precision)}" + ("" if precision == "fp32" else f" (--{precision})")
+                for fmt in FORMATS.values() for precision in fmt.precisions]
     p.add_argument("--out", default=None, metavar="FILE",
-                   help="default RUN_DIR/model.onnx, RUN_DIR/model.int8.onnx (--int8) or RUN_DIR/model.pt")
+                   help=f"default {', '.join(defaults[:-1])} or {defaults[-1]}" if len(defaults) > 1 else
+                   f"default {defaults[0]}")
     _int8_arguments(p)
     p.add_argument("--json", action="store_true", help="machine-readable output")
 

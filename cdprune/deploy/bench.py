@@ -16,14 +16,14 @@ from ..complexity import Totals, profile
 from ..errors import CdpruneError
 from ..measure.energy import EnergyModel, calibrate, energy_model_of, estimate_energy
 from ..measure.meters import METERS_LOOKED_FOR, discover_meter
-from .export import (DEFAULT_CALIBRATION_IMAGES, calibration_set, check_calibration_images, export_model,
-                     quantize_int8, require_deploy, run_output_name)
+from ..measure.runtimes import get_runtime
+from .export import DEFAULT_CALIBRATION_IMAGES, calibration_set, check_calibration_images, export_model, run_output_name
+from .formats import bench_format, bench_runtimes
 from .worker import run_worker
 from ..pruning import PruningPlan
 from ..records import Record
 from ..runs import PLAN_FILE, build_model, load_run, plan_run_name, read_metrics, trusted_reference
 
-RUNTIMES = ("torch", "onnxruntime")
 DEFAULT_INPUT = (3, 32, 32)
 
 
@@ -34,7 +34,7 @@ class BenchResult(Record):
     model: str  # the model reference (a registered name or module:callable)
     method: str  # the run name (see cdprune.runs.run_name)
     run_dir: str | None
-    runtime: str  # "torch" or "onnxruntime"
+    runtime: str  # a row of measure/runtimes.py: "torch", "onnxruntime"
     runtime_version: str
     device: str  # "cpu", "cuda", ...
     device_name: str
@@ -60,7 +60,7 @@ class BenchResult(Record):
     cpu_ms_per_input: float  # process CPU time (all threads) per input: what one inference costs the device
     energy_mj: float  # per input
     energy: dict  # kind ("measured" or "estimated"), source and the details
-    precision: str = "fp32"  # "int8" for a statically quantised ONNX model
+    precision: str = "fp32"  # "int8" for a statically quantised model
     # A pruned source is measured against the dense model of the same architecture, in the same way
     # (fresh weights, same runtime, threads, batch and precision); None for a dense source.
     dense_p50_ms: float | None = None
@@ -90,21 +90,22 @@ def bench(source: str, plan_path: str | None = None, runtime: str = "torch", bat
         the energy the meter measures (the energy model's coefficients scaled by one factor; batch 1).
     model: the run's model reference when it is not a registered model (cdprune imports code only
     when the caller names it); model_args: keyword arguments for a model reference given as `source`.
-    int8: time the statically quantised ONNX model (runtime onnxruntime, a run directory: it is
-        calibrated on `calibration_images` of the run's training images, from `data_dir` if they moved).
+    int8: time the statically quantised model (a runtime whose bench format writes int8, onnxruntime; a run
+        directory: it is calibrated on `calibration_images` of the run's training images, from `data_dir`
+        if they moved). The runtime loads the file of its bench format (formats.py), exported here; a
+        runtime that runs the PyTorch model itself (torch) loads the run.
     against_dense: for a pruned source, also time the dense model of the same architecture in the same
         way and report the speed-up and its ratio to the FLOPs ratio.
     """
     _check_arguments(runtime, batch, threads, min_time_s, min_repeats, device)
+    precision = "int8" if int8 else "fp32"
+    fmt = bench_format(runtime, precision)  # None: the runtime runs the PyTorch model itself
     if int8:
-        if runtime != "onnxruntime":
-            raise CdpruneError("int8 models run in ONNX Runtime: add --runtime onnxruntime to --int8")
         calibration_images = check_calibration_images(calibration_images)
     given_energy = None if energy_model is None else energy_model_of(energy_model)
     if calibrate_energy is not None:
         _check_calibration(calibrate_energy, batch, device, sysfs_root)
-    if runtime == "onnxruntime":
-        require_deploy("onnxruntime")
+    get_runtime(runtime).require()
     source_dir = Path(source)
     images = None
     if source_dir.is_dir():
@@ -119,9 +120,9 @@ def bench(source: str, plan_path: str | None = None, runtime: str = "torch", bat
         plan_file = source_dir / PLAN_FILE
         plan = PruningPlan.load(plan_file) if plan_file.exists() else None
         pruned = plan is not None
-        # onnxruntime needs the trained weights exported; the torch worker loads the run itself, and the
-        # energy profile here needs only the architecture.
-        net = load_run(source_dir, ref)[0] if runtime == "onnxruntime" else \
+        # A runtime that loads files needs the trained weights exported; the torch worker loads the run itself,
+        # and the energy profile here needs only the architecture.
+        net = load_run(source_dir, ref)[0] if fmt is not None else \
             build_model(ref, num_classes, input_shape, plan, model_args)
         task, output_name = metrics.task, run_output_name(metrics)
         if int8:
@@ -147,21 +148,22 @@ def bench(source: str, plan_path: str | None = None, runtime: str = "torch", bat
     spec = {"runtime": runtime, "run_dir": run_dir and str(Path(run_dir).resolve()), "model": ref,
             "model_args": model_args or {},
             "plan_path": str(Path(plan_path).resolve()) if plan_path else None,
-            "num_classes": num_classes, "input_shape": list(input_shape), "onnx_path": None, "batch": batch,
+            "num_classes": num_classes, "input_shape": list(input_shape), "model_file": None, "batch": batch,
             "threads": threads, "device": device, "min_time_s": min_time_s, "min_repeats": min_repeats,
             "sysfs_root": str(sysfs_root)}
     dense_raw = dense_totals = None
     with tempfile.TemporaryDirectory(prefix="cdprune-bench-") as tmp:
-        if runtime == "onnxruntime":
-            spec["onnx_path"] = _onnx_file(net, input_shape, Path(tmp) / "model.onnx", images, output_name)
+        if fmt is not None:
+            spec["model_file"] = _model_file(fmt, net, input_shape, Path(tmp) / "model", images, output_name)
         del net  # the child loads its own copy
         raw = run_worker(spec)
         if pruned and against_dense:
             dense = build_model(ref, num_classes, input_shape, None, model_args)
             dense_totals = profile(dense, input_shape).totals
             dense_spec = {**spec, "run_dir": None, "plan_path": None}
-            if runtime == "onnxruntime":
-                dense_spec["onnx_path"] = _onnx_file(dense, input_shape, Path(tmp) / "dense.onnx", images, output_name)
+            if fmt is not None:
+                dense_spec["model_file"] = _model_file(fmt, dense, input_shape, Path(tmp) / "dense", images,
+                                                       output_name)
             del dense
             dense_raw = run_worker(dense_spec)
 
@@ -201,16 +203,15 @@ def bench(source: str, plan_path: str | None = None, runtime: str = "torch", bat
         rss_increase_bytes=raw["peak_rss_bytes"] - raw["rss_before_bytes"], peak_rss_scope=raw["peak_rss_scope"],
         cpu_percent=cpu_percent,
         cpu_utilisation=cpu_percent / 100.0 / raw["threads"], cpu_ms_per_input=1000.0 * raw["cpu_time_s"] / inputs,
-        energy_mj=energy["energy_mj"], energy=energy, precision="int8" if int8 else "fp32", task=task, calibrated=calibrated,
+        energy_mj=energy["energy_mj"], energy=energy, precision=precision, task=task, calibrated=calibrated,
         **against)
 
 
-def _onnx_file(net, input_shape, path: Path, images, output: str) -> str:
-    """`net` exported to ONNX at `path`; quantised to int8 (calibrated on `images`) when images are given."""
-    fp32 = export_model(net, input_shape, "onnx", path, output=output)
-    if images is None:
-        return str(fp32)
-    return str(quantize_int8(fp32, path.with_suffix(".int8.onnx"), images))
+def _model_file(fmt, net, input_shape, stem: Path, images, output: str) -> str:
+    """`net` exported as `fmt` next to `stem`; quantised to int8 (calibrated on `images`) when images are given."""
+    precision = "fp32" if images is None else "int8"
+    path = stem.with_name(stem.name + fmt.file_name(precision)[len("model"):])
+    return str(export_model(net, input_shape, fmt.name, path, output=output, precision=precision, images=images))
 
 
 def _check_calibration(path, batch: int, device: str, sysfs_root) -> None:
@@ -227,19 +228,23 @@ def _check_calibration(path, batch: int, device: str, sysfs_root) -> None:
 
 
 def _check_arguments(runtime, batch, threads, min_time_s, min_repeats, device) -> None:
-    if runtime not in RUNTIMES:
-        raise CdpruneError(f"unknown runtime '{runtime}': choose one of {', '.join(RUNTIMES)}")
+    if runtime not in bench_runtimes():
+        raise CdpruneError(f"unknown runtime '{runtime}': choose one of {', '.join(bench_runtimes())}")
     if batch < 1:
         raise CdpruneError(f"batch must be at least 1, got {batch}")
     if threads is not None and threads < 1:
         raise CdpruneError(f"threads must be at least 1, got {threads}")
     if min_time_s < 0 or min_repeats < 1:
         raise CdpruneError("min-time must be >= 0 seconds and min-repeats >= 1")
-    if runtime == "onnxruntime" and device != "cpu":
-        raise CdpruneError(f"the onnxruntime runtime measures on the CPU only: use --runtime torch for {device}")
     try:
         kind = torch.device(device).type
     except RuntimeError:
         raise CdpruneError(f"unknown device '{device}': use cpu, cuda or cuda:N") from None
+    devices = get_runtime(runtime).devices
+    others = [name for name in bench_runtimes() if kind in get_runtime(name).devices]
+    if kind not in devices and others:
+        where = " or ".join({"cpu": "the CPU"}.get(d, d.upper()) for d in devices)
+        raise CdpruneError(f"the {runtime} runtime measures on {where} only: use --runtime {' or '.join(others)} "
+                           f"for {device}")
     if kind not in ("cpu", "cuda") or (kind == "cuda" and not torch.cuda.is_available()):
         raise CdpruneError(f"device '{device}' is not available here: use --device cpu")

@@ -1,7 +1,8 @@
 """Test an exported ONNX file (fp32 or int8) on a run's test set through ONNX Runtime.
 
 This is what the device will compute: the file, not the PyTorch model it came from. The images
-are the run's test split, normalised as the run records (`RunMetrics.mean` / `std`).
+are the run's test split, normalised as the run records (`RunMetrics.mean` / `std`). Which files
+can be tested, and in which runtime, is the export-format table's (`formats.py`, `eval=True`).
 """
 from __future__ import annotations
 
@@ -12,9 +13,10 @@ import numpy as np
 import torch
 
 from ..errors import CdpruneError
-from ..measure.latency import ort_session, require_module
+from ..measure.runtimes import get_runtime
 from ..records import Record
 from ..runs import run_data
+from .formats import eval_format
 
 EVAL_BATCH = 256
 
@@ -31,21 +33,16 @@ class OnnxEvalResult(Record):
     test_size: int
 
 
-def _precision(path: Path) -> str:
-    onnx = require_module("onnx")
-    ops = {node.op_type for node in onnx.load(str(path), load_external_data=False).graph.node}
-    return "int8" if ops & {"QuantizeLinear", "QLinearConv", "QLinearMatMul", "ConvInteger", "MatMulInteger"} else "fp32"
-
-
-def evaluate_onnx(path: str | Path, dataset, batch: int = EVAL_BATCH, threads: int | None = None) -> tuple[float, float]:
-    """(mean cross-entropy, accuracy) of the ONNX file `path` on `dataset` (normalised, un-augmented images)."""
-    session = ort_session(str(path), threads or torch.get_num_threads())
-    name = session.get_inputs()[0].name
+def evaluate_file(path: str | Path, dataset, runtime: str, batch: int = EVAL_BATCH,
+                  threads: int | None = None) -> tuple[float, float]:
+    """(mean cross-entropy, accuracy) of the exported file `path`, run in `runtime`, on `dataset`
+    (normalised, un-augmented images)."""
+    loaded = get_runtime(runtime).load(str(path), threads or torch.get_num_threads())
     labels = dataset.targets.numpy()
     loss, correct = 0.0, 0
     for start in range(0, len(dataset), batch):
         index = torch.arange(start, min(start + batch, len(dataset)))
-        logits = session.run(None, {name: dataset.plain(index).numpy()})[0].astype(np.float64)
+        logits = loaded.run(dataset.plain(index).numpy()).astype(np.float64)
         y = labels[start:start + len(index)]
         shifted = logits - logits.max(axis=1, keepdims=True)
         log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
@@ -64,23 +61,26 @@ def eval_onnx(run_dir: str | Path, onnx_path: str | Path, data_dir: str | None =
     path = Path(onnx_path)
     if not path.is_file():
         raise CdpruneError(f"ONNX file {path} not found: export one with 'cdprune export {run_dir}'")
-    require_module("onnxruntime")
+    fmt = eval_format(path)
+    runtime = get_runtime(fmt.runtime)
+    runtime.require()
     test_set, metrics = run_data(run_dir, "test", data_dir)
     if (metrics.task or "classify") != "classify":
         raise CdpruneError(f"--onnx evaluates classification runs; {run_dir} is a {metrics.task} run: "
                            "use cdprune eval without --onnx")
     try:
-        session = ort_session(str(path), 1)
-    except Exception as exc:  # onnxruntime's own error types: a damaged or foreign file
+        loaded = runtime.load(str(path), 1)
+    except Exception as exc:  # the runtime's own error types: a damaged or foreign file
         first = " ".join(str(exc).split())[:160]
-        raise CdpruneError(f"ONNX Runtime cannot load {path} ({first}): export it again with 'cdprune export'") from None
-    (given,), (output,) = session.get_inputs(), session.get_outputs()
-    shape, classes = list(given.shape[1:]), output.shape[-1]
+        raise CdpruneError(f"{runtime.title} cannot load {path} ({first}): export it again with "
+                           "'cdprune export'") from None
+    shape, classes = loaded.input_shape, loaded.output_shape[-1]
     if shape != list(metrics.input_shape) or (isinstance(classes, int) and classes != metrics.num_classes):
         raise CdpruneError(f"{path} takes inputs {'×'.join(map(str, shape))} and gives {classes} outputs, but "
                            f"{run_dir} has {'×'.join(map(str, metrics.input_shape))} images of {metrics.num_classes} "
                            f"classes: evaluate a file exported from this run")
-    del session
-    loss, acc = evaluate_onnx(path, test_set, threads=threads)
-    return OnnxEvalResult(path=str(path), precision=_precision(path), test_acc=acc, test_loss=loss,
+    del loaded
+    loss, acc = evaluate_file(path, test_set, runtime.name, threads=threads)
+    precision = fmt.read_precision(path) if fmt.read_precision else "fp32"
+    return OnnxEvalResult(path=str(path), precision=precision, test_acc=acc, test_loss=loss,
                           recorded_acc=metrics.test_acc, test_size=len(test_set))

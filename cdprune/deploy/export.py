@@ -9,6 +9,9 @@ comes from (model reference, plan digest, cdprune version); see ONNX_METADATA_KE
 int8 files are statically quantised by ONNX Runtime, calibrated on training images of the run.
 TorchScript files are a CPU trace in eval mode, for `torch.jit.load` on the device. Files are
 written atomically, so a reader never sees half of one.
+
+Both formats are rows of the export-format table (`formats.py`), registered at the end of this
+file next to their exporters; `export_model` and `export_run` work from the row.
 """
 from __future__ import annotations
 
@@ -28,18 +31,18 @@ import torch
 
 from ..errors import CdpruneError
 from ..storage import atomic_write_bytes
-from ..measure.latency import ONNX_OPSET, onnx_bytes, onnx_latency, require_module
+from ..measure.latency import ONNX_OPSET, onnx_bytes, require_module
+from ..measure.runtimes import get_runtime
 from ..pruning import PruningPlan
 from ..records import VERSION, Record
 from ..runs import PLAN_FILE, load_run, run_data
 from ..tasks import KINDS as TASK_KINDS
+from .formats import ExportFormat, get_format, register_format
 
 OPSET = ONNX_OPSET
 INPUT_NAME = "input"
 # The output's name per task. Classification models output logits; a task whose output is
 # something else (an image, boxes) adds its name here, and every export of that task uses it.
-FORMATS = {"onnx": "model.onnx", "torchscript": "model.pt"}  # format -> default file name in a run directory
-INT8_FILE = "model.int8.onnx"
 DEFAULT_CALIBRATION_IMAGES = 256
 ONNX_METADATA_KEYS = ("cdprune_version", "model", "architecture", "plan_digest", "task", "input_name", "output_name",
                       "input_shape", "layout", "channel_order", "preprocess", "mean", "std", "class_names", "precision",
@@ -76,33 +79,54 @@ def require_deploy(module: str):
 
 
 def export_model(model: torch.nn.Module, input_shape, format: str, path: str | Path, *, metadata: dict | None = None,
-                 output: str = OUTPUT_NAME) -> Path:
-    """Write `model` for inputs of shape (C, H, W) to `path` as `format` ("onnx" or "torchscript").
+                 output: str = OUTPUT_NAME, precision: str = "fp32", images: np.ndarray | None = None) -> Path:
+    """Write `model` for inputs of shape (C, H, W) to `path` as `format` (a row of `formats.FORMATS`).
 
-    metadata: ONNX metadata entries (key -> JSON-ready value; stored as JSON text). The model itself
-    is left as it was (device and train/eval mode): a CPU copy is exported.
+    metadata: entries the file carries where its format has a place for them (ONNX: key -> JSON-ready
+    value, stored as JSON text). precision: one the format writes; below fp32 it is calibrated on
+    `images` (float32 N×C×H×W, normalised). The model itself is left as it was (device and
+    train/eval mode): a CPU copy is exported.
     """
-    if format not in FORMATS:
-        raise CdpruneError(f"unknown export format '{format}': choose one of {', '.join(FORMATS)}")
-    if format == "onnx":
-        onnx = require_deploy("onnx")
+    fmt = get_format(format)
+    fmt.check_precision(precision)
+    if precision != "fp32" and (images is None or len(images) == 0):
+        raise CdpruneError(f"a {precision} export is calibrated on images: pass some (images=, float32 N×C×H×W)")
     model = copy.deepcopy(model).cpu().eval()
-    if format == "onnx":
-        proto = onnx.load_from_string(onnx_bytes(model, input_shape, INPUT_NAME, output))
-        set_metadata(proto, metadata or {})
-        onnx.checker.check_model(proto)  # fail here, not on the device
-        data = proto.SerializeToString()
-    else:
-        example = torch.randn(1, *input_shape)
-        buffer = io.BytesIO()
-        # The tracer is deprecated in favour of torch.export, but it gives a loadable archive on every torch >= 2.3.
-        with warnings.catch_warnings(), torch.no_grad():
-            warnings.simplefilter("ignore", DeprecationWarning)
-            torch.jit.save(torch.jit.trace(model, example), buffer)
-        data = buffer.getvalue()
+    data = fmt.export(model, tuple(input_shape), precision=precision, metadata=metadata or {}, output=output,
+                      images=images)
     path = Path(path)
     atomic_write_bytes(path, data)
     return path
+
+
+def _onnx_export(model, input_shape, *, precision, metadata, output, images) -> bytes:
+    """An ONNX file (opset OPSET, dynamic batch, metadata), statically quantised for int8."""
+    onnx = require_deploy("onnx")
+    proto = onnx.load_from_string(onnx_bytes(model, input_shape, INPUT_NAME, output))
+    set_metadata(proto, metadata)
+    onnx.checker.check_model(proto)  # fail here, not on the device
+    if precision == "fp32":
+        return proto.SerializeToString()
+    with tempfile.TemporaryDirectory(prefix="cdprune-int8-") as tmp:
+        fp32 = Path(tmp) / "fp32.onnx"
+        fp32.write_bytes(proto.SerializeToString())
+        return quantized_int8(fp32, images, metadata)
+
+
+def _describe_onnx(path: Path, output: str) -> dict:
+    return {"opset": OPSET, "input": INPUT_NAME, "output": output, "dynamic_batch": True,
+            "metadata": read_metadata(path)}
+
+
+def _torchscript_export(model, input_shape, *, precision, metadata, output, images) -> bytes:
+    """A CPU trace in eval mode, for `torch.jit.load` on the device (it has no place for metadata)."""
+    example = torch.randn(1, *input_shape)
+    buffer = io.BytesIO()
+    # The tracer is deprecated in favour of torch.export, but it gives a loadable archive on every torch >= 2.3.
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.jit.save(torch.jit.trace(model, example), buffer)
+    return buffer.getvalue()
 
 
 def set_metadata(proto, metadata: dict) -> None:
@@ -168,6 +192,15 @@ def quantize_int8(fp32_path: str | Path, path: str | Path, images: np.ndarray, m
     "QOperator") and per_channel default to the measured choice above (benchmarks/edge_latency.py
     compares all four); the quantisation is recorded in the file's metadata.
     """
+    data = quantized_int8(fp32_path, images, metadata, quant_format=quant_format, per_channel=per_channel)
+    path = Path(path)
+    atomic_write_bytes(path, data)
+    return path
+
+
+def quantized_int8(fp32_path: str | Path, images: np.ndarray, metadata: dict | None = None, *,
+                   quant_format: str = INT8_QUANT_FORMAT, per_channel: bool = INT8_PER_CHANNEL) -> bytes:
+    """The content of `quantize_int8`'s file."""
     if quant_format not in ("QDQ", "QOperator"):
         raise CdpruneError(f"unknown int8 format '{quant_format}': choose QDQ or QOperator")
     onnx = require_deploy("onnx")
@@ -199,9 +232,7 @@ def quantize_int8(fp32_path: str | Path, path: str | Path, images: np.ndarray, m
     del proto.metadata_props[:]
     set_metadata(proto, {**(metadata or {}), "precision": "int8", "quantization": quantization})
     onnx.checker.check_model(proto)
-    path = Path(path)
-    atomic_write_bytes(path, proto.SerializeToString())
-    return path
+    return proto.SerializeToString()
 
 
 @contextlib.contextmanager
@@ -243,21 +274,22 @@ def export_run(run_dir: str | Path, format: str, out: str | Path | None = None, 
                model: str | torch.nn.Module | None = None, int8: bool = False,
                calibration_images: int = DEFAULT_CALIBRATION_IMAGES, data_dir: str | None = None,
                latency_time_s: float = 1.0) -> ExportResult:
-    """Export a finished run's model (rebuilt from plan + weights); default file: RUN_DIR/model.onnx or model.pt.
+    """Export a finished run's model (rebuilt from plan + weights); default file: RUN_DIR/model<suffix>
+    (model.onnx, model.pt: the format's row in `formats.FORMATS`).
 
     model: the run's model reference (or unpruned instance) when it is not a registered model (see load_run).
-    int8: write a statically quantised ONNX model instead (default file RUN_DIR/model.int8.onnx),
-        calibrated on `calibration_images` training images of the run, and compare it with the fp32
-        model: accuracy on the run's test set, file size, ONNX Runtime latency for `latency_time_s`
-        seconds each (batch 1, 1 thread). data_dir: where the run's data lives now, when it moved.
+    int8: write a statically quantised model instead (default file RUN_DIR/model.int8<suffix>), in a
+        format whose row lists int8, calibrated on `calibration_images` training images of the run,
+        and compare it with the fp32 model in the format's runtime: accuracy on the run's test set,
+        file size, latency for `latency_time_s` seconds each (batch 1, 1 thread). data_dir: where the
+        run's data lives now, when it moved.
     """
-    if format not in FORMATS:
-        raise CdpruneError(f"unknown export format '{format}': choose one of {', '.join(FORMATS)}")
-    if int8 and format != "onnx":
-        raise CdpruneError("int8 models are written as ONNX: use --format onnx with --int8")
+    fmt = get_format(format)
+    precision = "int8" if int8 else "fp32"
+    fmt.check_precision(precision)
     if int8:
         calibration_images = check_calibration_images(calibration_images)
-        require_deploy("onnxruntime")
+        get_runtime(fmt.runtime).require()
     net, metrics = load_run(run_dir, model)
     if int8 and (metrics.task or "classify") != "classify":
         raise CdpruneError(f"--int8 compares int8 with fp32 test accuracy, which only classification runs have; "
@@ -267,33 +299,48 @@ def export_run(run_dir: str | Path, format: str, out: str | Path | None = None, 
     metadata = run_metadata(metrics, digest)
     shape = tuple(metrics.input_shape)
     output = run_output_name(metrics)
-    onnx = format == "onnx"
+    path = Path(out or Path(run_dir) / fmt.file_name(precision))
     if not int8:
-        path = export_model(net, shape, format, out or Path(run_dir) / FORMATS[format], metadata=metadata,
-                            output=output)
-        return ExportResult(path=str(path), format=format, bytes=path.stat().st_size, opset=OPSET if onnx else None,
-                            input=INPUT_NAME if onnx else None, output=output if onnx else None,
-                            dynamic_batch=onnx, metadata=read_metadata(path) if onnx else {})
+        export_model(net, shape, format, path, metadata=metadata, output=output)
+        return _result(fmt, path, output, precision)
 
     # Everything the comparison needs is loaded before the first byte is written.
     images = calibration_set(run_dir, calibration_images, data_dir)
     test_set, _ = run_data(run_dir, "test", data_dir)
-    from .evaluate import evaluate_onnx
+    from .evaluate import evaluate_file
 
-    path = Path(out or Path(run_dir) / INT8_FILE)
+    runtime = get_runtime(fmt.runtime)
     with tempfile.TemporaryDirectory(prefix="cdprune-export-") as tmp:
-        fp32 = export_model(net, shape, "onnx", Path(tmp) / "fp32.onnx", metadata=metadata, output=output)
-        quantize_int8(fp32, path, images, metadata)
+        fp32 = export_model(net, shape, format, Path(tmp) / f"fp32{fmt.suffix}", metadata=metadata, output=output)
+        export_model(net, shape, format, path, metadata=metadata, output=output, precision=precision, images=images)
         figures = {}
-        for name, file in (("fp32", fp32), ("int8", path)):
-            _, acc = evaluate_onnx(file, test_set)
+        for name, file in (("fp32", fp32), (precision, path)):
+            _, acc = evaluate_file(file, test_set, runtime.name)
             # In this process: both files see the same conditions, and a fresh interpreter per file
             # would cost more than the timing itself.
-            timed = onnx_latency(str(file), shape, threads=1, min_time_s=latency_time_s)
+            timed = runtime.latency(str(file), shape, threads=1, min_time_s=latency_time_s)
             figures[name] = {"test_acc": acc, "bytes": file.stat().st_size, "latency_ms": timed.p50_ms}
     comparison = {**figures, "test_size": len(test_set), "recorded_acc": metrics.test_acc, "batch": 1, "threads": 1,
                   "size_ratio": figures["int8"]["bytes"] / figures["fp32"]["bytes"],
                   "speedup": figures["fp32"]["latency_ms"] / figures["int8"]["latency_ms"]}
-    return ExportResult(path=str(path), format="onnx", bytes=path.stat().st_size, opset=OPSET, input=INPUT_NAME,
-                        output=output, dynamic_batch=True, precision="int8", metadata=read_metadata(path),
-                        comparison=comparison)
+    return _result(fmt, path, output, precision, comparison)
+
+
+def _result(fmt: ExportFormat, path: Path, output: str, precision: str, comparison: dict | None = None) -> ExportResult:
+    described = fmt.describe(path, output) if fmt.describe else {}
+    return ExportResult(path=str(path), format=fmt.name, bytes=path.stat().st_size, precision=precision,
+                        comparison=comparison, **described)
+
+
+def _onnx_precision(path: Path) -> str:
+    onnx = require_deploy("onnx")
+    ops = {node.op_type for node in onnx.load(str(path), load_external_data=False).graph.node}
+    quantised = {"QuantizeLinear", "QLinearConv", "QLinearMatMul", "ConvInteger", "MatMulInteger"}
+    return "int8" if ops & quantised else "fp32"
+
+
+# The export-format table's built-in rows (formats.py; docs/design.md §6.3).
+register_format(ExportFormat("onnx", "ONNX", ".onnx", _onnx_export, runtime="onnxruntime",
+                             precisions=("fp32", "int8"), bench=True, eval=True, describe=_describe_onnx,
+                             read_precision=_onnx_precision))
+register_format(ExportFormat("torchscript", "TorchScript", ".pt", _torchscript_export))

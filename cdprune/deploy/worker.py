@@ -2,8 +2,8 @@
 
 It runs in a fresh interpreter so that the parent's memory, threads and caches do not
 leak into the figures. It records its RSS, loads the model (a torch model from the
-registry or a run directory, or an ONNX file for onnxruntime), warms it up, times a loop,
-and prints one JSON object on stdout:
+registry or a run directory, or an exported file through its runtime's `load` in
+measure/runtimes.py), warms it up, times a loop, and prints one JSON object on stdout:
 
     p50_ms, p90_ms, p99_ms, mean_ms   latency of one batch, ms
     repeats, timed_s                  timed runs and the loop's wall time, s
@@ -34,6 +34,7 @@ import torch
 
 from ..errors import CdpruneError
 from ..measure.meters import discover_meter
+from ..measure.runtimes import get_runtime
 
 WARMUP_RUNS = 10
 WARMUP_FRACTION = 0.25  # of min_time_s, so clocks and caches settle before timing
@@ -98,17 +99,12 @@ def torch_step(spec: dict):
     return step, f"torch {torch.__version__}"
 
 
-def onnxruntime_step(spec: dict, threads: int):
-    """A function that runs one inference of the ONNX file with onnxruntime on the CPU."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1  # sequential graph: intra-op threads are the only parallelism
-    session = ort.InferenceSession(spec["onnx_path"], options, providers=["CPUExecutionProvider"])
-    feed = {session.get_inputs()[0].name: np.random.default_rng(0).standard_normal(
-        (spec["batch"], *spec["input_shape"]), dtype=np.float32)}
-    return (lambda: session.run(None, feed)), f"onnxruntime {ort.__version__}"
+def file_step(spec: dict, threads: int):
+    """A function that runs one inference of the exported file in its runtime, on a random batch."""
+    runtime = get_runtime(spec["runtime"])
+    loaded = runtime.load(spec["model_file"], threads)
+    x = np.random.default_rng(0).standard_normal((spec["batch"], *spec["input_shape"]), dtype=np.float32)
+    return (lambda: loaded.run(x)), runtime.version()
 
 
 def timed_loop(step, min_repeats: int, min_time_s: float) -> tuple[list[float], float, float]:
@@ -131,8 +127,8 @@ def measure(spec: dict) -> dict:
     threads = spec["threads"] or torch.get_num_threads()
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    if spec["runtime"] == "onnxruntime":
-        step, version = onnxruntime_step(spec, threads)
+    if spec["model_file"]:
+        step, version = file_step(spec, threads)
     else:
         step, version = torch_step(spec)
     # Pruning a model builds the dense one first; that transient is construction, not inference.

@@ -175,12 +175,18 @@ def onnx_latency(model: bytes | str, input_shape, threads: int = 1, batch: int =
     session = ort_session(model, threads)
     feed = {session.get_inputs()[0].name: np.random.default_rng(0).standard_normal((batch, *input_shape),
                                                                                    dtype=np.float32)}
+    return step_latency(lambda: session.run(None, feed), batch, threads, warmup, min_repeats, min_time_s, max_repeats)
+
+
+def step_latency(step, batch: int = 1, threads: int = 1, warmup: int = 10, min_repeats: int = 20,
+                 min_time_s: float = 1.0, max_repeats: int = 2000) -> LatencyStats:
+    """Time calls of `step` (one inference of a batch of `batch` on the CPU) after `warmup` calls."""
     for _ in range(warmup):
-        session.run(None, feed)
+        step()
     times, start = [], time.perf_counter()
     while len(times) < max_repeats and (len(times) < min_repeats or time.perf_counter() - start < min_time_s):
         t0 = time.perf_counter()
-        session.run(None, feed)
+        step()
         times.append((time.perf_counter() - t0) * 1000.0)
     ms = np.array(times)
     return LatencyStats(p50_ms=float(np.percentile(ms, 50)), p90_ms=float(np.percentile(ms, 90)),

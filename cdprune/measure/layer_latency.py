@@ -13,6 +13,9 @@ calibration factor, the dense network's measured latency over the sum of its lay
   (which ONNX Runtime folds into the conv) and the activation module after that (which it fuses),
   exported to ONNX and run in an ONNX Runtime session with the table's thread count.
 
+Which runtimes time tables, and how, is their row in `measure/runtimes.py` (`time_module`,
+`layers_as_deployed`).
+
 A table is a portable JSON file (`LatencyTable.save`, format TABLE_FORMAT): `cdprune latency-table`
 measures one on the target device and `make_plan(..., latency_table=...)` plans with it on another
 machine. Without one, `latency_table` builds a table for this machine and caches it; the cache key
@@ -38,10 +41,10 @@ import torch.nn as nn
 from ..complexity import CONV_TYPES, architecture_id
 from ..errors import CdpruneError
 from ..storage import atomic_write_json, atomic_write_text, load_json_file
-from .latency import cpu_model_name, fastest_ms, measure_latency, onnx_bytes, ort_session, require_module, torch_threads
+from .latency import cpu_model_name, torch_threads
+from .runtimes import RUNTIMES, get_runtime, table_runtimes
 
 FRACTIONS = (0.25, 0.5, 0.75, 1.0)
-RUNTIMES = ("torch", "onnxruntime")
 TABLE_FORMAT = "cdprune-latency-table/1"
 DEFAULT_REPEATS = 15  # timed runs per grid entry, at least…
 DEFAULT_MIN_TIME_S = 0.03  # …and at least this long
@@ -63,15 +66,16 @@ def cache_dir() -> Path:
 
 def runtime_version(runtime: str) -> str:
     """'torch 2.13.0', 'onnxruntime 1.20.1': what a table's timings depend on besides the CPU."""
-    check_runtime(runtime)
-    if runtime == "onnxruntime":
-        return f"onnxruntime {require_module('onnxruntime').__version__}"
-    return f"torch {torch.__version__}"
+    return get_runtime(check_runtime(runtime)).version()
 
 
 def check_runtime(runtime) -> str:
-    if runtime not in RUNTIMES:
-        raise CdpruneError(f"unknown runtime '{runtime}': choose one of {', '.join(RUNTIMES)} (--runtime)")
+    """`runtime`, when it is one that times per-layer latency tables (measure/runtimes.py)."""
+    names = table_runtimes()
+    if runtime not in names:
+        what = f"runtime '{runtime}' cannot time per-layer latency tables" if runtime in RUNTIMES else \
+            f"unknown runtime '{runtime}'"
+        raise CdpruneError(f"{what}: choose one of {', '.join(names)} (--runtime)")
     return runtime
 
 
@@ -165,7 +169,7 @@ class LatencyTable:
                         min_time_s=_ms(data.get("min_time_s", DEFAULT_MIN_TIME_S)), source=source)
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise bad(f"missing or malformed field {exc}") from None
-        if table.runtime not in RUNTIMES:
+        if table.runtime not in table_runtimes():
             raise bad(f"unknown runtime {table.runtime!r}")
         if not table.grids or any(len(g) != len(FRACTIONS) or any(len(r) != len(FRACTIONS) for r in g)
                                   for g in table.grids.values()):
@@ -291,9 +295,7 @@ def build_latency_table(model: nn.Module, input_shape, runtime: str = "torch", t
     check_runtime(runtime)
     check_timing(threads, repeats, min_time_s)
     input_shape = tuple(int(s) for s in input_shape)
-    version = runtime_version(runtime)  # onnxruntime missing: one line, before any work
-    if runtime == "onnxruntime":
-        require_module("onnx")
+    version = runtime_version(runtime)  # a runtime's package missing: one line, before any work
     threads = threads or torch.get_num_threads()
     # A copy: eval mode, the move to the CPU and float32 must not reach the caller's model.
     net = copy.deepcopy(model).to(device="cpu", dtype=torch.float32).eval()
@@ -327,7 +329,7 @@ class _Layer:
 
     def description(self, runtime: str) -> str:
         kind = "linear" if isinstance(self.module, nn.Linear) else "conv"
-        if runtime == "torch":
+        if not get_runtime(runtime).layers_as_deployed:
             return kind
         parts = [kind] + (["bn"] if self.bn is not None else []) + \
             ([type(self.act).__name__.lower()] if self.act is not None else [])
@@ -423,11 +425,11 @@ def _time_grid(layer: _Layer, runtime: str, threads: int, repeats: int, min_time
             if depthwise:
                 i = o
             if (i, o) not in seen:
-                if runtime == "torch":
+                if get_runtime(runtime).layers_as_deployed:
+                    module = _grid_module(layer, i, o, depthwise)
+                else:
                     # The bare layer: eager PyTorch runs BN and activations as separate calls.
                     module = _grid_module(_Layer(base, shape), i, o, depthwise)[0]
-                else:
-                    module = _grid_module(layer, i, o, depthwise)
                 x_shape = (i, *shape[1:]) if conv else (*shape[:-1], i)
                 seen[(i, o)] = _time_module(module, x_shape, runtime, threads, 3, repeats, min_time_s)
             row.append(seen[(i, o)])
@@ -438,13 +440,7 @@ def _time_grid(layer: _Layer, runtime: str, threads: int, repeats: int, min_time
 def _time_module(module: nn.Module, input_shape, runtime: str, threads: int, warmup: int, repeats: int,
                  min_time_s: float) -> float:
     """The fastest batch-1 run of `module` in `runtime`, in ms."""
-    if runtime == "torch":
-        return measure_latency(module, input_shape, batch=1, warmup=warmup, min_repeats=repeats,
-                               min_time_s=min_time_s).min_ms
-    session = ort_session(onnx_bytes(module, input_shape, dynamic_batch=False), threads)
-    feed = {session.get_inputs()[0].name: np.random.default_rng(0).standard_normal((1, *input_shape),
-                                                                                   dtype=np.float32)}
-    return fastest_ms(lambda: session.run(None, feed), warmup, repeats, min_time_s)
+    return get_runtime(runtime).time_module(module, input_shape, threads, warmup, repeats, min_time_s)
 
 
 def _time_network(model: nn.Module, input_shape, runtime: str, threads: int, repeats: int, min_time_s: float) -> float:

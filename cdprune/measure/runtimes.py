@@ -1,0 +1,112 @@
+"""The runtimes a model can run in on the device: one row each (docs/design.md, §5.2-5.3).
+
+A row says how to name the runtime's version, how to load an exported file and run it at N
+threads, and how to time one layer for a per-layer latency table. `bench`, `eval`, the int8
+comparison of `export` and the latency tables read these rows; the export formats that produce
+the files (`cdprune.deploy.formats`) name their runtime by its row's name. A new runtime is one
+`register_runtime` call with its adapters.
+"""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+
+from ..errors import CdpruneError
+from .latency import LatencyStats, fastest_ms, measure_latency, onnx_bytes, ort_session, require_module, step_latency
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """An exported file loaded in a runtime: `run(batch)` returns the first output for a float32 N×C×H×W batch."""
+
+    run: Callable[[np.ndarray], np.ndarray]
+    input_shape: list  # without the batch axis, as the file declares it
+    output_shape: list  # without the batch axis; a dimension the file leaves open is text or None
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """One runtime. `load` is None for a runtime that runs the PyTorch model itself, not a file."""
+
+    name: str  # the --runtime choice
+    title: str  # "ONNX Runtime", in messages
+    packages: tuple[str, ...]  # what its adapters import; the first names its version
+    devices: tuple[str, ...] = ("cpu",)  # torch.device types it measures on
+    # (file path or bytes, intra-op threads) -> LoadedModel
+    load: Callable[[str | bytes, int], LoadedModel] | None = None
+    # (module, input_shape, threads, warmup, repeats, min_time_s) -> the fastest batch-1 run in ms;
+    # None: the runtime times no latency tables
+    time_module: Callable[[torch.nn.Module, tuple, int, int, int, float], float] | None = None
+    # A latency table times each layer with the BatchNorm and activation after it, as the runtime fuses them.
+    layers_as_deployed: bool = False
+
+    def require(self) -> None:
+        """Import every package the runtime needs, or say in one line how to install the missing one."""
+        for package in self.packages:
+            require_module(package)
+
+    def version(self) -> str:
+        """'torch 2.13.0', 'onnxruntime 1.20.1': what timings in this runtime depend on besides the device."""
+        self.require()
+        return f"{self.packages[0]} {require_module(self.packages[0]).__version__}"
+
+    def latency(self, model_file: str | bytes, input_shape, threads: int = 1, min_time_s: float = 1.0) -> LatencyStats:
+        """Batch-1 latency of a file in this runtime, in this process (10 warm-up runs, at least 20 timed)."""
+        loaded = self.load(model_file, threads)
+        x = np.random.default_rng(0).standard_normal((1, *input_shape), dtype=np.float32)
+        return step_latency(lambda: loaded.run(x), batch=1, threads=threads, min_time_s=min_time_s)
+
+
+RUNTIMES: dict[str, Runtime] = {}
+
+
+def register_runtime(runtime: Runtime) -> Runtime:
+    """Add a runtime to the table; registering a name again replaces it, with a warning."""
+    if runtime.name in RUNTIMES:
+        warnings.warn(f"runtime '{runtime.name}' is registered again; the new row replaces the old", stacklevel=2)
+    RUNTIMES[runtime.name] = runtime
+    return runtime
+
+
+def get_runtime(name: str) -> Runtime:
+    if name not in RUNTIMES:
+        raise CdpruneError(f"unknown runtime '{name}': choose one of {', '.join(RUNTIMES)} (--runtime)")
+    return RUNTIMES[name]
+
+
+def table_runtimes() -> list[str]:
+    """The runtimes that time per-layer latency tables (mode la, latency budgets, `cdprune latency-table`)."""
+    return [name for name, runtime in RUNTIMES.items() if runtime.time_module is not None]
+
+
+# ---- torch: the PyTorch model itself, eager ----------------------------------------------------
+
+def _torch_time_module(module, input_shape, threads, warmup, repeats, min_time_s) -> float:
+    # The caller holds torch's thread count at `threads` for the whole table.
+    return measure_latency(module, input_shape, batch=1, warmup=warmup, min_repeats=repeats,
+                           min_time_s=min_time_s).min_ms
+
+
+# ---- onnxruntime: ONNX files on the CPU -----------------------------------------------------------
+
+def _onnxruntime_load(model_file: str | bytes, threads: int) -> LoadedModel:
+    session = ort_session(model_file, threads)
+    (given,), (output,) = session.get_inputs(), session.get_outputs()
+    name = given.name
+    return LoadedModel(run=lambda x: session.run(None, {name: x})[0], input_shape=list(given.shape[1:]),
+                       output_shape=list(output.shape[1:]))
+
+
+def _onnxruntime_time_module(module, input_shape, threads, warmup, repeats, min_time_s) -> float:
+    loaded = _onnxruntime_load(onnx_bytes(module, input_shape, dynamic_batch=False), threads)
+    x = np.random.default_rng(0).standard_normal((1, *input_shape), dtype=np.float32)
+    return fastest_ms(lambda: loaded.run(x), warmup, repeats, min_time_s)
+
+
+register_runtime(Runtime("torch", "PyTorch", ("torch",), devices=("cpu", "cuda"), time_module=_torch_time_module))
+register_runtime(Runtime("onnxruntime", "ONNX Runtime", ("onnxruntime", "onnx"), load=_onnxruntime_load,
+                         time_module=_onnxruntime_time_module, layers_as_deployed=True))
