@@ -8,13 +8,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from ..errors import CdpruneError
 from ..measure.latency import ort_session, require_module
 from ..records import Record
 from ..runs import run_data
+from ..tasks import CLASSIFY, DEFAULT_TASK, Task, get_task, list_tasks
 
 EVAL_BATCH = 256
 
@@ -37,21 +37,21 @@ def _precision(path: Path) -> str:
     return "int8" if ops & {"QuantizeLinear", "QLinearConv", "QLinearMatMul", "ConvInteger", "MatMulInteger"} else "fp32"
 
 
-def evaluate_onnx(path: str | Path, dataset, batch: int = EVAL_BATCH, threads: int | None = None) -> tuple[float, float]:
-    """(mean cross-entropy, accuracy) of the ONNX file `path` on `dataset` (normalised, un-augmented images)."""
+def evaluate_onnx(path: str | Path, dataset, batch: int = EVAL_BATCH, threads: int | None = None,
+                  task: Task = CLASSIFY) -> tuple[float, float]:
+    """(mean loss, mean score) of the ONNX file `path` on `dataset` (normalised, un-augmented images and their
+    labels), as `task` scores exported outputs: cross-entropy and accuracy for classify."""
     session = ort_session(str(path), threads or torch.get_num_threads())
     name = session.get_inputs()[0].name
     labels = dataset.targets.numpy()
-    loss, correct = 0.0, 0
+    loss, score = 0.0, 0
     for start in range(0, len(dataset), batch):
         index = torch.arange(start, min(start + batch, len(dataset)))
-        logits = session.run(None, {name: dataset.plain(index).numpy()})[0].astype(np.float64)
-        y = labels[start:start + len(index)]
-        shifted = logits - logits.max(axis=1, keepdims=True)
-        log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
-        loss -= float(log_probs[np.arange(len(y)), y].sum())
-        correct += int((logits.argmax(axis=1) == y).sum())
-    return loss / len(dataset), correct / len(dataset)
+        output = session.run(None, {name: dataset.plain(index).numpy()})[0]
+        batch_loss, batch_score = task.exported_scores(output, labels[start:start + len(index)])
+        loss += batch_loss
+        score += batch_score
+    return loss / len(dataset), score / len(dataset)
 
 
 def eval_onnx(run_dir: str | Path, onnx_path: str | Path, data_dir: str | None = None,
@@ -66,8 +66,10 @@ def eval_onnx(run_dir: str | Path, onnx_path: str | Path, data_dir: str | None =
         raise CdpruneError(f"ONNX file {path} not found: export one with 'cdprune export {run_dir}'")
     require_module("onnxruntime")
     test_set, metrics = run_data(run_dir, "test", data_dir)
-    if (metrics.task or "classify") != "classify":
-        raise CdpruneError(f"--onnx evaluates classification runs; {run_dir} is a {metrics.task} run: "
+    task = get_task(metrics.task or DEFAULT_TASK)()
+    if not task.scores_exports:
+        scored = " and ".join(n for n in list_tasks() if get_task(n).scores_exports)
+        raise CdpruneError(f"--onnx evaluates {scored} runs; {run_dir} is a {metrics.task} run: "
                            "use cdprune eval without --onnx")
     try:
         session = ort_session(str(path), 1)
@@ -81,6 +83,6 @@ def eval_onnx(run_dir: str | Path, onnx_path: str | Path, data_dir: str | None =
                            f"{run_dir} has {'×'.join(map(str, metrics.input_shape))} images of {metrics.num_classes} "
                            f"classes: evaluate a file exported from this run")
     del session
-    loss, acc = evaluate_onnx(path, test_set, threads=threads)
+    loss, acc = evaluate_onnx(path, test_set, threads=threads, task=task)
     return OnnxEvalResult(path=str(path), precision=_precision(path), test_acc=acc, test_loss=loss,
                           recorded_acc=metrics.test_acc, test_size=len(test_set))
