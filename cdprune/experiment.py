@@ -239,8 +239,10 @@ def _write_compare(out: Path, result: CompareResult, runs: dict[str, list[RunMet
         "runs": {name: [r.to_dict() for r in rs] for name, rs in runs.items()}})
     task = settings.make_task()
     extras = [f"{s.key}_mean" for s in task.extra_scores]
-    fields = COMPARE_CSV_FIELDS[:2] + [f"{task.score.key}_mean", f"{task.score.key}_std", *extras] + COMPARE_CSV_FIELDS[2:]
-    rows = [[s.method, s.seeds, s.score_mean, s.score_std, *(getattr(s, e) for e in extras), s.params, s.flops, s.memory_bytes, s.reduction["params"],
+    scores = [f"{task.score.key}_mean", f"{task.score.key}_std", *extras]
+    fields = COMPARE_CSV_FIELDS[:2] + scores + COMPARE_CSV_FIELDS[2:]
+    rows = [[s.method, s.seeds, s.score_mean, s.score_std, *(getattr(s, e) for e in extras),
+             s.params, s.flops, s.memory_bytes, s.reduction["params"],
              s.reduction["flops"], s.reduction["memory"], s.latency_ms, s.energy_mj, s.train_time_s, s.train_flops]
             for s in result.summaries]
     atomic_write_text(out / "compare.csv", csv_text(fields, rows))
@@ -307,8 +309,8 @@ def sweep(out: str | Path, settings: RunSettings, modes: list[str], targets: lis
     tasks = [Task(g.name, _sweep_point, (job, g, bench_time_s)) for g in goals]
     outcome = run_tasks(tasks, backend, resources, progress)
     task = settings.make_task()
-    result = SweepResult(str(out), f"{settings.model} on {settings.data}" + (f", {task.name}" if task.named_in_titles else ""),
-                         [outcome.results[t.name] for t in tasks if t.name in outcome.results])
+    title = f"{settings.model} on {settings.data}" + (f", {task.name}" if task.named_in_titles else "")
+    result = SweepResult(str(out), title, [outcome.results[t.name] for t in tasks if t.name in outcome.results])
     atomic_write_json(out / "sweep.json", {"settings": asdict(settings), "points": [p.to_dict() for p in result.points]})
     values = {f"test_{task.score.key}": "score", **{f"test_{s.key}": s.key for s in task.extra_scores}}
     fields = SWEEP_CSV_FIELDS[:3] + list(values) + SWEEP_CSV_FIELDS[3:]

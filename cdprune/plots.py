@@ -39,7 +39,8 @@ def comparison_chart(runs, path: Path) -> None:
     for i, run in enumerate(runs):
         ratios = [getattr(run, attr) / getattr(base, attr) for attr, _ in CHART_METRICS]
         xs = [x + (i - (len(runs) - 1) / 2) * width for x in range(len(CHART_METRICS))]
-        ax.bar(xs, ratios, width, label=f"{run.method} ({tasks.by_score(run.score_name).score.legend(run.score)})")
+        score = tasks.by_score(run.score_name).score
+        ax.bar(xs, ratios, width, label=f"{run.method} ({score.legend(run.score)})")
     ax.axhline(1.0, color="grey", lw=0.8, ls="--")
     kinds = {run.energy.get("kind", "estimated") for run in runs}
     energy = "energy\n(measured)" if kinds == {"measured"} else "energy\n(est.)"
