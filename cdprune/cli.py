@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import Callable
 
 from . import (AUGMENTATIONS, BACKENDS, DATASETS, DEFAULT_ENERGY_MODEL, DEFAULT_JOB, DEFAULT_ROUND_TO, FORMATS,
-               METHODS, MODES, TASKS, CdpruneError, EnergyModel, PruningPlan, Resources, RunSettings,
+               METHODS, MODES, CdpruneError, EnergyModel, PruningPlan, Resources, RunSettings,
                TrainingInterrupted, bench, build_latency_table, compare, distributed, eval_onnx, eval_run, export_run,
                main_job, make_plan, models, parse_budget, parse_shape, profile, prunable_units, report, sweep,
-               train_run)
+               tasks, train_run)
 from . import bench_runtimes, table_runtimes
 
 _COMMANDS: dict[str, tuple[Callable, Callable, str]] = {}
@@ -234,7 +234,7 @@ def _training_arguments(p: argparse.ArgumentParser, defaults: dict) -> None:
                    help="share of each class held out for testing when a folder has no val/ or test/ (default 0.2)")
     _model_args_argument(p)
     p.add_argument("--download", action="store_true", help="fetch CIFAR into --data-dir when missing (needs a network)")
-    p.add_argument("--task", default="classify", choices=TASKS,
+    p.add_argument("--task", default=tasks.DEFAULT_TASK, choices=tasks.list_tasks(),
                    help="what the network learns: classify (labels), denoise (Gaussian noise) or sr "
                         "(super-resolution); the restoration tasks use the images alone (default classify)")
     p.add_argument("--noise", type=number, default=None, metavar="SIGMA",
@@ -270,10 +270,11 @@ def _settings(args, model: str) -> RunSettings:
 
 
 def _lr(args) -> float | None:
-    """--lr, else the command's own classify default (the main job's 0.02), else None: the task's default."""
+    """--lr, else the command's own default for the default task (the main job's 0.02 for classify), else None:
+    the task's default."""
     if args.lr is not None:
         return args.lr
-    return args.classify_lr if args.task == "classify" else None
+    return args.classify_lr if args.task == tasks.DEFAULT_TASK else None
 
 
 def run_train(args) -> None:
@@ -317,7 +318,7 @@ def _(p):
 
 def run_main(args) -> None:
     settings = _settings(args, args.model)
-    task = "" if args.task == "classify" else f"-{args.task}"
+    task = f"-{args.task}" if tasks.get_task(args.task).named_in_titles else ""
     out = args.out or f"runs/{_slug(args.model)}-{_slug(args.data)}{task}-{args.mode}{args.target:g}"
     result = main_job(out, settings, args.mode, args.target, download=args.download, progress=not args.no_progress)
     print_record(result, args, report.main_job_text(result))

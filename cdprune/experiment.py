@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from . import tasks as task_registry
 from .backends import Resources, Task, run_tasks
 from .deploy import bench
 from .errors import CdpruneError, UnreachableTarget
@@ -134,8 +135,8 @@ def write_comparison(out: Path, runs: list[RunMetrics], settings: RunSettings, p
 @dataclass(frozen=True)
 class MethodSummary(Record):
     """One method over its seeds: the task's score mean ± std (`score_name`: accuracy as a fraction, or PSNR
-    in dB), resources and training cost (means). `acc_mean` and `acc_std` repeat the score for classify and
-    are None for a restoration task, which has `ssim_mean` instead."""
+    in dB), the means of its extra scores (`ssim_mean`), resources and training cost (means). `acc_mean`
+    and `acc_std` repeat the score for classify and are None for the other tasks."""
 
     method: str
     seeds: int
@@ -159,10 +160,10 @@ class MethodSummary(Record):
         score = np.array([r.score for r in runs])
         mean = lambda attr: float(np.mean([getattr(r, attr) for r in runs]))
         score_mean, score_std = float(score.mean()), float(score.std(ddof=1)) if len(score) > 1 else 0.0
-        classify = runs[0].score_name == "accuracy"
-        return cls(method=method, seeds=len(runs), acc_mean=score_mean if classify else None,
-                   acc_std=score_std if classify else None, score_name=runs[0].score_name, score_mean=score_mean,
-                   score_std=score_std, ssim_mean=None if classify else mean("ssim"),
+        task = task_registry.create(runs[0].task)
+        return cls(method=method, seeds=len(runs), acc_mean=task.accuracy(score_mean),
+                   acc_std=task.accuracy(score_std), score_name=runs[0].score_name, score_mean=score_mean,
+                   score_std=score_std, **{f"{s.key}_mean": mean(s.key) for s in task.extra_scores},
                    params=mean("params"), flops=mean("flops"), memory_bytes=mean("memory_bytes"),
                    reduction={m: float(np.mean([r.reduction[m] for r in runs])) for m in runs[0].reduction},
                    latency_ms=mean("latency_ms"), energy_mj=mean("energy_mj"),
@@ -181,10 +182,10 @@ class CompareResult(Record):
     summaries: list[MethodSummary]
 
 
-COMPARE_CSV_FIELDS = ["method", "seeds", "acc_mean", "acc_std", "params", "flops", "memory_bytes", "params_reduction",
+# compare.csv's columns around the task's scores: <score key>_mean, _std, then each extra score's _mean
+# (acc_mean, acc_std for classify; psnr_mean, psnr_std, ssim_mean for denoise and sr).
+COMPARE_CSV_FIELDS = ["method", "seeds", "params", "flops", "memory_bytes", "params_reduction",
                       "flops_reduction", "memory_reduction", "latency_ms", "energy_mj", "train_time_s", "train_flops"]
-# A restoration task's columns in place of acc_mean and acc_std (PSNR in dB).
-RESTORATION_SCORE_FIELDS = ["psnr_mean", "psnr_std", "ssim_mean"]
 
 
 def compare(out: str | Path, settings: RunSettings, methods: list[str], target: float, *, metric: str = "flops",
@@ -236,9 +237,11 @@ def _write_compare(out: Path, result: CompareResult, runs: dict[str, list[RunMet
         "settings": asdict(settings), "target": result.target, "metric": result.metric,
         "summaries": [s.to_dict() for s in result.summaries],
         "runs": {name: [r.to_dict() for r in rs] for name, rs in runs.items()}})
-    classify = settings.make_task().score_name == "accuracy"
-    fields = COMPARE_CSV_FIELDS if classify else COMPARE_CSV_FIELDS[:2] + RESTORATION_SCORE_FIELDS + COMPARE_CSV_FIELDS[4:]
-    rows = [[s.method, s.seeds, *([s.acc_mean, s.acc_std] if classify else [s.score_mean, s.score_std, s.ssim_mean]),
+    task = settings.make_task()
+    extras = [f"{s.key}_mean" for s in task.extra_scores]
+    scores = [f"{task.score.key}_mean", f"{task.score.key}_std", *extras]
+    fields = COMPARE_CSV_FIELDS[:2] + scores + COMPARE_CSV_FIELDS[2:]
+    rows = [[s.method, s.seeds, s.score_mean, s.score_std, *(getattr(s, e) for e in extras),
              s.params, s.flops, s.memory_bytes, s.reduction["params"],
              s.reduction["flops"], s.reduction["memory"], s.latency_ms, s.energy_mj, s.train_time_s, s.train_flops]
             for s in result.summaries]
@@ -257,7 +260,7 @@ class SweepPoint(Record):
     mode: str
     target: float | None
     status: str  # "ok", or "unreachable": the mode cannot remove that much (nothing trained)
-    test_acc: float | None = None  # classify
+    test_acc: float | None = None  # tasks whose score is an accuracy (classify)
     params: int | None = None
     flops: int | None = None
     memory_bytes: int | None = None
@@ -270,7 +273,7 @@ class SweepPoint(Record):
     train_time_s: float | None = None
     score_name: str = "accuracy"  # the task's headline: "accuracy" or "PSNR" (dB)
     score: float | None = None
-    ssim: float | None = None  # restoration tasks
+    ssim: float | None = None  # denoise and sr
 
 
 @dataclass(frozen=True)
@@ -280,10 +283,10 @@ class SweepResult(Record):
     points: list[SweepPoint]
 
 
-SWEEP_CSV_FIELDS = ["method", "mode", "target", "test_acc", "params", "flops", "memory_bytes", "latency_ms", "energy_mj",
+# sweep.csv's columns around the task's scores: test_<score key>, then test_<key> of each extra score
+# (test_acc for classify; test_psnr, test_ssim for denoise and sr).
+SWEEP_CSV_FIELDS = ["method", "mode", "target", "params", "flops", "memory_bytes", "latency_ms", "energy_mj",
                     "energy_kind", "energy_measured_mj", "cpu_percent", "cpu_ms", "train_time_s", "status"]
-# A restoration task's columns in place of test_acc.
-RESTORATION_SWEEP_FIELDS = ["test_psnr", "test_ssim"]
 
 
 def sweep(out: str | Path, settings: RunSettings, modes: list[str], targets: list[float], *, download: bool = False,
@@ -306,12 +309,11 @@ def sweep(out: str | Path, settings: RunSettings, modes: list[str], targets: lis
     tasks = [Task(g.name, _sweep_point, (job, g, bench_time_s)) for g in goals]
     outcome = run_tasks(tasks, backend, resources, progress)
     task = settings.make_task()
-    result = SweepResult(str(out), f"{settings.model} on {settings.data}" + (f", {task.name}" if task.restoration else ""),
-                         [outcome.results[t.name] for t in tasks if t.name in outcome.results])
+    title = f"{settings.model} on {settings.data}" + (f", {task.name}" if task.named_in_titles else "")
+    result = SweepResult(str(out), title, [outcome.results[t.name] for t in tasks if t.name in outcome.results])
     atomic_write_json(out / "sweep.json", {"settings": asdict(settings), "points": [p.to_dict() for p in result.points]})
-    classify = settings.make_task().score_name == "accuracy"
-    fields = SWEEP_CSV_FIELDS if classify else SWEEP_CSV_FIELDS[:3] + RESTORATION_SWEEP_FIELDS + SWEEP_CSV_FIELDS[4:]
-    values = {"test_psnr": "score", "test_ssim": "ssim"}
+    values = {f"test_{task.score.key}": "score", **{f"test_{s.key}": s.key for s in task.extra_scores}}
+    fields = SWEEP_CSV_FIELDS[:3] + list(values) + SWEEP_CSV_FIELDS[3:]
     rows = [[getattr(p, values.get(f, f)) for f in fields] for p in result.points]
     atomic_write_text(out / "sweep.csv", csv_text(fields, rows))
     from .plots import tradeoff_charts  # matplotlib takes a second to import: only when drawing

@@ -8,16 +8,14 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from . import tasks  # noqa: E402
 from .storage import atomic_write_bytes  # noqa: E402
 
 
-def _score_legend(name: str, value) -> str:
-    return f"acc {100 * value:.2f}%" if name == "accuracy" else f"{name} {value:.2f} dB"
-
-
 def _score_axis(name: str) -> tuple[float, str]:
-    """How the charts show a task's headline: accuracy in %, PSNR in dB."""
-    return (100.0, "test accuracy (%)") if name == "accuracy" else (1.0, f"test {name} (dB)")
+    """How the charts show a task's headline, as its task says: accuracy in %, PSNR in dB."""
+    score = tasks.by_score(name).score
+    return score.scale, score.axis_label
 
 CHART_METRICS = [("params", "params"), ("flops", "FLOPs"), ("memory_bytes", "memory"), ("latency_ms", "latency"),
                  ("energy_mj", "energy"), ("train_time_s", "train time")]
@@ -41,7 +39,8 @@ def comparison_chart(runs, path: Path) -> None:
     for i, run in enumerate(runs):
         ratios = [getattr(run, attr) / getattr(base, attr) for attr, _ in CHART_METRICS]
         xs = [x + (i - (len(runs) - 1) / 2) * width for x in range(len(CHART_METRICS))]
-        ax.bar(xs, ratios, width, label=f"{run.method} ({_score_legend(run.score_name, run.score)})")
+        score = tasks.by_score(run.score_name).score
+        ax.bar(xs, ratios, width, label=f"{run.method} ({score.legend(run.score)})")
     ax.axhline(1.0, color="grey", lw=0.8, ls="--")
     kinds = {run.energy.get("kind", "estimated") for run in runs}
     energy = "energy\n(measured)" if kinds == {"measured"} else "energy\n(est.)"
@@ -87,7 +86,7 @@ def tradeoff_series(points: list, fps: float = 10.0) -> dict:
     CPU panel's x is the share of one core at `fps` inferences/s: CPU ms per inference × fps / 10.
     """
     energy = "measured" if any(p.energy_kind == "measured" for p in points) else "estimated"
-    y_scale, _ = _score_axis(points[0].score_name if points else "accuracy")
+    y_scale, _ = _score_axis(points[0].score_name if points else tasks.CLASSIFY.score.name)
     out = {}
     for filename, panels in TRADEOFF_PANELS.items():
         out[filename] = []
@@ -118,7 +117,7 @@ def tradeoff_charts(points: list, out: Path, title: str, subtitle: str = "", fps
     targets = sorted({p.target for p in points if p.mode != "dense"})
     spare = iter(SPARE_MARKERS * (1 + len(targets) // len(SPARE_MARKERS)))
     markers = {t: TARGET_MARKERS.get(t) or next(spare) for t in targets}
-    _, ylabel = _score_axis(points[0].score_name if points else "accuracy")
+    _, ylabel = _score_axis(points[0].score_name if points else tasks.CLASSIFY.score.name)
     written = []
     for filename, panels in tradeoff_series(points, fps).items():
         fig, axes = plt.subplots(1, len(panels), figsize=(4.4 * len(panels), 3.6))

@@ -1,10 +1,12 @@
 """Human-readable text for every result: the library returns records, these turn them into what the CLI prints.
 
 Functions take the records by their attributes (duck typing), so this module sits low in
-the house and imports only the complexity types and the formatting helpers.
+the house and imports only the complexity types, the formatting helpers and the tasks, which say
+how their scores read.
 """
 from __future__ import annotations
 
+from . import tasks
 from .complexity import METRICS, Profile, Totals
 from .formatting import human_bytes, human_count, human_energy, human_metric, markdown_table, table
 from .formatting import table as table_text  # where a parameter is called `table`
@@ -66,33 +68,29 @@ def _pct(x: float) -> str:
     return f"{100 * x:.2f}%"
 
 
-def _db(x: float) -> str:
-    return f"{x:.2f} dB"
-
-
 def score_label(score_name: str) -> str:
     """'test accuracy' or 'test PSNR': the row or column of a run's headline figure."""
-    return f"test {score_name}"
+    return tasks.by_score(score_name).score.label
 
 
 def score_text(score_name: str, value: float | None) -> str:
-    """A headline figure in its unit: accuracy as a percentage, PSNR in dB."""
-    if value is None:
-        return "-"
-    return _pct(value) if score_name == "accuracy" else _db(value)
+    """A headline figure in its task's unit: accuracy as a percentage, PSNR in dB."""
+    return tasks.by_score(score_name).score.text(value)
 
 
 def score_delta(score_name: str, difference: float) -> str:
-    return f"{100 * difference:+.2f} pt" if score_name == "accuracy" else f"{difference:+.2f} dB"
+    return tasks.by_score(score_name).score.delta(difference)
 
 
-def _ssim(x: float | None) -> str:
-    return "-" if x is None else f"{x:.4f}"
+def _score_rows(task) -> list[tuple]:
+    """(label, record attribute, Score, shows differences) of the task's figures in a run table."""
+    return ([(task.score.label, "score", task.score, True)]
+            + [(s.label, s.key, s, True) for s in task.extra_scores]
+            + [(label, attr, score, False) for label, attr, score in task.reference_rows])
 
 
-# (label, RunMetrics attribute, formatter); ratios are pruned ÷ dense.
+# (label, RunMetrics attribute, formatter); ratios are pruned ÷ dense. The task's scores come first.
 COMPARISON_ROWS = [
-    ("test accuracy", "test_acc", _pct),
     ("params", "params", human_count),
     ("FLOPs (MACs)", "flops", human_count),
     ("memory (activations)", "memory_bytes", human_bytes),
@@ -104,27 +102,18 @@ COMPARISON_ROWS = [
 
 def comparison_rows(runs) -> tuple[list[str], list[list[str]]]:
     """Rows of the side-by-side table: one column per run, then each run's difference from the first (dense)
-    for the task's scores and its ratio to it for the costs. A restoration task shows PSNR, SSIM and the
-    PSNR of the degraded input itself (what the network improves on) instead of accuracy."""
+    for the task's scores and its ratio to it for the costs. The task says which scores it shows: accuracy;
+    or PSNR, SSIM and the PSNR of the degraded input itself (what the network improves on)."""
     base = runs[0]
     header = [""] + [r.method for r in runs] + [f"{r.method} / {base.method}" for r in runs[1:]]
-    name = base.score_name
     rows = []
-    if name != "accuracy":
-        for label, attr, fmt, delta in ((score_label(name), "score", _db, lambda d: score_delta(name, d)),
-                                        ("test SSIM", "ssim", _ssim, lambda d: f"{d:+.4f}"),
-                                        ("input PSNR (no network)", "input_psnr", _db, None)):
-            values = [getattr(r, attr) for r in runs]
-            diffs = [delta(v - values[0]) if delta and None not in (v, values[0]) else "-" for v in values[1:]]
-            rows.append([label] + [fmt(v) if v is not None else "-" for v in values] + diffs)
-    for label, attr, fmt in COMPARISON_ROWS:
-        if attr == "test_acc" and name != "accuracy":
-            continue
+    for label, attr, score, differs in _score_rows(tasks.create(base.task)):
         values = [getattr(r, attr) for r in runs]
-        if attr == "test_acc":
-            ratios = [score_delta(name, v - values[0]) for v in values[1:]]
-        else:
-            ratios = [f"{v / values[0]:.2f}×" if values[0] else "-" for v in values[1:]]
+        diffs = [score.delta(v - values[0]) if differs and None not in (v, values[0]) else "-" for v in values[1:]]
+        rows.append([label] + [score.text(v) for v in values] + diffs)
+    for label, attr, fmt in COMPARISON_ROWS:
+        values = [getattr(r, attr) for r in runs]
+        ratios = [f"{v / values[0]:.2f}×" if values[0] else "-" for v in values[1:]]
         if attr == "energy_mj":  # runs record the estimate; the label says so rather than assume it
             label = f"{label} {energy_label(r.energy.get('kind', 'estimated') for r in runs)}"
         rows.append([label] + [fmt(v) for v in values] + ratios)
@@ -132,13 +121,8 @@ def comparison_rows(runs) -> tuple[list[str], list[list[str]]]:
 
 
 def task_sentence(settings) -> str:
-    """What a restoration run was trained to do, for the Markdown reports ('' for classify)."""
-    task = settings.make_task()
-    if not task.restoration:
-        return ""
-    return (f"Task: {task.describe()}, Adam. PSNR and SSIM (11×11 Gaussian window, σ = 1.5) are taken per test "
-            f"image on the [0, 1] scale with the output clamped to [0, 1], then averaged; the input PSNR scores the "
-            f"degraded test images themselves. ")
+    """What the task adds to the Markdown reports about its scores ('' for classify)."""
+    return settings.make_task().report_note()
 
 
 def comparison_table(runs) -> str:
@@ -166,19 +150,17 @@ def comparison_markdown(runs, settings) -> str:
 
 
 def compare_rows(summaries) -> tuple[list[str], list[list[str]]]:
-    """One row per method: the task's score mean ± std (restoration: PSNR and SSIM), resources and reductions,
-    latency, total training cost."""
-    name = summaries[0].score_name if summaries else "accuracy"
-    scores = [score_label(name)] + ([] if name == "accuracy" else ["test SSIM"])
+    """One row per method: the task's score mean ± std and its extra scores' means (PSNR and SSIM), resources
+    and reductions, latency, total training cost."""
+    task = tasks.by_score(summaries[0].score_name if summaries else tasks.CLASSIFY.score.name)
+    scores = [task.score.label] + [s.label for s in task.extra_scores]
     header = ["method", "seeds", *scores, "params", "FLOPs", "memory", "Δparams", "ΔFLOPs", "Δmemory",
               "CPU latency", "energy (est.)", "train time (all stages)", "train FLOPs (all stages)"]
     rows = []
     for s in summaries:
         r = s.reduction
-        if name == "accuracy":
-            shown = [f"{100 * s.score_mean:.2f} ± {100 * s.score_std:.2f}%"]
-        else:
-            shown = [f"{s.score_mean:.2f} ± {s.score_std:.2f} dB", _ssim(s.ssim_mean)]
+        shown = [task.score.spread(s.score_mean, s.score_std)]
+        shown += [extra.text(getattr(s, f"{extra.key}_mean")) for extra in task.extra_scores]
         rows.append([s.method, str(s.seeds), *shown, human_count(s.params),
                      human_count(s.flops), human_bytes(s.memory_bytes), f"-{r['params']:.1%}", f"-{r['flops']:.1%}",
                      f"-{r['memory']:.1%}", f"{s.latency_ms:.2f} ms", f"{s.energy_mj:.3f} mJ", f"{s.train_time_s:.0f} s",
@@ -193,7 +175,7 @@ def compare_markdown(result, settings, train_size: int, test_size: int) -> str:
         f"# {settings.model} on {settings.data}: methods at a {result.target:g} {result.metric} reduction", "",
         f"{settings.epochs} epochs (fine-tuning: half as many at a tenth of the LR), {train_size} training "
         f"images, {test_size} test images, batch {settings.batch_size}, lr {settings.lr}; "
-        f"{'accuracy' if not settings.make_task().restoration else 'PSNR'} is the mean ± "
+        f"{settings.make_task().score.name} is the mean ± "
         f"std over seeds. Training cost counts every stage (dense pre-training and fine-tuning for the ranking "
         f"methods); training FLOPs = 3 × MACs per image × images seen. {task_sentence(settings)}".rstrip(), "",
         markdown_table(header, rows), ""])
@@ -254,10 +236,8 @@ def units_text(units) -> str:
 
 def run_text(metrics) -> str:
     """What `cdprune train` prints: one finished run."""
-    scores = [[score_label(metrics.score_name), score_text(metrics.score_name, metrics.score)]]
-    if metrics.score_name != "accuracy":
-        scores += [["test SSIM", _ssim(metrics.ssim)],
-                   ["input PSNR (no network)", score_text(metrics.score_name, metrics.input_psnr)]]
+    scores = [[label, score.text(getattr(metrics, attr))]
+              for label, attr, score, _ in _score_rows(tasks.create(metrics.task))]
     return table(["", metrics.method], [
         *scores,
         ["params", human_count(metrics.params)], ["FLOPs", human_count(metrics.flops)],
@@ -268,19 +248,20 @@ def run_text(metrics) -> str:
 
 def eval_text(result) -> str:
     verdict = "matches the record" if result.matches else "DIFFERS from the record"
-    name = result.score_name
-    if name == "accuracy":
-        return (f"test accuracy {_pct(result.score)} on {result.test_size} images "
-                f"(recorded {_pct(result.recorded_score)}: {verdict})")
-    return (f"test {name} {score_text(name, result.score)}, SSIM {_ssim(result.ssim)} on {result.test_size} images "
-            f"(recorded {score_text(name, result.recorded_score)}, SSIM {_ssim(result.recorded_ssim)}: {verdict})")
+    task = tasks.by_score(result.score_name)
+
+    def figures(prefix: str) -> str:
+        return "".join(f", {s.name} {s.text(getattr(result, prefix + s.key))}" for s in task.extra_scores)
+
+    return (f"{task.score.label} {task.score.text(result.score)}{figures('')} on {result.test_size} images "
+            f"(recorded {task.score.text(result.recorded_score)}{figures('recorded_')}: {verdict})")
 
 
 def main_job_text(result) -> str:
     """What `cdprune run` prints: dense and pruned side by side."""
     dense, pruned = result.runs[0], result.runs[-1]
     task = result.settings.make_task()
-    doing = f", {task.describe()}" if task.restoration else ""
+    doing = f", {task.describe()}" if task.named_in_titles else ""
     return "\n".join([
         f"{dense.model} on {dense.data}{doing}: dense vs {pruned.plan['mode']} at target {pruned.plan['target']:g}, "
         f"{result.settings.epochs} epochs on {dense.train_size} images, tested on {dense.test_size}",
@@ -294,7 +275,7 @@ def bench_text(r) -> str:
         ["dense latency p50", f"{r.dense_p50_ms:.2f} ms (same architecture unpruned, measured the same way)"],
         ["speed-up over dense", f"{r.speedup:.2f}× for {r.flops_ratio:.2f}× fewer FLOPs "
                                 f"(speed-up ÷ FLOPs ratio {r.speedup_per_flops:.2f})"]]
-    task = f" · task {r.task}" if r.task not in (None, "classify") else ""
+    task = f" · task {r.task}" if r.task is not None and tasks.get_task(r.task).named_in_titles else ""
     precision = " · int8" if r.precision == "int8" else ""
     return "\n".join([
         f"{r.model} ({r.method}){task} · {r.runtime_version}{precision} · {r.device} ({r.device_name}) · "
@@ -351,7 +332,7 @@ def onnx_eval_text(result) -> str:
 
 def sweep_text(result) -> str:
     """What `cdprune sweep` prints: one row per point, blanks for unreachable points."""
-    name = next((p.score_name for p in result.points if p.status == "ok"), "accuracy")
+    name = next((p.score_name for p in result.points if p.status == "ok"), tasks.CLASSIFY.score.name)
     # A meter's figures get their own column beside the estimate, where one answered.
     metered = any(p.energy_measured_mj is not None for p in result.points)
     rows = [[p.method, p.status] + ([score_text(name, p.score), human_count(p.params), human_count(p.flops),

@@ -31,8 +31,7 @@ from .storage import (atomic_write_json, load_weights, lock_directory, read_chec
 from .measure import estimate_energy, measure_latency
 from .records import Record
 from .pruning import PruningPlan, apply_plan
-from .tasks import KINDS as TASK_KINDS
-from .tasks import Task, input_scores
+from .tasks import DEFAULT_TASK, Task, get_task, list_tasks
 from .tasks import create as create_task
 from .train import CHECKPOINT_NAME, TrainConfig, evaluate, resolve_device, train
 
@@ -59,15 +58,15 @@ class RunSettings:
     input_shape: list[int] | None = None  # C,H,W the images are converted to (folder and .npz data)
     augment: str | None = None  # none, flip, crop, crop-flip; None: the data's default
     val_fraction: float = 0.2  # held out as the test split of a folder without train/ and val/
-    task: str = "classify"  # classify, denoise or sr (tasks.py)
+    task: str = DEFAULT_TASK  # a registered task: classify, denoise or sr (cdprune/tasks/)
     noise: float | None = None  # denoise: σ on the 0–255 scale; None: 25
     scale: int | None = None  # sr: 2 or 4; None: 2
     loss: str | None = None  # restoration: "mse" or "l1"; None: the task's default
 
     def __post_init__(self):
-        if self.lr is None:  # an unknown task is refused by check(); the classify default stands in until then
-            kind = TASK_KINDS.get(self.task) if isinstance(self.task, str) else None
-            object.__setattr__(self, "lr", (kind or TASK_KINDS["classify"]).default_lr)
+        if self.lr is None:  # an unknown task is refused by check(); the default task's lr stands in until then
+            known = isinstance(self.task, str) and self.task in list_tasks()
+            object.__setattr__(self, "lr", get_task(self.task if known else DEFAULT_TASK).default_lr)
         if isinstance(self.input_shape, tuple):  # JSON gives lists back: keep one form, so that resume compares equal
             object.__setattr__(self, "input_shape", list(self.input_shape))
 
@@ -162,7 +161,7 @@ class RunMetrics(Record):
     std: list[float] = field(default_factory=list)
     class_names: list[str] = field(default_factory=list)
     augment: str = ""  # the augmentation training used
-    task: str = "classify"
+    task: str = DEFAULT_TASK
     score: float | None = None  # None only in files from before tasks: then it is test_acc
     score_name: str = "accuracy"  # "accuracy" (a fraction) or "PSNR" (dB)
     ssim: float | None = None
@@ -170,7 +169,7 @@ class RunMetrics(Record):
     input_ssim: float | None = None
 
     def __post_init__(self):
-        if self.score is None and self.task == "classify":
+        if self.score is None:  # a file from before tasks: a classifier's
             self.score = self.test_acc
 
     @property
@@ -286,7 +285,6 @@ def _train_and_measure(out: Path, settings: RunSettings, plan, model, info, trai
     totals = profile(model, info.input_shape).totals
     base = plan.before if plan is not None else totals
     task = settings.make_task()
-    reference = input_scores(test_set) if task.restoration else (None, None)
     metrics = RunMetrics(
         method=method or plan_run_name(plan), model=settings.model, data=settings.data,
         input_shape=list(info.input_shape),
@@ -301,7 +299,7 @@ def _train_and_measure(out: Path, settings: RunSettings, plan, model, info, trai
         pretrain_flops=pretrained.total_train_flops if pretrained else 0.0, processes=result.processes,
         architecture=architecture, mean=list(info.mean), std=list(info.std), class_names=list(info.class_names),
         augment=getattr(train_set, "augment", None) or "none", task=task.name, score=result.test_score,
-        score_name=task.score_name, ssim=result.test_ssim, input_psnr=reference[0], input_ssim=reference[1])
+        score_name=task.score.name, **result.test_extras, **task.reference_scores(test_set))
     _add_measurements(metrics, model, info.input_shape, plan.energy_model if plan is not None else None)
     atomic_write_json(out / METRICS_FILE, metrics.to_dict())
     (out / CHECKPOINT_NAME).unlink(missing_ok=True)  # the run is complete; the weights file replaces it
@@ -470,11 +468,11 @@ def eval_run(run_dir: str | Path, data_dir: str | None = None, device: str | Non
         model.to(memory_format=torch.channels_last)
     scores = evaluate(model, test_set, 2 * settings.batch_size, device or metrics.device, settings.num_workers,
                       config.channels_last, task)
-    classify = not task.restoration
-    return EvalResult(test_acc=scores.score if classify else None, test_loss=scores.loss,
+    extras = scores.extras or {}
+    return EvalResult(test_acc=task.accuracy(scores.score), test_loss=scores.loss,
                       recorded_acc=metrics.test_acc, test_size=len(test_set), score=scores.score,
-                      recorded_score=metrics.score, score_name=task.score_name, ssim=scores.ssim,
-                      recorded_ssim=metrics.ssim)
+                      recorded_score=metrics.score, score_name=task.score.name, **extras,
+                      **{f"recorded_{key}": getattr(metrics, key) for key in extras})
 
 
 def run_data(run_dir: str | Path, split: str, data_dir: str | None = None) -> tuple[Dataset, RunMetrics]:

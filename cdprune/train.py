@@ -1,5 +1,4 @@
-"""Train a network for a task: cosine LR, the task's loss and optimiser (classify: cross-entropy
-and SGD with Nesterov momentum; restoration: MSE or L1 and Adam; see tasks.py).
+"""Train a network for a task: cosine LR, the task's loss, optimiser and scores (cdprune/tasks/).
 
 One epoch = one pass over the training set, then one pass over the test set.
 After every epoch `out_dir/checkpoint.safetensors` and `out_dir/history.csv`
@@ -19,7 +18,7 @@ from __future__ import annotations
 import random
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import NamedTuple
 
@@ -46,7 +45,7 @@ class TrainConfig:
     epochs: int = 10
     batch_size: int = 128
     lr: float = 0.05            # initial LR, annealed to 0 by a cosine over `epochs`
-    momentum: float = 0.9       # SGD (classify); Adam keeps its default betas
+    momentum: float = 0.9       # SGD; Adam keeps its default betas
     weight_decay: float = 5e-4  # applied to every parameter, BN and biases included
     nesterov: bool = True
     seed: int = 0
@@ -68,44 +67,42 @@ _RUN_KEYS = ("epochs", "batch_size", "lr", "momentum", "weight_decay", "nesterov
 @dataclass
 class EpochRecord:
     """One row of history.csv. Losses are the task's loss per sample (classify: cross-entropy in
-    nats; restoration: MSE or L1 per pixel on the [0, 1] scale), accuracies are fractions in
-    [0, 1] (classify; None otherwise), PSNR in dB and SSIM (restoration; None otherwise), lr is
-    the LR used during the epoch, train_time_s the wall time of its training pass and
-    epoch_time_s that of its training and test passes."""
+    nats; denoise and sr: MSE or L1 per pixel on the [0, 1] scale), lr is the LR used during the
+    epoch, train_time_s the wall time of its training pass and epoch_time_s that of its training
+    and test passes. `scores` holds the task's columns (`Task.epoch_scores`: train_acc and test_acc,
+    or train_psnr, test_psnr and test_ssim), which read as attributes too: `record.test_acc`."""
 
     epoch: int
     lr: float
     train_loss: float
-    train_acc: float | None
     test_loss: float
-    test_acc: float | None
     train_time_s: float
     epoch_time_s: float
-    train_psnr: float | None = None
-    test_psnr: float | None = None
-    test_ssim: float | None = None
+    scores: dict = field(default_factory=dict)
 
-    @property
-    def test_score(self) -> float:
-        """The task's headline figure: accuracy, or PSNR."""
-        return self.test_psnr if self.test_acc is None else self.test_acc
+    def __getattr__(self, name: str):
+        scores = self.__dict__.get("scores", {})
+        if name in scores:
+            return scores[name]
+        raise AttributeError(f"{type(self).__name__} has no column {name!r}")
 
+    def row(self) -> dict:
+        """The record as one flat dict of columns (a checkpoint's history entry)."""
+        return {k: v for k, v in asdict(self).items() if k != "scores"} | self.scores
 
-# history.csv's columns: classify keeps the columns it always had.
-HISTORY_COLUMNS = {
-    False: ["epoch", "lr", "train_loss", "train_acc", "test_loss", "test_acc", "train_time_s", "epoch_time_s"],
-    True: ["epoch", "lr", "train_loss", "train_psnr", "test_loss", "test_psnr", "test_ssim", "train_time_s",
-           "epoch_time_s"],
-}
+    @classmethod
+    def from_row(cls, row: dict) -> "EpochRecord":
+        common = {f.name for f in fields(cls)} - {"scores"}
+        return cls(**{k: row[k] for k in common}, scores={k: v for k, v in row.items() if k not in common})
 
 
 class Scores(NamedTuple):
-    """A test pass: mean loss per sample, the headline score (accuracy or mean PSNR) and mean SSIM
-    (restoration only, else None)."""
+    """A test pass: mean loss per sample, the task's headline score (accuracy, mean PSNR) and its
+    extra scores by key (mean SSIM; None for a task without any)."""
 
     loss: float
     score: float
-    ssim: float | None = None
+    extras: dict | None = None
 
 
 @dataclass
@@ -113,13 +110,17 @@ class TrainResult:
     """Outcome of `train`; train_time_s sums the training passes (no evaluation) over all sessions."""
 
     history: list[EpochRecord] = field(default_factory=list)
-    test_acc: float | None = 0.0  # classify; None for a restoration task
     train_time_s: float = 0.0
     epochs: int = 0
     device: str = "cpu"
     processes: int = 1  # data-parallel processes (torchrun), 1 otherwise
-    test_score: float = 0.0  # the task's headline: accuracy, or PSNR (dB)
-    test_ssim: float | None = None  # restoration tasks
+    test_score: float = 0.0  # the task's headline: accuracy, PSNR (dB), …
+    test_extras: dict = field(default_factory=dict)  # the task's extra scores by key (ssim)
+
+    @property
+    def test_acc(self) -> float | None:
+        """The last test accuracy, for a task that records one (None otherwise)."""
+        return self.history[-1].scores.get("test_acc") if self.history else None
 
 
 class TrainingInterrupted(CdpruneError):
@@ -154,7 +155,7 @@ def evaluate(model: torch.nn.Module, dataset: Dataset, batch_size: int = 512,
              device: str | torch.device = "cpu", num_workers: int = 0,
              channels_last: bool = False, task: Task = CLASSIFY) -> Scores:
     """The task's mean loss per sample and its scores on `dataset` (classify: cross-entropy in nats and
-    accuracy as a fraction; restoration: the loss per pixel, mean PSNR in dB and mean SSIM).
+    accuracy as a fraction; denoise and sr: the loss per pixel, mean PSNR in dB and mean SSIM).
 
     Moves `model` to `device`; its train/eval mode is restored afterwards.
     """
@@ -168,17 +169,18 @@ def evaluate(model: torch.nn.Module, dataset: Dataset, batch_size: int = 512,
     # float64 sums: a per-image PSNR summed in float32 would round differently with the batch size.
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
     score_sum = torch.zeros((), dtype=torch.float64, device=device)
-    ssim_sum = torch.zeros((), dtype=torch.float64, device=device)
+    extra_sums = {s.key: torch.zeros((), dtype=torch.float64, device=device) for s in task.extra_scores}
     for x, y in loader:
         x, y = _to_device(x, device, channels_last), _to_device(y, device, channels_last)
         output = model(x)
         loss_sum += task.loss_of(output, y, reduction="sum")
         score_sum += task.score_sum(output, y)
-        if task.restoration:
-            ssim_sum += task.ssim_sum(output, y)
+        for key, value in task.extra_sums(output, y).items():
+            extra_sums[key] += value
     model.train(was_training)
     n = len(dataset)
-    return Scores(loss_sum.item() / n, score_sum.item() / n, ssim_sum.item() / n if task.restoration else None)
+    extras = {key: total.item() / n for key, total in extra_sums.items()}
+    return Scores(loss_sum.item() / n, score_sum.item() / n, extras or None)
 
 
 def epoch_order(n: int, seed: int, epoch: int, world_size: int = 1, rank: int = 0) -> list[int]:
@@ -229,7 +231,8 @@ def train(model: torch.nn.Module, train_set: Dataset, test_set: Dataset, config:
     Ctrl-C raises TrainingInterrupted once the stderr notice is printed.
     """
     _check_config(config, train_set)
-    _check_fit(model, train_set, config.task)
+    task = config.task
+    _check_fit(model, train_set, task)
     group = distributed.from_environment()
     if config.batch_size % group.world_size:
         raise CdpruneError(f"batch size {config.batch_size} does not split over {group.world_size} processes: "
@@ -248,20 +251,16 @@ def train(model: torch.nn.Module, train_set: Dataset, test_set: Dataset, config:
     model.to(device)
     if config.channels_last:
         model.to(memory_format=torch.channels_last)
-    if config.task.optimizer == "adam":
-        optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    else:
-        optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
-                                    weight_decay=config.weight_decay, nesterov=config.nesterov)
+    optimizer = task.make_optimizer(model.parameters(), config)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
     # bf16 has fp32's exponent range, so only fp16 needs loss scaling.
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
     run = {**{k: getattr(config, k) for k in _RUN_KEYS}, "train_size": len(train_set)}
     if group.active:  # half-batch BN statistics make a 2-process trajectory differ from a 1-process one
         run["processes"] = group.world_size
-    if config.task != CLASSIFY:  # absent for classify, so that checkpoints from before tasks still resume
-        run["task"] = config.task.settings()
-    columns = HISTORY_COLUMNS[config.task.restoration]
+    if task != CLASSIFY:  # absent for classify, so that checkpoints from before tasks still resume
+        run["task"] = task.settings()
+    columns = task.history_columns()
     # DDP starts every rank from rank 0's weights; the raw model is what gets saved and evaluated.
     net = DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None) \
         if group.active else model
@@ -285,18 +284,18 @@ def train(model: torch.nn.Module, train_set: Dataset, test_set: Dataset, config:
             with tqdm(total=len(loader), desc=f"epoch {epoch}/{config.epochs}", unit="batch", file=sys.stderr,
                       disable=not (config.progress and group.is_main), dynamic_ncols=True) as bar:
                 train_loss, train_score = _train_epoch(net, loader, optimizer, scaler, device, use_amp, amp_dtype,
-                                                       config.channels_last, bar, config.task)
+                                                       config.channels_last, bar, task)
                 train_time = time.perf_counter() - t0
                 # One process tests on the whole set, so the recorded score is exactly what
                 # `cdprune eval` reproduces; the others wait for its figures.
                 scores = tuple(evaluate(model, test_set, 2 * config.batch_size, device, config.num_workers,
-                                        config.channels_last, config.task)) if group.is_main else None
+                                        config.channels_last, task)) if group.is_main else None
                 test = Scores(*distributed.share_from_main(scores))
-                label = _score_label(config.task)
-                bar.set_postfix({"loss": f"{train_loss:.3f}", label: f"{train_score:.3f}",
-                                 f"test_{label}": f"{test.score:.3f}"})
-            history.append(_epoch_record(config.task, epoch, lr, train_loss, train_score, test, train_time,
-                                         time.perf_counter() - t0))
+                key = task.score.key
+                bar.set_postfix({"loss": f"{train_loss:.3f}", key: f"{train_score:.3f}",
+                                 f"test_{key}": f"{test.score:.3f}"})
+            history.append(EpochRecord(epoch, lr, train_loss, test.loss, train_time, time.perf_counter() - t0,
+                                       task.epoch_scores(train_score, test.score, test.extras)))
             scheduler.step()
             if group.is_main:
                 save_checkpoint(ckpt_path, model, optimizer, _meta(run, history, scheduler, scaler))
@@ -305,23 +304,11 @@ def train(model: torch.nn.Module, train_set: Dataset, test_set: Dataset, config:
     except KeyboardInterrupt:
         raise TrainingInterrupted(saved_epoch) from None
 
-    last = history[-1]
-    return TrainResult(history=history, test_acc=last.test_acc,
-                       train_time_s=sum(r.train_time_s for r in history), epochs=config.epochs,
+    last = history[-1].scores
+    return TrainResult(history=history, train_time_s=sum(r.train_time_s for r in history), epochs=config.epochs,
                        device=device.type if group.active else str(device), processes=group.world_size,
-                       test_score=last.test_score, test_ssim=last.test_ssim)
-
-
-def _score_label(task: Task) -> str:
-    return "psnr" if task.restoration else "acc"
-
-
-def _epoch_record(task: Task, epoch: int, lr: float, train_loss: float, train_score: float, test: Scores,
-                  train_time: float, epoch_time: float) -> EpochRecord:
-    if task.restoration:
-        return EpochRecord(epoch, lr, train_loss, None, test.loss, None, train_time, epoch_time,
-                           train_psnr=train_score, test_psnr=test.score, test_ssim=test.ssim)
-    return EpochRecord(epoch, lr, train_loss, train_score, test.loss, test.score, train_time, epoch_time)
+                       test_score=last[f"test_{task.score.key}"],
+                       test_extras={s.key: last[f"test_{s.key}"] for s in task.extra_scores})
 
 
 def _check_fit(model: torch.nn.Module, train_set: Dataset, task: Task) -> None:
@@ -330,7 +317,7 @@ def _check_fit(model: torch.nn.Module, train_set: Dataset, task: Task) -> None:
     info = getattr(train_set, "info", None)
     shape = getattr(info, "input_shape", None)
     if shape is not None:
-        task.check_model(model, shape, None if task.restoration else getattr(info, "num_classes", None))
+        task.check_model(model, shape, getattr(info, "num_classes", None))
 
 
 def _shuffle_seed(seed: int, epoch: int) -> int:
@@ -358,13 +345,13 @@ def _to_device(x: torch.Tensor, device: torch.device, channels_last: bool) -> to
 
 def _train_epoch(model, loader, optimizer, scaler, device, use_amp, amp_dtype, channels_last, bar,
                  task: Task = CLASSIFY) -> tuple[float, float]:
-    """One pass over `loader`; returns (mean loss per sample, the task's score: accuracy or mean PSNR)."""
+    """One pass over `loader`; returns (mean loss per sample, the task's headline score)."""
     model.train()
     # Running sums stay on the device: calling .item() every step would stall the GPU.
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
     score_sum = torch.zeros((), dtype=torch.float64, device=device)
     seen = 0
-    label = _score_label(task)
+    label = task.score.key
     for step, (x, y) in enumerate(loader, 1):
         x, y = _to_device(x, device, channels_last), _to_device(y, device, channels_last)
         with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
@@ -409,7 +396,7 @@ def _meta(run: dict, history: list[EpochRecord], scheduler, scaler) -> dict:
     return {
         "epoch": len(history),
         "run": run,
-        "history": [asdict(r) for r in history],
+        "history": [r.row() for r in history],
         "scheduler": scheduler.state_dict(),
         "scaler": scaler.state_dict(),
     }
@@ -428,9 +415,10 @@ def _restore(path: Path, model, optimizer, scheduler, scaler, run: dict) -> list
     scheduler.load_state_dict(meta["scheduler"])
     if scaler.is_enabled() and meta["scaler"]:
         scaler.load_state_dict(meta["scaler"])
-    return [EpochRecord(**row) for row in meta["history"]]
+    return [EpochRecord.from_row(row) for row in meta["history"]]
 
 
 def _write_history(path: Path, history: list[EpochRecord], columns: list[str]) -> None:
-    """Rewrite history.csv: a header of the task's columns (EpochRecord fields), one row per epoch."""
-    atomic_write_text(path, csv_text(columns, [[getattr(r, c) for c in columns] for r in history]))
+    """Rewrite history.csv: a header of the task's columns, one row per epoch."""
+    rows = [r.row() for r in history]
+    atomic_write_text(path, csv_text(columns, [[row[c] for c in columns] for row in rows]))

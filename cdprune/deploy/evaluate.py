@@ -9,7 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from ..errors import CdpruneError
@@ -17,6 +16,7 @@ from ..measure.runtimes import get_runtime
 from ..records import Record
 from ..runs import run_data
 from .formats import eval_format
+from ..tasks import CLASSIFY, DEFAULT_TASK, Task, get_task, list_tasks
 
 EVAL_BATCH = 256
 
@@ -34,21 +34,20 @@ class OnnxEvalResult(Record):
 
 
 def evaluate_file(path: str | Path, dataset, runtime: str, batch: int = EVAL_BATCH,
-                  threads: int | None = None) -> tuple[float, float]:
-    """(mean cross-entropy, accuracy) of the exported file `path`, run in `runtime`, on `dataset`
-    (normalised, un-augmented images)."""
+                  threads: int | None = None, task: Task = CLASSIFY) -> tuple[float, float]:
+    """(mean loss, mean score) of the exported file `path`, run in `runtime`, on `dataset` (normalised,
+    un-augmented images and their labels), as `task` scores exported outputs: cross-entropy and accuracy
+    for classify."""
     loaded = get_runtime(runtime).load(str(path), threads or torch.get_num_threads())
     labels = dataset.targets.numpy()
-    loss, correct = 0.0, 0
+    loss, score = 0.0, 0
     for start in range(0, len(dataset), batch):
         index = torch.arange(start, min(start + batch, len(dataset)))
-        logits = loaded.run(dataset.plain(index).numpy()).astype(np.float64)
-        y = labels[start:start + len(index)]
-        shifted = logits - logits.max(axis=1, keepdims=True)
-        log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
-        loss -= float(log_probs[np.arange(len(y)), y].sum())
-        correct += int((logits.argmax(axis=1) == y).sum())
-    return loss / len(dataset), correct / len(dataset)
+        output = loaded.run(dataset.plain(index).numpy())
+        batch_loss, batch_score = task.exported_scores(output, labels[start:start + len(index)])
+        loss += batch_loss
+        score += batch_score
+    return loss / len(dataset), score / len(dataset)
 
 
 def eval_onnx(run_dir: str | Path, onnx_path: str | Path, data_dir: str | None = None,
@@ -65,8 +64,10 @@ def eval_onnx(run_dir: str | Path, onnx_path: str | Path, data_dir: str | None =
     runtime = get_runtime(fmt.runtime)
     runtime.require()
     test_set, metrics = run_data(run_dir, "test", data_dir)
-    if (metrics.task or "classify") != "classify":
-        raise CdpruneError(f"--onnx evaluates classification runs; {run_dir} is a {metrics.task} run: "
+    task = get_task(metrics.task or DEFAULT_TASK)()
+    if not task.scores_exports:
+        scored = " and ".join(n for n in list_tasks() if get_task(n).scores_exports)
+        raise CdpruneError(f"--onnx evaluates {scored} runs; {run_dir} is a {metrics.task} run: "
                            "use cdprune eval without --onnx")
     try:
         loaded = runtime.load(str(path), 1)
@@ -80,7 +81,7 @@ def eval_onnx(run_dir: str | Path, onnx_path: str | Path, data_dir: str | None =
                            f"{run_dir} has {'×'.join(map(str, metrics.input_shape))} images of {metrics.num_classes} "
                            f"classes: evaluate a file exported from this run")
     del loaded
-    loss, acc = evaluate_file(path, test_set, runtime.name, threads=threads)
+    loss, acc = evaluate_file(path, test_set, runtime.name, threads=threads, task=task)
     precision = fmt.read_precision(path) if fmt.read_precision else "fp32"
     return OnnxEvalResult(path=str(path), precision=precision, test_acc=acc, test_loss=loss,
                           recorded_acc=metrics.test_acc, test_size=len(test_set))

@@ -36,13 +36,11 @@ from ..measure.runtimes import get_runtime
 from ..pruning import PruningPlan
 from ..records import VERSION, Record
 from ..runs import PLAN_FILE, load_run, run_data
-from ..tasks import KINDS as TASK_KINDS
+from ..tasks import DEFAULT_TASK, get_task, list_tasks
 from .formats import ExportFormat, get_format, register_format
 
 OPSET = ONNX_OPSET
 INPUT_NAME = "input"
-# The output's name per task. Classification models output logits; a task whose output is
-# something else (an image, boxes) adds its name here, and every export of that task uses it.
 DEFAULT_CALIBRATION_IMAGES = 256
 ONNX_METADATA_KEYS = ("cdprune_version", "model", "architecture", "plan_digest", "task", "input_name", "output_name",
                       "input_shape", "layout", "channel_order", "preprocess", "mean", "std", "class_names", "precision",
@@ -58,16 +56,17 @@ INT8_QUANT_FORMAT = "QDQ"
 INT8_PER_CHANNEL = True
 
 
-def output_name(task: str = "classify") -> str:
-    """The name of an exported model's output for `task` ("logits" for classify, "image" for restoration)."""
-    if task not in TASK_KINDS:
-        raise CdpruneError(f"unknown task '{task}': choose one of {', '.join(TASK_KINDS)}")
-    return TASK_KINDS[task].output_name
+def output_name(task: str = DEFAULT_TASK) -> str:
+    """The name of an exported model's output, as `task` names it ("logits" for classify, "image" for denoise
+    and sr)."""
+    if task not in list_tasks():
+        raise CdpruneError(f"unknown task '{task}': choose one of {', '.join(list_tasks())}")
+    return get_task(task).output_name
 
 
 def run_output_name(metrics) -> str:
     """The ONNX output name of a run's task (runs from before tasks existed are classifiers)."""
-    return output_name(metrics.task or "classify")
+    return output_name(metrics.task or DEFAULT_TASK)
 
 
 OUTPUT_NAME = output_name()
@@ -153,7 +152,7 @@ def read_metadata(path: str | Path) -> dict:
 
 def run_metadata(metrics, plan_digest: str | None) -> dict:
     """What a device needs to know about a run's model, as ONNX metadata entries (ONNX_METADATA_KEYS)."""
-    task = metrics.task or "classify"
+    task = metrics.task or DEFAULT_TASK
     channels = metrics.input_shape[0]
     order = {1: "grayscale", 3: "RGB"}.get(channels, f"{channels} channels")
     return {"cdprune_version": VERSION, "model": metrics.model, "architecture": metrics.architecture,
@@ -291,8 +290,10 @@ def export_run(run_dir: str | Path, format: str, out: str | Path | None = None, 
         calibration_images = check_calibration_images(calibration_images)
         get_runtime(fmt.runtime).require()
     net, metrics = load_run(run_dir, model)
-    if int8 and (metrics.task or "classify") != "classify":
-        raise CdpruneError(f"--int8 compares int8 with fp32 test accuracy, which only classification runs have; "
+    task = get_task(metrics.task or DEFAULT_TASK)()
+    if int8 and not task.scores_exports:
+        raise CdpruneError(f"--int8 compares int8 with fp32 on the test set, which cdprune scores for "
+                           f"{' and '.join(n for n in list_tasks() if get_task(n).scores_exports)} runs only; "
                            f"export {run_dir} as fp32 (without --int8)")
     plan_path = Path(run_dir) / PLAN_FILE
     digest = PruningPlan.load(plan_path).to_dict()["digest"] if plan_path.exists() else None
@@ -315,7 +316,7 @@ def export_run(run_dir: str | Path, format: str, out: str | Path | None = None, 
         export_model(net, shape, format, path, metadata=metadata, output=output, precision=precision, images=images)
         figures = {}
         for name, file in (("fp32", fp32), (precision, path)):
-            _, acc = evaluate_file(file, test_set, runtime.name)
+            _, acc = evaluate_file(file, test_set, runtime.name, task=task)
             # In this process: both files see the same conditions, and a fresh interpreter per file
             # would cost more than the timing itself.
             timed = runtime.latency(str(file), shape, threads=1, min_time_s=latency_time_s)

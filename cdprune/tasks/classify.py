@@ -1,0 +1,55 @@
+"""classify: class labels, cross-entropy, accuracy (a fraction), SGD with Nesterov momentum. The default task."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..errors import CdpruneError
+from ._base import Score, Task
+from ._registry import register_task
+
+ACCURACY = Score("accuracy", "acc", unit="%", scale=100.0, delta_unit="pt", abbrev="acc")
+
+
+@register_task
+class Classify(Task):
+    name = "classify"
+    title = "image classification"
+    losses = ("cross-entropy",)
+    optimizer = "sgd"
+    default_lr = 0.05
+    output_name = "logits"
+    score = ACCURACY
+    named_in_titles = False
+    scores_exports = True
+
+    def check_output(self, shape, input_shape, num_classes: int | None = None) -> None:
+        if shape is None or len(shape) != 1 or (num_classes is not None and shape[0] != num_classes):
+            shown = "×".join(map(str, shape)) if shape else "not a tensor"
+            want = f"{num_classes} class scores" if num_classes else "one score per class"
+            raise CdpruneError(f"the model's output ({shown} per input) does not fit task {self.name}, which needs "
+                               f"{want}: use a classifier, or --task denoise or sr for an image-to-image model")
+
+    def _check_batch(self, output: torch.Tensor, target: torch.Tensor) -> None:
+        if target.is_floating_point() or target.dim() != 1:
+            raise CdpruneError(f"the data gives {'×'.join(map(str, target.shape[1:]))} images as targets, not class "
+                               "labels: train it with --task denoise or sr (task=...), which take (input, clean image) "
+                               "pairs")
+        if output.dim() != 2:
+            self.check_output(tuple(output.shape[1:]), None)
+
+    def loss_of(self, output: torch.Tensor, target: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+        self._check_batch(output, target)
+        return F.cross_entropy(output.float(), target, reduction=reduction)
+
+    def score_sum(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Correct predictions in the batch."""
+        return (output.argmax(1) == target).sum()
+
+    def exported_scores(self, output: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
+        """(cross-entropy in nats, correct predictions), summed over the batch of logits."""
+        logits = output.astype(np.float64)
+        shifted = logits - logits.max(axis=1, keepdims=True)
+        log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+        return -float(log_probs[np.arange(len(labels)), labels].sum()), int((logits.argmax(axis=1) == labels).sum())
