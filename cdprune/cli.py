@@ -19,9 +19,9 @@ from typing import Callable
 
 from . import (AUGMENTATIONS, BACKENDS, DATASETS, DEFAULT_ENERGY_MODEL, DEFAULT_JOB, DEFAULT_ROUND_TO, FORMATS,
                METHODS, METRICS, MODES, RUNTIMES, TASKS, CdpruneError, EnergyModel, PlannerConfig, PruningPlan,
-               Resources, RunSettings, TrainingInterrupted, bench, build_latency_table, compare, distributed, eval_onnx, eval_run, export_run,
-               main_job, make_plan, models, parse_budget, parse_shape, profile, prunable_units, report, sweep,
-               train_run)
+               Resources, RunSettings, TrainingInterrupted, bench, build_latency_table, compare, distributed, eval_onnx,
+               eval_run, export_run, main_job, make_plan, models, parse_budget, parse_shape, profile, prunable_units,
+               report, sweep, train_run)
 
 _COMMANDS: dict[str, tuple[Callable, Callable, str]] = {}
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from .errors import CdpruneError
@@ -50,7 +50,7 @@ class Metric:
     layer_cost(model, layer, in_fraction, out_fraction): instead of `cost`, for a metric priced layer by
         layer at the fractions of its input and output channels that a layer keeps; the network's figure
         is the sum over its conv and linear layers, a unit's the sum over its convs.
-    field: the attribute of a run's records (RunMetrics, MethodSummary, SweepPoint) that holds its value,
+    run_field: the attribute of a run's records (RunMetrics, MethodSummary, SweepPoint) that holds its value,
         for the comparison charts; None for a metric that runs do not record.
     """
 
@@ -60,15 +60,11 @@ class Metric:
     cost: Callable[[Sizes, Any], Any] | None = None
     layer_cost: Callable[[Any, str, float, float], float] | None = None
     priced_by: str | None = None  # ENERGY_MODEL, LATENCY_TABLE, or None: the size model alone
-    limit_units: Mapping[str, float] = None  # default COUNT_UNITS
+    limit_units: Mapping[str, float] = field(default_factory=lambda: COUNT_UNITS)
     show: Callable[[float], str] = human_count  # a value for people
     show_limit: Callable[[float], str] | None = None  # a budget's limit, where it differs from `show`
     example: str = "1M"  # a limit as a budget takes it, for help and error messages
-    field: str | None = None
-
-    def __post_init__(self):
-        if self.limit_units is None:
-            object.__setattr__(self, "limit_units", COUNT_UNITS)
+    run_field: str | None = None
 
     @property
     def sized(self) -> bool:
@@ -146,12 +142,13 @@ def _energy_mj(sizes: Sizes, energy_model):
     return energy_model.mj(sizes.flops, sizes.bytes_moved)
 
 
-register_metric(Metric("params", "params", "parameters", cost=lambda s, _: s.params, example="2M", field="params"))
-register_metric(Metric("flops", "FLOPs", "MACs", cost=lambda s, _: s.flops, example="100M", field="flops"))
+register_metric(Metric("params", "params", "parameters", cost=lambda s, _: s.params, example="2M",
+                       run_field="params"))
+register_metric(Metric("flops", "FLOPs", "MACs", cost=lambda s, _: s.flops, example="100M", run_field="flops"))
 register_metric(Metric("memory", "memory", "bytes", cost=lambda s, _: s.memory_bytes, show=human_bytes,
-                       example="512KB", field="memory_bytes"))
+                       example="512KB", run_field="memory_bytes"))
 register_metric(Metric("latency", "latency", "ms", layer_cost=_latency_layer_ms, priced_by=LATENCY_TABLE,
                        limit_units=TIME_UNITS, show=lambda v: f"{v:.2f}ms", show_limit=lambda v: f"{v:g}ms",
-                       example="5ms", field="latency_ms"))
+                       example="5ms", run_field="latency_ms"))
 register_metric(Metric("energy", "energy", "mJ", cost=_energy_mj, priced_by=ENERGY_MODEL, limit_units=ENERGY_UNITS,
-                       show=human_energy, example="5mJ", field="energy_mj"))
+                       show=human_energy, example="5mJ", run_field="energy_mj"))

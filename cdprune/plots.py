@@ -24,7 +24,7 @@ def _score_axis(name: str) -> tuple[float, str]:
 
 def chart_metrics() -> list[tuple[str, str]]:
     """(run attribute, label) of the comparison chart's bars: every metric that runs record, then the training time."""
-    return [(m.field, m.title) for m in METRICS.values() if m.field] + [("train_time_s", "train time")]
+    return [(m.run_field, m.title) for m in METRICS.values() if m.run_field] + [("train_time_s", "train time")]
 
 
 def save_figure(fig, path: Path) -> None:

@@ -180,7 +180,7 @@ def compare_rows(summaries) -> tuple[list[str], list[list[str]]]:
             shown = [f"{100 * s.score_mean:.2f} ± {100 * s.score_std:.2f}%"]
         else:
             shown = [f"{s.score_mean:.2f} ± {s.score_std:.2f} dB", _ssim(s.ssim_mean)]
-        rows.append([s.method, str(s.seeds), *shown, *(m.show(getattr(s, m.field)) for m in sized),
+        rows.append([s.method, str(s.seeds), *shown, *(m.show(getattr(s, m.run_field)) for m in sized),
                      *(f"-{r[m.name]:.1%}" for m in sized), f"{s.latency_ms:.2f} ms", f"{s.energy_mj:.3f} mJ",
                      f"{s.train_time_s:.0f} s", human_count(s.train_flops)])
     return header, rows

@@ -35,7 +35,8 @@ def _setup(model: nn.Module, input_shape, target: float, metric: str, step: floa
         raise CdpruneError("the baselines need a target reduction (--target), e.g. --target 0.5")
     target, step, floor, round_to, seed = check_settings(target, step, floor, round_to, seed)
     if metric not in METRICS or not METRICS[metric].sized:
-        raise CdpruneError(f"unknown metric '{metric}' for a baseline: choose {', '.join(metric_names(lambda m: m.sized))}")
+        sized = metric_names(lambda m: m.sized)
+        raise CdpruneError(f"unknown metric '{metric}' for a baseline: choose {', '.join(sized)}")
     channels = find_units(model, profile_model(model, tuple(input_shape)))
     require_units(channels)
     state = Sampler(channels, step, floor, round_to, seed)

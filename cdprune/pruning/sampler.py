@@ -36,9 +36,9 @@ from ..metrics import ENERGY_MODEL, LATENCY_TABLE, METRICS, Metric, Sizes, budge
 from .pruning_plan import PruningPlan, UnitPlan, unit_rounding
 from .units import ChannelModel, find_units, require_units
 
-# Channel counts are rounded to multiples of this unless round_to says otherwise: make_plan, the
-# CLI's --round-to and the methods of `compare` all take it from here, so the default is changed
-# in one place (benchmarks/rounding.py measures what each value gains on a device).
+# Channel counts are rounded to multiples of this unless round_to says otherwise: make_plan, the CLI's
+# --round-to and PlannerConfig (which every method of run, compare and sweep plans with) all take it from
+# here, so the default is changed in one place (benchmarks/rounding.py measures what each value gains).
 DEFAULT_ROUND_TO = 8
 
 
@@ -118,8 +118,9 @@ def make_plan(model: nn.Module, input_shape=(3, 32, 32), mode: str | None = "fa"
               energy_model: EnergyModel | str | None = None) -> PruningPlan:
     """Sample a pruning plan (SPEC §3). `model` is not modified; the same arguments and seed give the same plan.
 
-    target: fraction to remove, in (0, 1), of the mode's metric or of `target_metric` when given
-        (e.g. mode "pa" draws by parameter share but stops at a FLOPs reduction: equal-FLOPs comparisons).
+    target: fraction to remove, in (0, 1), of the mode's metric or of `target_metric` when given, any metric
+        of the table in cdprune.metrics (e.g. mode "pa" draws by parameter share but stops at a FLOPs
+        reduction: equal-FLOPs comparisons).
         A target needs a mode: it is the mode that says which metric the target reduces.
     budget: upper limits per metric ({"flops": 100e6, "params": 2e6, "memory": 512e3 (bytes),
         "latency": 5.0 (ms), "energy": 5.0 (mJ)}); sampling goes on until every one holds. Limits may
@@ -278,10 +279,6 @@ class Sampler:
         self.current = _totals(self.sizes)
         self._now = {}
 
-    def totals_at(self, removed) -> Totals:
-        """Network totals when unit u has lost removed[u] channels (the state is not changed)."""
-        return self.channels.totals(np.asarray(removed))
-
     # -- metric totals and per-unit complexities ------------------------------------------------
     def total(self, metric: str, removed: np.ndarray | None = None) -> float:
         """The metric of the network as it is now, or when unit u has lost removed[u] positions."""
@@ -303,7 +300,7 @@ class Sampler:
         model = self.pricing.get(metric.priced_by)
         if model is None:
             raise CdpruneError(f"metric {metric.name} is priced by a {metric.priced_by}, which this planner was not "
-                               f"given: plan {metric.name} with make_plan")
+                               f"given: aim at a metric the size model prices")
         return model
 
     def _price(self, metric: Metric, removed: np.ndarray, sizes: Sizes | None = None) -> float:
