@@ -20,9 +20,10 @@ from .measure.layer_latency import LatencyTable, build_latency_table
 from .measure.runtimes import table_runtimes
 from .experiment import DEFAULT_JOB, CompareResult, RunComparison, SweepResult, compare, main_job, sweep
 from .methods import METHODS
+from .metrics import METRICS, Metric, register_metric
 from .records import VERSION
 from .pruning import MODES, PruningPlan, UnitsReport, apply_plan, make_plan, parse_budget, prunable_units
-from .pruning.sampler import DEFAULT_ROUND_TO
+from .pruning.sampler import DEFAULT_ROUND_TO, PlannerConfig
 from .runs import EvalResult, RunMetrics, RunSettings, eval_run, load_run, train_run
 from .tasks import TASKS, Task
 from .train import TrainingInterrupted
@@ -32,8 +33,10 @@ __all__ = ["data", "distributed", "models", "report", "tasks", "TASKS", "Task", 
            "BACKENDS", "Resources", "LayerComplexity", "Profile",
            "Totals", "parse_shape", "profile", "AUGMENTATIONS", "DATASETS", "FORMATS", "RUNTIMES", "BenchResult",
            "ExportResult", "OnnxEvalResult", "bench", "eval_onnx", "export_run", "ExportFormat", "export_formats",
-           "register_format", "Runtime", "register_runtime", "bench_runtimes", "table_runtimes", "DEFAULT_ENERGY_MODEL", "EnergyModel", "CdpruneError", "UnreachableTarget", "LatencyTable",
-           "build_latency_table", "DEFAULT_ROUND_TO", "DEFAULT_JOB", "CompareResult", "RunComparison", "SweepResult",
+           "register_format", "Runtime", "register_runtime", "bench_runtimes", "table_runtimes",
+           "DEFAULT_ENERGY_MODEL", "EnergyModel", "CdpruneError", "UnreachableTarget", "LatencyTable",
+           "build_latency_table", "DEFAULT_ROUND_TO", "PlannerConfig", "METRICS", "Metric", "register_metric",
+           "DEFAULT_JOB", "CompareResult", "RunComparison", "SweepResult",
            "compare", "main_job", "sweep", "METHODS", "MODES", "PruningPlan", "apply_plan", "make_plan",
            "parse_budget", "EvalResult", "RunMetrics", "RunSettings", "eval_run", "load_run", "train_run",
            "TrainingInterrupted"]

@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import Callable
 
 from . import (AUGMENTATIONS, BACKENDS, DATASETS, DEFAULT_ENERGY_MODEL, DEFAULT_JOB, DEFAULT_ROUND_TO, FORMATS,
-               METHODS, MODES, CdpruneError, EnergyModel, PruningPlan, Resources, RunSettings,
-               TrainingInterrupted, bench, build_latency_table, compare, distributed, eval_onnx, eval_run, export_run,
-               main_job, make_plan, models, parse_budget, parse_shape, profile, prunable_units, report, sweep,
-               tasks, train_run)
+               METHODS, METRICS, MODES, CdpruneError, EnergyModel, PlannerConfig, PruningPlan,
+               Resources, RunSettings, TrainingInterrupted, bench, build_latency_table, compare, distributed, eval_onnx,
+               eval_run, export_run, main_job, make_plan, models, parse_budget, parse_shape, profile, prunable_units,
+               report, sweep, tasks, train_run)
 from . import bench_runtimes, table_runtimes
 
 _COMMANDS: dict[str, tuple[Callable, Callable, str]] = {}
@@ -91,6 +91,28 @@ def _energy_model(args) -> EnergyModel:
     return EnergyModel.load(args.energy_model) if args.energy_model else DEFAULT_ENERGY_MODEL
 
 
+def _planner_arguments(p: argparse.ArgumentParser) -> None:
+    defaults = PlannerConfig()
+    p.add_argument("--step", type=number, default=defaults.step,
+                   help=f"fraction of a unit's channels removed per draw (default {defaults.step:g})")
+    p.add_argument("--floor", type=number, default=defaults.floor,
+                   help=f"fraction of a unit's channels always kept (default {defaults.floor:g})")
+    p.add_argument("--round-to", type=int, default=DEFAULT_ROUND_TO, metavar="R",
+                   help=f"keep channel counts multiples of R (8 or 16 suit SIMD/tensor cores; default {DEFAULT_ROUND_TO})")
+
+
+def _planner(args) -> PlannerConfig:
+    return PlannerConfig(step=args.step, floor=args.floor, round_to=args.round_to)
+
+
+def _budget_help() -> str:
+    by_units: dict[str, list[str]] = {}
+    for m in METRICS.values():
+        by_units.setdefault(m.units_text(), []).append(m.name)
+    units = "; ".join(f"{', '.join(names)} in {text}" for text, names in by_units.items())
+    return f"prune until every limit holds, e.g. {','.join(f'{m.name}={m.example}' for m in METRICS.values())} ({units})"
+
+
 def _build(args) -> tuple:
     shape = parse_shape(args.input)
     model = models.create(args.model, num_classes=args.num_classes, in_channels=shape[0],
@@ -129,8 +151,8 @@ def run_prune(args) -> None:
     units = prunable_units(model, shape) if args.verbose else None
     if units is not None and not units.units:
         print(report.units_text(units), file=sys.stderr)  # why make_plan is about to refuse
-    plan = make_plan(model, shape, mode, target, budget=budget, seed=args.seed, step=args.step, floor=args.floor,
-                     round_to=args.round_to, refresh_latency=args.refresh, latency_table=args.latency_table,
+    plan = make_plan(model, shape, mode, target, budget=budget, target_metric=args.target_metric, seed=args.seed,
+                     **_planner(args).to_dict(), refresh_latency=args.refresh, latency_table=args.latency_table,
                      latency_runtime=args.runtime, energy_model=energy_model)
     plan_path = plan.save(args.out)
     if args.json:
@@ -149,14 +171,11 @@ def _(p):
     p.add_argument("--mode", default=None, help=f"what to reduce: {', '.join(f'{m.name} ({m.title})' for m in MODES.values())}; "
                    "default fa, or with --budget the metric furthest over its budget at each draw")
     p.add_argument("--target", type=number, default=None, help="fraction of the mode's metric to remove, in (0, 1) (default 0.5 without --budget)")
-    p.add_argument("--budget", default=None, metavar="LIMITS",
-                   help="prune until every limit holds, e.g. flops=100M,params=2M,memory=512KB,latency=5ms,energy=5mJ "
-                        "(energy in mJ, uJ or J)")
+    p.add_argument("--target-metric", default=None, choices=list(METRICS),
+                   help="the metric --target reduces, when it is not the mode's own (the mode still weights the draws)")
+    p.add_argument("--budget", default=None, metavar="LIMITS", help=_budget_help())
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--step", type=number, default=0.1, help="fraction of a unit's channels removed per draw (default 0.1)")
-    p.add_argument("--floor", type=number, default=0.1, help="fraction of a unit's channels always kept (default 0.1)")
-    p.add_argument("--round-to", type=int, default=DEFAULT_ROUND_TO, metavar="R",
-                   help=f"keep channel counts multiples of R (8 or 16 suit SIMD/tensor cores; default {DEFAULT_ROUND_TO})")
+    _planner_arguments(p)
     p.add_argument("--latency-table", default=None, metavar="FILE",
                    help="per-layer latency table measured on the target device ('cdprune latency-table') for mode la "
                         "and latency budgets (default: measure this machine, cached)")
@@ -320,7 +339,8 @@ def run_main(args) -> None:
     settings = _settings(args, args.model)
     task = f"-{args.task}" if tasks.get_task(args.task).named_in_titles else ""
     out = args.out or f"runs/{_slug(args.model)}-{_slug(args.data)}{task}-{args.mode}{args.target:g}"
-    result = main_job(out, settings, args.mode, args.target, download=args.download, progress=not args.no_progress)
+    result = main_job(out, settings, args.mode, args.target, planner=_planner(args), download=args.download,
+                      progress=not args.no_progress)
     print_record(result, args, report.main_job_text(result))
 
 
@@ -330,6 +350,7 @@ def _(p):
     p.add_argument("--mode", default=DEFAULT_JOB["mode"], help=f"default {DEFAULT_JOB['mode']}")
     p.add_argument("--target", type=number, default=DEFAULT_JOB["target"], help=f"default {DEFAULT_JOB['target']}")
     p.add_argument("--out", default=None, help="output directory (default runs/MODEL-DATA-MODETARGET)")
+    _planner_arguments(p)
     _training_arguments(p, DEFAULT_JOB)
 
 
@@ -427,7 +448,7 @@ def run_compare(args) -> None:
     settings = _settings(args, args.model)
     out = args.out or f"runs/compare-{_slug(args.model)}-{_slug(args.data)}-{args.metric}{args.target:g}"
     result = compare(out, settings, _csv(args.methods), args.target, metric=args.metric, seeds=args.seeds,
-                     download=args.download, progress=not args.no_progress, backend=args.backend,
+                     planner=_planner(args), download=args.download, progress=not args.no_progress, backend=args.backend,
                      resources=_resources(args))
     print_record(result, args, report.compare_text(result, settings))
 
@@ -436,12 +457,16 @@ def run_compare(args) -> None:
 def _(p):
     p.add_argument("--model", required=True, help=MODEL_HELP)
     p.add_argument("--target", type=number, default=0.5, help="reduction every method reaches (default 0.5)")
-    p.add_argument("--metric", default="flops", choices=["params", "flops", "memory", "energy"],
-                   help="the metric the target applies to, for every method (default flops; energy: the modes and "
-                        "dense only)")
+    # A metric timed on this machine would differ between the methods' machines: not one to hold equal.
+    choices = [m.name for m in METRICS.values() if not m.measured]
+    modelled = ", ".join(m.name for m in METRICS.values() if not m.measured and not m.sized)
+    p.add_argument("--metric", default="flops", choices=choices,
+                   help=f"the metric the target applies to, for every method (default flops"
+                        f"{f'; {modelled}: the modes and dense only' if modelled else ''})")
     p.add_argument("--methods", default="dense,pa,fa,ma,uniform,layer-random,l1",
                    help=f"comma-separated, from {', '.join(METHODS)} (default dense,pa,fa,ma,uniform,layer-random,l1)")
     p.add_argument("--seeds", type=int, default=1, help="seeds per method: --seed, --seed+1, … (default 1)")
+    _planner_arguments(p)
     p.add_argument("--out", default=None, help="output directory (default runs/compare-MODEL-DATA-METRICTARGET)")
     _training_arguments(p, {})
     _backend_arguments(p)
@@ -450,7 +475,8 @@ def _(p):
 def run_sweep(args) -> None:
     settings = _settings(args, args.model)
     out = args.out or f"runs/sweep-{_slug(args.model)}-{_slug(args.data)}"
-    result = sweep(out, settings, _csv(args.modes), _csv(args.targets, float), download=args.download,
+    result = sweep(out, settings, _csv(args.modes), _csv(args.targets, float), planner=_planner(args),
+                   download=args.download,
                    progress=not args.no_progress, bench_time_s=args.bench_time, backend=args.backend,
                    resources=_resources(args), fps=args.fps)
     print_record(result, args, report.sweep_text(result))
@@ -467,6 +493,7 @@ def _(p):
     p.add_argument("--bench-time", type=number, default=1.0, metavar="S",
                    help="seconds of timed inference per point for latency and CPU (default 1)")
     p.add_argument("--out", default=None, help="output directory (default runs/sweep-MODEL-DATA)")
+    _planner_arguments(p)
     _training_arguments(p, {})
     _backend_arguments(p)
 

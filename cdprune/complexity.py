@@ -20,8 +20,11 @@ import torch
 import torch.nn as nn
 
 from .errors import CdpruneError
+from .metrics import get_metric
 from .records import Record
 
+# The metrics a Totals holds, and so the keys of every reduction that plans and runs record (file formats);
+# what each one is lives in the metric table (metrics.py).
 METRICS = ("params", "flops", "memory")
 CONV_TYPES = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
 BYTES_PER_VALUE = 4  # float32
@@ -73,7 +76,8 @@ class Totals:
     memory_bytes: int
 
     def metric(self, name: str) -> int:
-        return {"params": self.params, "flops": self.flops, "memory": self.memory_bytes}[name]
+        """A metric the size model prices from these totals alone (see metrics.Sizes)."""
+        return get_metric(name).of(self)
 
     def reduction_from(self, before: "Totals") -> dict[str, float]:
         """Fraction of each metric removed relative to `before` (0.5 = halved)."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 import sys
 import time
 from datetime import date
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +27,7 @@ from .formatting import csv_text
 from .storage import atomic_write_json, atomic_write_text
 from .methods import Goal, Job, check_goal, get_method, plan_goal, run_method
 from .pruning import apply_plan, get_mode
+from .pruning.sampler import PlannerConfig
 from .records import Record
 from .report import compare_markdown, comparison_markdown
 from .measure.latency import cpu_description
@@ -48,10 +49,14 @@ class RunComparison(Record):
 
 
 def main_job(out: str | Path, settings: RunSettings, mode: str = "fa", target: float = 0.5, *,
-             download: bool = False, progress: bool = True, plot: bool = True) -> RunComparison:
-    """Train dense and `mode`-pruned models with the same settings; write the comparison into `out`."""
+             planner: PlannerConfig = PlannerConfig(), download: bool = False, progress: bool = True,
+             plot: bool = True) -> RunComparison:
+    """Train dense and `mode`-pruned models with the same settings; write the comparison into `out`.
+
+    planner: the step, floor and rounding the plan is made with (default PlannerConfig()).
+    """
     out = Path(out)
-    job, goal = Job(out, settings, progress, download), check_goal(Goal(mode, target))
+    job, goal = Job(out, settings, progress, download), check_goal(Goal(mode, target, planner=planner))
     get_mode(mode)  # the main job compares a complexity-driven mode with dense
     # Planning first: an unreachable target fails before any training time is spent.
     plan = plan_goal(job, goal)
@@ -60,7 +65,7 @@ def main_job(out: str | Path, settings: RunSettings, mode: str = "fa", target: f
     dense = _run(job, Goal("dense"))
     pruned = _run(job, goal, plan)
     runs = [dense, pruned]
-    write_comparison(out, runs, settings, plot=plot)
+    write_comparison(out, runs, settings, plot=plot, planner=planner)
     return RunComparison(str(out), settings, runs)
 
 
@@ -118,9 +123,12 @@ def _run(job: Job, goal: Goal, plan=None, label: str | None = None) -> RunMetric
     return run_method(job, goal, plan)
 
 
-def write_comparison(out: Path, runs: list[RunMetrics], settings: RunSettings, plot: bool = True) -> None:
+def write_comparison(out: Path, runs: list[RunMetrics], settings: RunSettings, plot: bool = True,
+                     planner: PlannerConfig | None = None) -> None:
     """summary.json, report.md and comparison.png for runs whose first entry is the dense baseline."""
-    atomic_write_json(out / "summary.json", {"settings": asdict(settings), "runs": [r.to_dict() for r in runs]})
+    extra = {} if planner is None else {"planner": planner.to_dict()}
+    atomic_write_json(out / "summary.json", {"settings": asdict(settings), **extra,
+                                             "runs": [r.to_dict() for r in runs]})
     text = comparison_markdown(runs, settings)
     if plot:
         from .plots import comparison_chart  # matplotlib takes a second to import: only when drawing
@@ -154,6 +162,7 @@ class MethodSummary(Record):
     score_mean: float = 0.0
     score_std: float = 0.0
     ssim_mean: float | None = None
+    planner: dict | None = None  # step, floor, round_to of the method's plans (None: dense, no plan)
 
     @classmethod
     def of(cls, method: str, runs: list[RunMetrics]) -> "MethodSummary":
@@ -167,12 +176,20 @@ class MethodSummary(Record):
                    params=mean("params"), flops=mean("flops"), memory_bytes=mean("memory_bytes"),
                    reduction={m: float(np.mean([r.reduction[m] for r in runs])) for m in runs[0].reduction},
                    latency_ms=mean("latency_ms"), energy_mj=mean("energy_mj"),
-                   train_time_s=mean("total_train_time_s"), train_flops=mean("total_train_flops"))
+                   train_time_s=mean("total_train_time_s"), train_flops=mean("total_train_flops"),
+                   planner=_planner_of(runs[0]))
+
+
+def _planner_of(run: RunMetrics) -> dict | None:
+    """The planner settings a run's plan recorded (None for dense; absent values in runs from before they were)."""
+    if not run.plan:
+        return None
+    return {key: run.plan.get(key) for key in PlannerConfig().to_dict()}
 
 
 @dataclass(frozen=True)
 class CompareResult(Record):
-    """Every method at one target: one summary per method, over seeds."""
+    """Every method at one target: one summary per method, over seeds; `planner` is what every method planned with."""
 
     out: str
     target: float
@@ -180,6 +197,7 @@ class CompareResult(Record):
     seeds: int
     epochs: int
     summaries: list[MethodSummary]
+    planner: dict = field(default_factory=dict)
 
 
 # compare.csv's columns around the task's scores: <score key>_mean, _std, then each extra score's _mean
@@ -189,16 +207,20 @@ COMPARE_CSV_FIELDS = ["method", "seeds", "params", "flops", "memory_bytes", "par
 
 
 def compare(out: str | Path, settings: RunSettings, methods: list[str], target: float, *, metric: str = "flops",
-            seeds: int = 1, download: bool = False, progress: bool = True, backend: str = "local",
-            resources: Resources = Resources()) -> CompareResult:
+            seeds: int = 1, planner: PlannerConfig = PlannerConfig(), download: bool = False, progress: bool = True,
+            backend: str = "local", resources: Resources = Resources()) -> CompareResult:
     """Train every method for every seed (seed, seed+1, …) to the same `target` reduction of `metric`.
+
+    Every method, the modes and the baselines alike, plans with the same `planner` settings (step, floor,
+    round_to), which compare.json records with the table.
 
     Finished runs are reused, so re-running only trains what is missing. Writes compare.md,
     compare.csv and compare.json into `out`. backend="ray" trains the runs as Ray tasks; `out`
     must then be on storage that every node of the cluster sees.
     """
     # The folder holds one target, so runs are named by their method alone.
-    goals = [check_goal(Goal(m, None if m == "dense" else target, metric, name=run_name(m))) for m in methods]
+    goals = [check_goal(Goal(m, None if m == "dense" else target, metric, name=run_name(m), planner=planner))
+             for m in methods]
     if seeds < 1:
         raise CdpruneError(f"seeds {seeds} must be at least 1 (--seeds)")
     out = Path(out)
@@ -221,7 +243,7 @@ def compare(out: str | Path, settings: RunSettings, methods: list[str], target: 
                        if (name := _task_name(g.method, settings.seed + k)) in outcome.results] for g in goals}
     runs = {name: rs for name, rs in runs.items() if rs}  # a method whose every seed failed has no row
     result = CompareResult(str(out), target, metric, seeds, settings.epochs,
-                           [MethodSummary.of(name, rs) for name, rs in runs.items()])
+                           [MethodSummary.of(name, rs) for name, rs in runs.items()], planner.to_dict())
     if result.summaries:
         _write_compare(out, result, runs, settings)
     outcome.raise_failures()
@@ -234,7 +256,7 @@ def _task_name(method: str, seed: int) -> str:
 
 def _write_compare(out: Path, result: CompareResult, runs: dict[str, list[RunMetrics]], settings: RunSettings) -> None:
     atomic_write_json(out / "compare.json", {
-        "settings": asdict(settings), "target": result.target, "metric": result.metric,
+        "settings": asdict(settings), "target": result.target, "metric": result.metric, "planner": result.planner,
         "summaries": [s.to_dict() for s in result.summaries],
         "runs": {name: [r.to_dict() for r in rs] for name, rs in runs.items()}})
     task = settings.make_task()
@@ -289,9 +311,10 @@ SWEEP_CSV_FIELDS = ["method", "mode", "target", "params", "flops", "memory_bytes
                     "energy_kind", "energy_measured_mj", "cpu_percent", "cpu_ms", "train_time_s", "status"]
 
 
-def sweep(out: str | Path, settings: RunSettings, modes: list[str], targets: list[float], *, download: bool = False,
-          progress: bool = True, bench_time_s: float = 1.0, backend: str = "local",
-          resources: Resources = Resources(), fps: float = 10.0) -> SweepResult:
+def sweep(out: str | Path, settings: RunSettings, modes: list[str], targets: list[float], *,
+          planner: PlannerConfig = PlannerConfig(), download: bool = False, progress: bool = True,
+          bench_time_s: float = 1.0, backend: str = "local", resources: Resources = Resources(),
+          fps: float = 10.0) -> SweepResult:
     """Dense plus every mode × target (each mode reduces its own metric), measured on this device.
 
     Writes sweep.csv, sweep.json and the trade-off charts tradeoff_resources.png (accuracy
@@ -303,7 +326,7 @@ def sweep(out: str | Path, settings: RunSettings, modes: list[str], targets: lis
     for m in modes:
         get_mode(m)
     # Every goal is checked before the first training, so a bad target costs nothing.
-    goals = [Goal("dense")] + [check_goal(Goal(m, t)) for m in modes for t in targets]
+    goals = [Goal("dense")] + [check_goal(Goal(m, t, planner=planner)) for m in modes for t in targets]
     out = Path(out)
     job = Job(out, settings, progress and backend == "local", download)
     tasks = [Task(g.name, _sweep_point, (job, g, bench_time_s)) for g in goals]
@@ -311,7 +334,8 @@ def sweep(out: str | Path, settings: RunSettings, modes: list[str], targets: lis
     task = settings.make_task()
     title = f"{settings.model} on {settings.data}" + (f", {task.name}" if task.named_in_titles else "")
     result = SweepResult(str(out), title, [outcome.results[t.name] for t in tasks if t.name in outcome.results])
-    atomic_write_json(out / "sweep.json", {"settings": asdict(settings), "points": [p.to_dict() for p in result.points]})
+    atomic_write_json(out / "sweep.json", {"settings": asdict(settings), "planner": planner.to_dict(),
+                                           "points": [p.to_dict() for p in result.points]})
     values = {f"test_{task.score.key}": "score", **{f"test_{s.key}": s.key for s in task.extra_scores}}
     fields = SWEEP_CSV_FIELDS[:3] + list(values) + SWEEP_CSV_FIELDS[3:]
     rows = [[getattr(p, values.get(f, f)) for f in fields] for p in result.points]

@@ -31,12 +31,6 @@ def human_energy(mj: float) -> str:
     return f"{mj:.2f}mJ" if abs(mj) >= 1 else f"{mj * 1000:.2f}uJ"
 
 
-def human_metric(metric: str, value: float) -> str:
-    if metric == "energy":  # in mJ
-        return human_energy(value)
-    return human_bytes(value) if metric == "memory" else human_count(value)
-
-
 def table(header: list[str], rows: list[list[str]], right: set[int] | None = None) -> str:
     """An aligned plain-text table; columns in `right` are right-aligned (default: all but the first)."""
     right = set(range(1, len(header))) if right is None else right

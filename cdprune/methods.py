@@ -3,7 +3,8 @@
 The complexity-driven modes and the baselines they are compared against are registered
 here, and `run`, `compare` and `sweep` all train through `run_method`. A `Job` says where
 and how (folder, data, training settings, device); a `Goal` says what (method, target,
-metric). Adding a method is one `register_method` call with the function that plans it.
+metric, and the planner's settings, which every method plans with alike). Adding a method is
+one `register_method` call with the function that plans it.
 """
 from __future__ import annotations
 
@@ -16,9 +17,10 @@ import torch.nn as nn
 
 from . import models, registry
 from .errors import CdpruneError
+from .metrics import get_metric, metric_names
 from .pruning import MODES, PruningPlan, make_plan
 from .pruning.baselines import l1_plan, magnitude_plan, uniform_plan
-from .pruning.sampler import BUDGET_METRICS, DEFAULT_ROUND_TO, SIZE_METRICS
+from .pruning.sampler import PlannerConfig
 from .runs import RunMetrics, RunSettings, load_run, run_name, train_run
 
 FINETUNE_EPOCH_FRACTION = 0.5  # fine-tuning after ranking gets half the epochs…
@@ -48,7 +50,9 @@ class Job:
 
 @dataclass(frozen=True)
 class Goal:
-    """What to reach: a method, the fraction `target` of `metric` to remove (None: the mode's own metric).
+    """What to reach: a method, the fraction `target` of `metric` to remove (None: the mode's own metric), with
+    the planner's step, floor and rounding (`planner`), which every method plans with, the modes and the
+    baselines alike.
 
     `name` is the run's folder and label; by default `run_name(method, target)`.
     """
@@ -57,6 +61,7 @@ class Goal:
     target: float | None = None
     metric: str | None = None
     name: str = field(default="")
+    planner: PlannerConfig = PlannerConfig()
 
     def __post_init__(self):
         if not self.name:
@@ -97,10 +102,9 @@ def check_goal(goal: Goal) -> Goal:
     if goal.target is None or not 0 < goal.target < 1:  # NaN fails this test too
         raise CdpruneError(f"target {goal.target} is outside (0, 1): give the fraction to remove, e.g. target 0.5 "
                            "(--target, --targets)")
-    if goal.metric is not None and goal.metric not in BUDGET_METRICS:
-        raise CdpruneError(f"unknown metric '{goal.metric}': choose one of {', '.join(BUDGET_METRICS)}")
-    if goal.metric in ("latency", "energy") and goal.method not in MODES:
-        raise CdpruneError(f"method {goal.method} cannot aim at {goal.metric}: use a metric of {', '.join(SIZE_METRICS)}")
+    if goal.metric is not None and not get_metric(goal.metric).sized and goal.method not in MODES:
+        sized = metric_names(lambda m: m.sized)
+        raise CdpruneError(f"method {goal.method} cannot aim at {goal.metric}: use a metric of {', '.join(sized)}")
     return goal
 
 
@@ -129,7 +133,8 @@ def _ranked(job: Job, goal: Goal, method: Method) -> RunMetrics:
     shape = job.settings.dataset_info().input_shape
     finetune = replace(job.settings, epochs=max(1, math.ceil(job.settings.epochs * FINETUNE_EPOCH_FRACTION)),
                        lr=job.settings.lr * FINETUNE_LR_FACTOR)
-    plan = method.rank(trained, shape, goal.target, goal.metric or "flops")
+    plan = method.rank(trained, shape, goal.target, goal.metric or "flops", floor=goal.planner.floor,
+                       round_to=goal.planner.round_to, step=goal.planner.step)
     return job.train(goal, plan, settings=finetune, init_from=dense_dir)
 
 
@@ -140,7 +145,7 @@ def _sampled(mode: str):
     def plan(job: Job, goal: Goal) -> PruningPlan:
         model, shape = job.base_model()
         return make_plan(model, shape, mode, goal.target, target_metric=goal.metric, seed=job.settings.seed,
-                         round_to=DEFAULT_ROUND_TO)
+                         **goal.planner.to_dict())
     return plan
 
 
@@ -150,7 +155,8 @@ for _mode in MODES.values():
 
 def _uniform(job: Job, goal: Goal) -> PruningPlan:
     model, shape = job.base_model()
-    return uniform_plan(model, shape, goal.target, goal.metric or "flops", seed=job.settings.seed)
+    return uniform_plan(model, shape, goal.target, goal.metric or "flops", seed=job.settings.seed,
+                        **goal.planner.to_dict())
 
 
 register_method(Method("uniform", "same fraction of every unit at random, trained from scratch", plan=_uniform))

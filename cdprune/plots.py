@@ -9,6 +9,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from . import tasks  # noqa: E402
+from .metrics import METRICS  # noqa: E402
 from .storage import atomic_write_bytes  # noqa: E402
 
 
@@ -17,8 +18,11 @@ def _score_axis(name: str) -> tuple[float, str]:
     score = tasks.by_score(name).score
     return score.scale, score.axis_label
 
-CHART_METRICS = [("params", "params"), ("flops", "FLOPs"), ("memory_bytes", "memory"), ("latency_ms", "latency"),
-                 ("energy_mj", "energy"), ("train_time_s", "train time")]
+
+
+def chart_metrics() -> list[tuple[str, str]]:
+    """(run attribute, label) of the comparison chart's bars: every metric that runs record, then the training time."""
+    return [(m.run_field, m.title) for m in METRICS.values() if m.run_field] + [("train_time_s", "train time")]
 
 
 def save_figure(fig, path: Path) -> None:
@@ -36,15 +40,16 @@ def comparison_chart(runs, path: Path) -> None:
     base = runs[0]
     fig, ax = plt.subplots(figsize=(7, 3.6))
     width = 0.8 / len(runs)
+    bars = chart_metrics()
     for i, run in enumerate(runs):
-        ratios = [getattr(run, attr) / getattr(base, attr) for attr, _ in CHART_METRICS]
-        xs = [x + (i - (len(runs) - 1) / 2) * width for x in range(len(CHART_METRICS))]
+        ratios = [getattr(run, attr) / getattr(base, attr) for attr, _ in bars]
+        xs = [x + (i - (len(runs) - 1) / 2) * width for x in range(len(bars))]
         score = tasks.by_score(run.score_name).score
         ax.bar(xs, ratios, width, label=f"{run.method} ({score.legend(run.score)})")
     ax.axhline(1.0, color="grey", lw=0.8, ls="--")
     kinds = {run.energy.get("kind", "estimated") for run in runs}
     energy = "energy\n(measured)" if kinds == {"measured"} else "energy\n(est.)"
-    ax.set_xticks(range(len(CHART_METRICS)), [energy if attr == "energy_mj" else label for attr, label in CHART_METRICS])
+    ax.set_xticks(range(len(bars)), [energy if attr == "energy_mj" else label for attr, label in bars])
     ax.set_ylabel(f"relative to {base.method}")
     ax.set_title(f"{base.model} on {base.data}")
     ax.set_ylim(0, max(1.1, ax.get_ylim()[1]))

@@ -8,11 +8,10 @@ from __future__ import annotations
 
 from . import tasks
 from .complexity import METRICS, Profile, Totals
-from .formatting import human_bytes, human_count, human_energy, human_metric, markdown_table, table
+from .formatting import human_bytes, human_count, human_energy, markdown_table, table
 from .formatting import table as table_text  # where a parameter is called `table`
+from .metrics import get_metric
 from .pruning.pruning_plan import rounded_from
-
-METRIC_LABELS = {"params": "params", "flops": "FLOPs", "memory": "memory"}
 
 
 def profile_table(profile: Profile) -> str:
@@ -46,8 +45,9 @@ def profile_table(profile: Profile) -> str:
 def reduction_table(before: Totals, after: Totals, latency: dict | None = None, energy: dict | None = None) -> str:
     """Totals before and after pruning; `latency` and `energy` add the estimated rows of plans that record them."""
     reduction = after.reduction_from(before)
-    rows = [[METRIC_LABELS[m], human_metric(m, before.metric(m)), human_metric(m, after.metric(m)), f"{reduction[m]:.1%}"]
-            for m in METRICS]
+    shown = [get_metric(m) for m in METRICS]
+    rows = [[m.title, m.show(before.metric(m.name)), m.show(after.metric(m.name)), f"{reduction[m.name]:.1%}"]
+            for m in shown]
     if latency:
         label = f"latency (est., {latency['runtime']})" if latency.get("runtime") else "latency (est.)"
         rows.append([label, f"{latency['before_ms']:.2f}ms", f"{latency['after_ms']:.2f}ms",
@@ -154,17 +154,17 @@ def compare_rows(summaries) -> tuple[list[str], list[list[str]]]:
     and reductions, latency, total training cost."""
     task = tasks.by_score(summaries[0].score_name if summaries else tasks.CLASSIFY.score.name)
     scores = [task.score.label] + [s.label for s in task.extra_scores]
-    header = ["method", "seeds", *scores, "params", "FLOPs", "memory", "Δparams", "ΔFLOPs", "Δmemory",
+    sized = [get_metric(m) for m in METRICS]  # the metrics a run's reduction records
+    header = ["method", "seeds", *scores, *(m.title for m in sized), *(f"Δ{m.title}" for m in sized),
               "CPU latency", "energy (est.)", "train time (all stages)", "train FLOPs (all stages)"]
     rows = []
     for s in summaries:
         r = s.reduction
         shown = [task.score.spread(s.score_mean, s.score_std)]
         shown += [extra.text(getattr(s, f"{extra.key}_mean")) for extra in task.extra_scores]
-        rows.append([s.method, str(s.seeds), *shown, human_count(s.params),
-                     human_count(s.flops), human_bytes(s.memory_bytes), f"-{r['params']:.1%}", f"-{r['flops']:.1%}",
-                     f"-{r['memory']:.1%}", f"{s.latency_ms:.2f} ms", f"{s.energy_mj:.3f} mJ", f"{s.train_time_s:.0f} s",
-                     human_count(s.train_flops)])
+        rows.append([s.method, str(s.seeds), *shown, *(m.show(getattr(s, m.run_field)) for m in sized),
+                     *(f"-{r[m.name]:.1%}" for m in sized), f"{s.latency_ms:.2f} ms", f"{s.energy_mj:.3f} mJ",
+                     f"{s.train_time_s:.0f} s", human_count(s.train_flops)])
     return header, rows
 
 
@@ -191,8 +191,9 @@ def compare_text(result, settings) -> str:
 
 
 def budget_value(metric: str, value: float) -> str:
-    """A budget limit in its unit: ms for latency, mJ for energy, bytes for memory, counts otherwise."""
-    return f"{value:g}ms" if metric == "latency" else human_metric(metric, value)
+    """A budget limit in its metric's unit (the metric table's `limit`): ms for latency, mJ for energy, bytes for
+    memory, counts for params and FLOPs."""
+    return get_metric(metric).limit(value)
 
 
 def plan_text(plan, model_name: str, mode_title: str, plan_path) -> str:

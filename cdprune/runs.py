@@ -152,7 +152,7 @@ class RunMetrics(Record):
     test_size: int
     device: str
     settings: dict = field(default_factory=dict)
-    plan: dict | None = None  # mode, target, seed of the plan, if pruned
+    plan: dict | None = None  # mode, target, seed and planner settings (step, floor, round_to) of the plan, if pruned
     pretrain_time_s: float = 0.0  # earlier stages of this method (dense training before ranking)
     pretrain_flops: float = 0.0
     processes: int = 1  # data-parallel training processes (torchrun)
@@ -185,6 +185,11 @@ class RunMetrics(Record):
     def from_dict(cls, data: dict) -> "RunMetrics":
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in names})
+
+
+def planner_settings(plan: PruningPlan) -> dict:
+    """The planner settings a plan was made with, as runs and comparisons record them."""
+    return {"step": plan.step, "floor": plan.floor, "round_to": plan.round_to}
 
 
 def run_name(method: str, target: float | None = None, *, budget: bool = False) -> str:
@@ -294,7 +299,8 @@ def _train_and_measure(out: Path, settings: RunSettings, plan, model, info, trai
         train_flops=float(TRAINING_PASSES * totals.flops * len(train_set) * settings.epochs),
         epochs=settings.epochs, train_size=len(train_set), test_size=len(test_set), device=result.device,
         settings=asdict(settings),
-        plan=None if plan is None else {"mode": plan.mode, "target": plan.target, "seed": plan.seed},
+        plan=None if plan is None else {"mode": plan.mode, "target": plan.target, "seed": plan.seed,
+                                        **planner_settings(plan)},
         pretrain_time_s=pretrained.total_train_time_s if pretrained else 0.0,
         pretrain_flops=pretrained.total_train_flops if pretrained else 0.0, processes=result.processes,
         architecture=architecture, mean=list(info.mean), std=list(info.std), class_names=list(info.class_names),

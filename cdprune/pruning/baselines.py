@@ -7,9 +7,11 @@
 - `magnitude_plan`: torch-pruning's group magnitude importance, ranked globally
   across units (needs trained weights).
 
-Each reaches `target` on `metric` as closely as its granularity allows (one channel
-per unit for the per-unit rules, a small chunk of channels for the global ranking).
-`layer-random`, the ablation of the complexity weights, is a sampler mode.
+Each reaches `target` on `metric` (a metric the size model prices, see cdprune.metrics) as
+closely as its granularity allows (one channel per unit for the per-unit rules, a small chunk
+of channels for the global ranking). They honour the planner's floor and rounding as the modes
+do: every unit at least 2·round_to wide keeps a multiple of round_to channels (`unit_rounding`),
+never fewer than its floor. `layer-random`, the ablation of the complexity weights, is a sampler mode.
 """
 from __future__ import annotations
 
@@ -21,35 +23,44 @@ import torch_pruning as tp
 
 from ..complexity import profile as profile_model
 from ..errors import CdpruneError, UnreachableTarget
+from ..metrics import METRICS, metric_names
 from .pruning_plan import PruningPlan
-from .sampler import BUDGET_METRICS, Sampler, check_settings
+from .sampler import DEFAULT_ROUND_TO, Sampler, check_settings
 from .units import build_graph, find_units, require_units
 
 
-def _setup(model: nn.Module, input_shape, target: float, metric: str, floor: float, seed: int) -> Sampler:
+def _setup(model: nn.Module, input_shape, target: float, metric: str, step: float, floor: float, round_to: int,
+           seed: int) -> Sampler:
     if target is None:
         raise CdpruneError("the baselines need a target reduction (--target), e.g. --target 0.5")
-    target, _, floor, _, seed = check_settings(target, 0.1, floor, 1, seed)
-    if metric not in BUDGET_METRICS[:3]:
-        raise CdpruneError(f"unknown metric '{metric}': choose params, flops or memory")
+    target, step, floor, round_to, seed = check_settings(target, step, floor, round_to, seed)
+    if metric not in METRICS or not METRICS[metric].sized:
+        sized = metric_names(lambda m: m.sized)
+        raise CdpruneError(f"unknown metric '{metric}' for a baseline: choose {', '.join(sized)}")
     channels = find_units(model, profile_model(model, tuple(input_shape)))
     require_units(channels)
-    state = Sampler(channels, 0.1, floor, 1, seed)
+    state = Sampler(channels, step, floor, round_to, seed)
     if state.largest_reduction(metric) < target:
         raise UnreachableTarget(f"target {target:g} is beyond reach: at most {state.largest_reduction(metric):.3f} of the "
                            f"{metric} can go with floor {floor:g}; lower --target or --floor")
     return state
 
 
+def _rounded_removal(state: Sampler, drop: np.ndarray) -> np.ndarray:
+    """Positions each unit loses when it is to lose `drop`: what it keeps rounded down to its multiple
+    (`Sampler.rounding`), and never below its floor."""
+    kept = np.maximum((state.original - drop) // state.rounding * state.rounding, state.least)
+    return state.original - kept
+
+
 def _uniform_counts(state: Sampler, target: float, metric: str) -> np.ndarray:
     """Channels to remove per unit for the smallest common fraction that reaches the target."""
 
     def removed_at(fraction: float) -> np.ndarray:
-        drop = np.floor(fraction * state.original + 0.5).astype(np.int64)
-        return np.minimum(drop, state.original - state.least)
+        return _rounded_removal(state, np.floor(fraction * state.original + 0.5).astype(np.int64))
 
     def reduction(fraction: float) -> float:
-        return 1 - state.totals_at(removed_at(fraction)).metric(metric) / state.before.metric(metric)
+        return state.reduction(metric, removed_at(fraction))
 
     lo, hi = 0.0, 1.0
     for _ in range(40):  # bisection on the common fraction; the reduction only grows with it
@@ -59,18 +70,20 @@ def _uniform_counts(state: Sampler, target: float, metric: str) -> np.ndarray:
 
 
 def uniform_plan(model: nn.Module, input_shape, target: float, metric: str = "flops", *, seed: int = 0,
-                 floor: float = 0.1) -> PruningPlan:
-    """Remove the same fraction of every unit's channels, chosen at random."""
-    state = _setup(model, input_shape, target, metric, floor, seed)
+                 floor: float = 0.1, round_to: int = DEFAULT_ROUND_TO, step: float = 0.1) -> PruningPlan:
+    """Remove the same fraction of every unit's channels, chosen at random. `step` is only recorded in the plan
+    (a baseline takes no steps), so that it states the planner settings it was made under."""
+    state = _setup(model, input_shape, target, metric, step, floor, round_to, seed)
     for u, drop in enumerate(_uniform_counts(state, target, metric)):
         gone = state.rng.choice(state.original[u], size=int(drop), replace=False)
         state.keep(u, np.setdiff1d(np.arange(state.original[u]), gone))
     return state.to_plan(model, input_shape, "uniform", target, {}, metric)
 
 
-def l1_plan(model: nn.Module, input_shape, target: float, metric: str = "flops", *, floor: float = 0.1) -> PruningPlan:
+def l1_plan(model: nn.Module, input_shape, target: float, metric: str = "flops", *, floor: float = 0.1,
+            round_to: int = DEFAULT_ROUND_TO, step: float = 0.1) -> PruningPlan:
     """Li et al. 2017: the same fraction per unit; the filters with the smallest L1 norm go (trained `model`)."""
-    state = _setup(model, input_shape, target, metric, floor, 0)
+    state = _setup(model, input_shape, target, metric, step, floor, round_to, 0)
     for u, drop in enumerate(_uniform_counts(state, target, metric)):
         unit = state.channels.units[u]
         norms = sum(_filter_l1(model.get_submodule(c)) for c in unit.convs).cpu().numpy()
@@ -88,10 +101,10 @@ def _filter_l1(conv: nn.Module) -> torch.Tensor:
     return weight.abs().flatten(1).sum(1)
 
 
-def magnitude_plan(model: nn.Module, input_shape, target: float, metric: str = "flops", *,
-                   floor: float = 0.1) -> PruningPlan:
+def magnitude_plan(model: nn.Module, input_shape, target: float, metric: str = "flops", *, floor: float = 0.1,
+                   round_to: int = DEFAULT_ROUND_TO, step: float = 0.1) -> PruningPlan:
     """torch-pruning's GroupMagnitudeImportance (L2, mean-normalised per group), ranked globally across units."""
-    state = _setup(model, input_shape, target, metric, floor, 0)
+    state = _setup(model, input_shape, target, metric, step, floor, round_to, 0)
     graph = build_graph(model, input_shape)
     importance = tp.importance.GroupMagnitudeImportance(p=2, normalizer="mean")
     scored = []  # (score, unit, channel)
@@ -104,23 +117,26 @@ def magnitude_plan(model: nn.Module, input_shape, target: float, metric: str = "
             for c, score in enumerate(scores):
                 scored.append((float(score), u, c))
     scored.sort()
-    removed = {u: [] for u in range(len(state.original))}
+    ranked = [[] for _ in state.original]  # each unit's positions, lowest score first
+    for _, u, c in scored:
+        ranked[u].append(c)
     chunk = max(1, int(state.original.sum()) // 1000)
     drop = np.zeros(len(state.original), dtype=np.int64)
     i = 0
-    while 1 - state.totals_at(drop).metric(metric) / state.before.metric(metric) < target:
+    # Each unit's count is rounded as the planner rounds (a rounded count only removes more), and the target is
+    # tested on the rounded counts, so rounding does not carry the plan further past it than it must.
+    while state.reduction(metric, _rounded_removal(state, drop)) < target:
         taken = 0
         while taken < chunk and i < len(scored):
             _, u, c = scored[i]
             i += 1
             if drop[u] < state.original[u] - state.least[u]:
-                removed[u].append(c)
                 drop[u] += 1
                 taken += 1
         if i >= len(scored):
             break
-    for u in removed:
-        state.keep(u, np.setdiff1d(np.arange(state.original[u]), removed[u]))
+    for u, gone in enumerate(_rounded_removal(state, drop)):
+        state.keep(u, np.setdiff1d(np.arange(state.original[u]), ranked[u][:gone]))
     return state.to_plan(model, input_shape, "tp-magnitude", target, {}, metric)
 
 

@@ -12,9 +12,10 @@ original width) are this project's choices and are parameters. With
 channels: units whose width is not one lose their odd channels (at random)
 before the first draw. Narrower units are not rounded (see `unit_rounding`).
 
-Latency (mode `la`, latency budgets) is estimated from a per-layer latency table: one measured on
-the target device (`latency_table=`, written by `cdprune latency-table`) or one this machine
-builds and caches (cdprune.measure.layer_latency).
+Every metric is priced as the metric table (cdprune.metrics) says: by the size model, or by the model
+it names, which make_plan supplies. Latency (mode `la`, latency budgets) is estimated from a per-layer
+latency table: one measured on the target device (`latency_table=`, written by `cdprune latency-table`)
+or one this machine builds and caches (cdprune.measure.layer_latency). Energy is priced by an energy model.
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ import math
 import numbers
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch.nn as nn
@@ -31,23 +32,21 @@ from ..complexity import Totals, architecture_id
 from ..complexity import profile as profile_model
 from .. import registry
 from ..errors import CdpruneError, UnreachableTarget
-from ..formatting import human_bytes, human_count, human_energy
 from ..measure.energy import EnergyModel, energy_model_of
+from ..metrics import ENERGY_MODEL, LATENCY_TABLE, METRICS, Metric, Sizes, budget_example, get_metric
 from .pruning_plan import PruningPlan, UnitPlan, unit_rounding
 from .units import ChannelModel, find_units, require_units
 
-SIZE_METRICS = ("params", "flops", "memory")
-BUDGET_METRICS = SIZE_METRICS + ("latency", "energy")
-# Channel counts are rounded to multiples of this unless round_to says otherwise: make_plan, the
-# CLI's --round-to and the methods of `compare` all take it from here, so the default is changed
-# in one place (benchmarks/rounding.py measures what each value gains on a device).
+# Channel counts are rounded to multiples of this unless round_to says otherwise: make_plan, the CLI's
+# --round-to and PlannerConfig (which every method of run, compare and sweep plans with) all take it from
+# here, so the default is changed in one place (benchmarks/rounding.py measures what each value gains).
 DEFAULT_ROUND_TO = 8
 
 
 @dataclass(frozen=True)
 class Mode:
     name: str
-    metric: str  # "params", "flops", "memory", "latency" or "energy": weights draws and, by default, the target
+    metric: str  # a registered metric (cdprune.metrics): it weights draws and, by default, the target
     title: str
     equal_weights: bool = False  # draw units with equal probability (the layer-random ablation)
 
@@ -56,6 +55,7 @@ MODES: dict[str, Mode] = {}
 
 
 def register_mode(mode: Mode) -> Mode:
+    get_metric(mode.metric)
     return registry.add(MODES, mode.name, mode, "pruning mode")
 
 
@@ -68,6 +68,26 @@ register_mode(Mode("layer-random", "flops", "equal-probability units (ablation o
                    equal_weights=True))
 
 AUTO = "auto"  # budget-driven: each draw follows the metric furthest over its budget
+
+
+@dataclass(frozen=True)
+class PlannerConfig:
+    """How a planner moves through a network: the step per draw, the floor of each unit and the rounding of
+    kept widths (§3.4). One record that a goal carries to every planner, the modes and the baselines alike,
+    and that every run records."""
+
+    step: float = 0.1  # fraction of a unit's channels removed per draw (the modes; the baselines take no steps)
+    floor: float = 0.1  # fraction of a unit's channels always kept
+    round_to: int = DEFAULT_ROUND_TO  # units at least 2·round_to wide keep a multiple of round_to channels
+
+    def __post_init__(self):
+        _, step, floor, round_to, _ = check_settings(None, self.step, self.floor, self.round_to)
+        object.__setattr__(self, "step", step)
+        object.__setattr__(self, "floor", floor)
+        object.__setattr__(self, "round_to", round_to)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
 
 
 def get_mode(name: str) -> Mode:
@@ -100,8 +120,9 @@ def make_plan(model: nn.Module, input_shape=(3, 32, 32), mode: str | None = "fa"
 
     `model` is not modified; the same arguments and seed give the same plan.
 
-    target: fraction to remove, in (0, 1), of the mode's metric or of `target_metric` when given
-        (e.g. mode "pa" draws by parameter share but stops at a FLOPs reduction: equal-FLOPs comparisons).
+    target: fraction to remove, in (0, 1), of the mode's metric or of `target_metric` when given, any metric
+        of the table in cdprune.metrics (e.g. mode "pa" draws by parameter share but stops at a FLOPs
+        reduction: equal-FLOPs comparisons).
         A target needs a mode: it is the mode that says which metric the target reduces.
     budget: upper limits per metric ({"flops": 100e6, "params": 2e6, "memory": 512e3 (bytes),
         "latency": 5.0 (ms), "energy": 5.0 (mJ)}); sampling goes on until every one holds. Limits may
@@ -133,13 +154,15 @@ def make_plan(model: nn.Module, input_shape=(3, 32, 32), mode: str | None = "fa"
         raise CdpruneError(f"a target (--target) needs a mode (--mode) saying which metric it reduces: add a mode "
                            f"({', '.join(MODES)}), or drop the target and prune to the budget (--budget) alone")
     stop_metric = target_metric or (chosen.metric if chosen else None)
-    if stop_metric is not None and stop_metric not in BUDGET_METRICS:
-        raise CdpruneError(f"unknown metric '{stop_metric}': choose one of {', '.join(BUDGET_METRICS)}")
+    if stop_metric is not None:
+        get_metric(stop_metric)
     input_shape = tuple(int(s) for s in input_shape)
     base = profile_model(model, input_shape)
     channels = find_units(model, base)
     require_units(channels)
-    wants_latency = "latency" in budget or "latency" in (stop_metric, chosen.metric if chosen else None)
+    # The models that price the goal's metrics (metrics.Metric.priced_by).
+    pricing = {get_metric(m).priced_by for m in (*budget, stop_metric, chosen.metric if chosen else None) if m}
+    wants_latency = LATENCY_TABLE in pricing
     latency = None
     if (table is not None or latency_runtime is not None) and not wants_latency:
         what = "a latency table (--latency-table)" if table is not None else "a latency runtime (--runtime)"
@@ -152,8 +175,7 @@ def make_plan(model: nn.Module, input_shape=(3, 32, 32), mode: str | None = "fa"
         from ..measure.layer_latency import latency_table as cached_table
 
         latency = cached_table(model, input_shape, refresh=refresh_latency, runtime=latency_runtime or "torch")
-    wants_energy = energy_model is not None or "energy" in budget or \
-        "energy" in (stop_metric, chosen.metric if chosen else None)
+    wants_energy = energy_model is not None or ENERGY_MODEL in pricing
     sampler = Sampler(channels, step, floor, round_to, seed, latency, energy if wants_energy else None)
 
     if target is not None:
@@ -164,8 +186,9 @@ def make_plan(model: nn.Module, input_shape=(3, 32, 32), mode: str | None = "fa"
     for metric, limit in budget.items():
         least = sampler.smallest(metric)
         if least > limit:
-            raise UnreachableTarget(f"budget {metric}={_show(metric, limit)} cannot be met: the least this model reaches with "
-                                    f"floor {floor:g} is {_show(metric, least)}; raise the budget (--budget) or lower --floor")
+            shown = get_metric(metric).show
+            raise UnreachableTarget(f"budget {metric}={shown(limit)} cannot be met: the least this model reaches with "
+                                    f"floor {floor:g} is {shown(least)}; raise the budget (--budget) or lower --floor")
 
     while True:
         short = target is not None and sampler.reduction(stop_metric) < target
@@ -198,9 +221,10 @@ class Sampler:
 
     Other planners (the baselines) choose channels by their own rules through the same state: they read
     `original` and `least` (position counts per unit, at full width and at the floor: channels, except in
-    units around a grouped conv, see `units.Unit`), `before` and
-    `current` (totals), `rng` and `channels` (the network's ChannelModel), set a unit's channels with
-    `keep`, evaluate candidate removals with `totals_at`, and finish with `to_plan`.
+    units around a grouped conv, see `units.Unit`), `rounding` (the multiple each unit keeps, see
+    `unit_rounding`), `before` and `current` (totals), `rng` and `channels` (the network's ChannelModel),
+    set a unit's channels with `keep`, evaluate candidate removals with `total` and `reduction`, and finish
+    with `to_plan`.
     """
 
     def __init__(self, channels: ChannelModel, step: float, floor: float, round_to: int, seed: int, latency=None,
@@ -208,6 +232,7 @@ class Sampler:
         self.channels = channels
         self.latency = latency
         self.energy = energy
+        self.pricing = {LATENCY_TABLE: latency, ENERGY_MODEL: energy}  # what prices the metrics that need a model
         self.step, self.floor, self.round_to, self.seed = step, floor, round_to, seed
         self.original = np.array([u.positions for u in channels.units])
         self.rounding = np.array([unit_rounding(n, round_to) for n in self.original])
@@ -215,12 +240,10 @@ class Sampler:
         self.kept = [np.arange(n) for n in self.original]
         self.removed = np.zeros(len(self.original), dtype=np.int64)
         self.rng = np.random.default_rng(seed)
-        self.before = channels.totals(self.removed)
-        self.current = self.before
-        self.before_ms = self._latency_ms(self.removed) if latency else None
-        self.current_ms = self.before_ms
-        self.before_mj = self._energy_mj(self.removed) if energy else None
-        self.current_mj = self.before_mj
+        self.sizes = channels.sizes(self.removed)
+        self.before = self.current = _totals(self.sizes)
+        self._dense: dict[str, float] = {}  # metric -> its total before pruning
+        self._now: dict[str, float] = {}  # metric -> its total now; emptied whenever a unit changes
         self.steps = 0
         if round_to > 1:
             self._round_widths()
@@ -254,55 +277,56 @@ class Sampler:
                              f"0..{self.original[u] - 1}")
         self.kept[u] = kept
         self.removed[u] = self.original[u] - len(kept)
-        self.current = self.channels.totals(self.removed)
-        if self.latency is not None:
-            self.current_ms = self._latency_ms(self.removed)
-        if self.energy is not None:
-            self.current_mj = self._energy_mj(self.removed)
-
-    def totals_at(self, removed) -> Totals:
-        """Network totals when unit u has lost removed[u] channels (the state is not changed)."""
-        return self.channels.totals(np.asarray(removed))
+        self.sizes = self.channels.sizes(self.removed)
+        self.current = _totals(self.sizes)
+        self._now = {}
 
     # -- metric totals and per-unit complexities ------------------------------------------------
     def total(self, metric: str, removed: np.ndarray | None = None) -> float:
+        """The metric of the network as it is now, or when unit u has lost removed[u] positions."""
         if removed is not None:
-            if metric == "energy":
-                return self._energy_mj(removed)
-            return self._latency_ms(removed) if metric == "latency" else self.channels.totals(removed).metric(metric)
-        if metric == "latency":
-            return self.current_ms
-        return self.current_mj if metric == "energy" else self.current.metric(metric)
+            return self._price(get_metric(metric), np.asarray(removed))
+        if metric not in self._now:
+            self._now[metric] = self._price(get_metric(metric), self.removed, self.sizes)
+        return self._now[metric]
 
     def _before(self, metric: str) -> float:
-        if metric == "latency":
-            return self.before_ms
-        return self.before_mj if metric == "energy" else self.before.metric(metric)
+        if metric not in self._dense:
+            self._dense[metric] = self.total(metric, np.zeros_like(self.removed))
+        return self._dense[metric]
 
-    def _energy_mj(self, removed: np.ndarray) -> float:
-        """Estimated energy per inference: the energy model priced over the network's MACs and bytes moved."""
-        return self.energy.mj(self.channels.totals(removed).flops, self.channels.bytes_moved(removed))
+    def _model(self, metric: Metric):
+        """The model that prices `metric` (None for the size model's metrics)."""
+        if metric.priced_by is None:
+            return None
+        model = self.pricing.get(metric.priced_by)
+        if model is None:
+            raise CdpruneError(f"metric {metric.name} is priced by a {metric.priced_by}, which this planner was not "
+                               f"given: aim at a metric the size model prices")
+        return model
 
-    def _latency_layers(self, removed: np.ndarray) -> dict[str, float]:
-        """Estimated ms of every conv and linear layer, calibrated to the measured network latency."""
-        scale = self.latency.calibration
+    def _price(self, metric: Metric, removed: np.ndarray, sizes: Sizes | None = None) -> float:
+        model = self._model(metric)
+        if metric.layer_cost is not None:
+            return float(sum(self._layer_costs(metric, model, removed).values()))
+        return metric.of(sizes if sizes is not None else self.channels.sizes(removed), model)
+
+    def _layer_costs(self, metric: Metric, model, removed: np.ndarray) -> dict[str, float]:
+        """A layer-priced metric (latency) of every conv and linear layer, at the channels each keeps."""
         out = {}
         for m in self.channels.layers():
             c_in, c_out = m.channels(removed)
-            out[m.name] = scale * self.latency.layer_ms(m.name, c_in / m.in_base, c_out / m.out_base)
+            out[m.name] = metric.layer_cost(model, m.name, c_in / m.in_base, c_out / m.out_base)
         return out
 
-    def _latency_ms(self, removed: np.ndarray) -> float:
-        return float(sum(self._latency_layers(removed).values()))
-
     def unit_complexity(self, metric: str) -> np.ndarray:
-        if metric == "energy":  # each unit's convs priced by the energy model, as the network is
-            return self.energy.mj(self.channels.unit_complexity(self.removed, "flops"),
-                                  self.channels.unit_complexity(self.removed, "bytes"))
-        if metric != "latency":
-            return self.channels.unit_complexity(self.removed, metric)
-        per_layer = self._latency_layers(self.removed)
-        return np.array([sum(per_layer[m.name] for m in convs) for convs in self.channels.unit_convs])
+        """c_u: the metric of each unit's convs at the current widths (§3.2)."""
+        chosen = get_metric(metric)
+        model = self._model(chosen)
+        if chosen.layer_cost is not None:
+            per_layer = self._layer_costs(chosen, model, self.removed)
+            return np.array([sum(per_layer[m.name] for m in convs) for convs in self.channels.unit_convs])
+        return chosen.of(self.channels.unit_sizes(self.removed), model)
 
     def largest_reduction(self, metric: str) -> float:
         return 1 - self.smallest(metric) / self._before(metric)
@@ -311,8 +335,9 @@ class Sampler:
         """The metric's total with every unit at its floor (every metric only grows with channels)."""
         return self.total(metric, self.original - self.least)
 
-    def reduction(self, metric: str) -> float:
-        return 1 - self.total(metric) / self._before(metric)
+    def reduction(self, metric: str, removed: np.ndarray | None = None) -> float:
+        """The fraction of the metric removed now, or when unit u has lost removed[u] positions."""
+        return 1 - self.total(metric, removed) / self._before(metric)
 
     # -- sampling -------------------------------------------------------------------------------
     def weights(self, metric: str, equal: bool = False) -> np.ndarray | None:
@@ -335,12 +360,13 @@ class Sampler:
         spec = getattr(model, "cdprune_spec", None) or {}
         units = tuple(UnitPlan(u.name, tuple(u.convs), u.channels, tuple(int(i) for i in u.expand(kept)))
                       for u, kept in zip(self.channels.units, self.kept))
+        # The plan file records latency and energy in fields of their own (its format, §6).
         latency = {} if self.latency is None else {
-            "before_ms": round(self.before_ms, 4), "after_ms": round(self.current_ms, 4),
+            "before_ms": round(self._before("latency"), 4), "after_ms": round(self.total("latency"), 4),
             "source": f"per-layer latency table ({self.latency.describe()}), calibrated to the measured dense network",
             "runtime": self.latency.runtime, "threads": self.latency.threads, "cpu_model": self.latency.cpu_model}
         energy = {} if self.energy is None else {
-            "model": self.energy.to_dict(), "before_mj": self.before_mj, "after_mj": self.current_mj}
+            "model": self.energy.to_dict(), "before_mj": self._before("energy"), "after_mj": self.total("energy")}
         return PruningPlan(model=spec.get("name"), model_kwargs=dict(spec.get("kwargs", {})),
                            architecture=architecture_id(model), input_shape=tuple(input_shape), mode=mode,
                            target=target, seed=self.seed, step=self.step, floor=self.floor, round_to=self.round_to,
@@ -348,36 +374,20 @@ class Sampler:
                            budget=dict(budget), latency=latency, target_metric=target_metric, energy=energy)
 
 
-def _show(metric: str, value: float) -> str:
-    if metric == "latency":
-        return f"{value:.2f}ms"
-    if metric == "energy":
-        return human_energy(value)
-    return human_bytes(value) if metric == "memory" else human_count(value)
-
-
-_BUDGET_EXAMPLE = "use e.g. flops=100M,params=2M,memory=512KB,latency=5ms,energy=5mJ"
-_SCALES = {"": 1, "k": 1e3, "m": 1e6, "g": 1e9, "b": 1, "kb": 1e3, "mb": 1e6, "gb": 1e9,
-           "kib": 2**10, "mib": 2**20, "gib": 2**30}
-_TIMES = {"ms": 1.0, "s": 1000.0, "us": 1e-3}
-_ENERGIES = {"mj": 1.0, "j": 1000.0, "uj": 1e-3}  # to millijoules
+def _totals(sizes: Sizes) -> Totals:
+    return Totals(sizes.params, sizes.flops, sizes.memory_bytes)
 
 
 def _parse_limit(metric: str, text: str, part: str) -> float:
-    """'100M' -> 1e8 for a size metric, '5ms' -> 5.0 for latency, '500uJ' -> 0.5 (mJ) for energy; a one-line
-    error naming `part` otherwise."""
-    value = text.strip().lower().replace("µ", "u").replace("μ", "u")  # micro sign and Greek mu: µJ = uJ
-    number = value.rstrip("abcdefghijklmnopqrstuvwxyz")
-    suffix = value[len(number):]
-    table = {"latency": _TIMES, "energy": _ENERGIES}.get(metric, _SCALES)
+    """'100M' -> 1e8 for a size metric, '5ms' -> 5.0 for latency, '500uJ' -> 0.5 (mJ) for energy (the units of
+    the metric table); a one-line error naming `part` otherwise."""
     try:
-        if suffix not in table:
-            raise ValueError(suffix)
-        limit = float(number) * table[suffix]
+        limit = get_metric(metric).parse(text)
     except ValueError:
-        raise CdpruneError(f"bad budget (--budget) '{part}': {_BUDGET_EXAMPLE}") from None
+        raise CdpruneError(f"bad budget (--budget) '{part}': use e.g. {budget_example()}") from None
     if not math.isfinite(limit) or limit <= 0:  # '1e400' overflows to infinity
-        raise CdpruneError(f"bad budget (--budget) '{part}': a limit must be a positive finite number; {_BUDGET_EXAMPLE}")
+        raise CdpruneError(f"bad budget (--budget) '{part}': a limit must be a positive finite number; "
+                           f"use e.g. {budget_example()}")
     return limit
 
 
@@ -390,13 +400,13 @@ def parse_budget(text: str) -> dict[str, float]:
     for part in filter(None, (p.strip() for p in text.split(","))):
         name, _, value = part.partition("=")
         name = name.strip().lower()
-        if name not in BUDGET_METRICS:
-            raise CdpruneError(f"bad budget (--budget) '{part}': {_BUDGET_EXAMPLE}")
+        if name not in METRICS:
+            raise CdpruneError(f"bad budget (--budget) '{part}': use e.g. {budget_example()}")
         if name in budget:
             raise CdpruneError(f"budget (--budget) limits {name} twice: give each metric one limit")
         budget[name] = _parse_limit(name, value, part)
     if not budget:
-        raise CdpruneError(f"empty budget (--budget): {_BUDGET_EXAMPLE}")
+        raise CdpruneError(f"empty budget (--budget): use e.g. {budget_example()}")
     return budget
 
 
@@ -411,8 +421,8 @@ def budget_limits(budget) -> dict[str, float]:
                            f"not {type(budget).__name__}")
     limits = {}
     for metric, limit in budget.items():
-        if metric not in BUDGET_METRICS:
-            raise CdpruneError(f"bad budget (--budget) metric {metric!r}: use limits on {', '.join(BUDGET_METRICS)}")
+        if metric not in METRICS:
+            raise CdpruneError(f"bad budget (--budget) metric {metric!r}: use limits on {', '.join(METRICS)}")
         if isinstance(limit, str):
             limits[metric] = _parse_limit(metric, limit, f"{metric}={limit}")
             continue
@@ -424,7 +434,7 @@ def budget_limits(budget) -> dict[str, float]:
             finite = False
         if not finite or not limit > 0:
             raise CdpruneError(f"bad budget (--budget) {metric}={limit}: a limit must be a positive finite number; "
-                               f"{_BUDGET_EXAMPLE}")
+                               f"use e.g. {budget_example()}")
         limits[metric] = limit if type(limit) in (int, float) else float(limit)  # numpy scalars are not JSON
     return limits
 

@@ -19,6 +19,7 @@ import torch_pruning as tp
 from ..complexity import BYTES_PER_VALUE, CONV_TYPES, Profile, Totals, kernel_volume, traffic_bytes
 from ..complexity import profile as profile_model
 from ..errors import CdpruneError
+from ..metrics import Sizes
 from ..records import Record
 
 _IN_CHANNEL_FNS = {tp.pruner.function.prune_conv_in_channels, tp.pruner.function.prune_linear_in_channels}
@@ -105,8 +106,6 @@ class ChannelModel:
 
     `excluded` lists the coupled channel sets that are not units, each with the reason."""
 
-    _INDEX = {"params": 0, "flops": 1, "memory": 2, "bytes": 3}
-
     def __init__(self, units: list[Unit], modules: list[_SizedModule], constant_params: int,
                  excluded: list[ExcludedUnit] | None = None):
         self.units = units
@@ -116,21 +115,28 @@ class ChannelModel:
         self._by_name = {m.name: m for m in modules}
         self.unit_convs = [[self._by_name[c] for c in u.convs] for u in units]
 
-    def totals(self, removed: np.ndarray) -> Totals:
-        params, flops, memory = self.constant_params, 0, 0
+    def sizes(self, removed: np.ndarray) -> Sizes:
+        """The network's params, FLOPs, memory and bytes moved when unit u has lost removed[u] positions."""
+        params, flops, memory, moved = self.constant_params, 0, 0, 0
         for m in self.modules:
-            p, f, b, _ = m.size(removed)
-            params, flops, memory = params + p, flops + f, memory + b
-        return Totals(params, flops, memory)
+            p, f, b, t = m.size(removed)
+            params, flops, memory, moved = params + p, flops + f, memory + b, moved + t
+        return Sizes(params, flops, memory, moved)
+
+    def totals(self, removed: np.ndarray) -> Totals:
+        sizes = self.sizes(removed)
+        return Totals(sizes.params, sizes.flops, sizes.memory_bytes)
 
     def bytes_moved(self, removed: np.ndarray) -> int:
         """Bytes the conv and linear layers read and write in one inference (`complexity.traffic_bytes`)."""
         return sum(m.size(removed)[3] for m in self.modules)
 
-    def unit_complexity(self, removed: np.ndarray, metric: str) -> np.ndarray:
-        """c_u: the metric ("params", "flops", "memory" or "bytes" moved) summed over the convs of each unit."""
-        index = self._INDEX[metric]
-        return np.array([sum(m.size(removed)[index] for m in convs) for convs in self.unit_convs], dtype=np.float64)
+    def unit_sizes(self, removed: np.ndarray) -> Sizes:
+        """Each unit's params, FLOPs, memory and bytes moved, summed over its convs (arrays over units): what a
+        metric's cost turns into the units' complexities c_u."""
+        per_unit = [[m.size(removed) for m in convs] for convs in self.unit_convs]
+        return Sizes(*(np.array([sum(s[i] for s in sizes) for sizes in per_unit], dtype=np.float64)
+                       for i in range(len(Sizes._fields))))
 
     def layers(self) -> list[_SizedModule]:
         """The conv and linear layers (those that run in the forward pass), in profile order."""
