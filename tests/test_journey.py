@@ -1,0 +1,47 @@
+"""A user's own model file through every command, and the seams between the commands."""
+import json
+from pathlib import Path
+
+import pytest
+
+from support import TINY_TRAIN, run_cli, tree
+
+NET = str(Path(__file__).parent / "usermodels" / "edgenet.py") + ":EdgeNet"
+HALF = ["--model-args", '{"width": 0.5}']
+
+
+@pytest.fixture(scope="module")
+def user_run(tmp_path_factory):
+    """EdgeNet trained dense on synthetic data through the CLI."""
+    from cdprune.cli import main
+
+    out = tmp_path_factory.mktemp("journey") / "dense"
+    assert main(["train", NET, *HALF, "--out", str(out), *TINY_TRAIN]) == 0
+    return out
+
+
+def test_sweep_and_compare_take_a_model_file(tmp_path, capsys):
+    code, out, err = run_cli(capsys, "sweep", "--model", NET, *HALF, "--modes", "fa", "--targets", "0.5",
+                             "--bench-time", "0.05", "--out", tmp_path / "sweep", *TINY_TRAIN, "--json")
+    assert code == 0, err
+    points = json.loads(out)["points"]
+    assert [p["status"] for p in points] == ["ok", "ok"] and all(p["latency_ms"] > 0 for p in points)
+    code, out, err = run_cli(capsys, "compare", "--model", NET, *HALF, "--methods", "dense,fa,l1", "--out",
+                             tmp_path / "compare", *TINY_TRAIN, "--json")
+    assert code == 0, err
+    assert [s["method"] for s in json.loads(out)["summaries"]] == ["dense", "fa", "l1"]
+
+
+@pytest.mark.parametrize("argv", [
+    ["profile", NET, *HALF, "--input", "1,28,28"],
+    ["prune", NET, *HALF, "--input", "1,28,28", "--out", "{tmp}/plan.json"],
+    ["latency-table", NET, *HALF, "--input", "1,16,16", "--runtime", "torch", "--threads", "1", "--repeats", "1",
+     "--min-time", "0", "--no-progress", "--out", "{tmp}/table.json"],
+    ["bench", NET, *HALF, "--min-time", "0", "--min-repeats", "3"],
+    ["eval", "{run}", "--model", NET],
+    ["export", "{run}", "--model", NET, "--out", "{tmp}/model.onnx"],
+    ["bench", "{run}", "--model", NET, "--min-time", "0", "--min-repeats", "3"],
+])
+def test_every_command_takes_a_model_file(user_run, argv, tmp_path, capsys):
+    code, _, err = run_cli(capsys, *[a.replace("{tmp}", str(tmp_path)).replace("{run}", str(user_run)) for a in argv])
+    assert code == 0, err
