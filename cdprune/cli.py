@@ -13,6 +13,7 @@ import io
 import json
 import math
 import os
+import shlex
 import sys
 from pathlib import Path
 from typing import Callable
@@ -88,6 +89,13 @@ def _energy_model_argument(p: argparse.ArgumentParser) -> None:
 
 def _energy_model(args) -> EnergyModel:
     return EnergyModel.load(args.energy_model) if args.energy_model else DEFAULT_ENERGY_MODEL
+
+
+def _model_flags(args) -> str:
+    """The flags of _model_arguments that differ from their defaults, shell-quoted: printed commands run as printed."""
+    given = [("--model-args", args.model_args), ("--input", None if args.input == "3,32,32" else args.input),
+             ("--num-classes", None if args.num_classes == 10 else str(args.num_classes))]
+    return "".join(f" {flag} {shlex.quote(value)}" for flag, value in given if value)
 
 
 def _build(args) -> tuple:
@@ -178,7 +186,7 @@ def run_latency_table(args) -> None:
     if args.json:
         print_json({**table.to_dict(), "path": str(path)})
         return
-    print(report.latency_table_text(table, args.model, path))
+    print(report.latency_table_text(table, args.model, path, _model_flags(args)))
 
 
 @command("latency-table", "time every layer on this device for planning elsewhere (mode la, latency budgets)")(

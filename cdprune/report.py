@@ -5,6 +5,8 @@ the house and imports only the complexity types and the formatting helpers.
 """
 from __future__ import annotations
 
+import shlex
+
 from .complexity import METRICS, Profile, Totals
 from .formatting import human_bytes, human_count, human_energy, human_metric, markdown_table, table
 from .formatting import table as table_text  # where a parameter is called `table`
@@ -230,8 +232,9 @@ def plan_text(plan, model_name: str, mode_title: str, plan_path) -> str:
     return "\n".join(lines + ["", f"plan written to {plan_path}"])
 
 
-def latency_table_text(table, model_name: str, path) -> str:
-    """What `cdprune latency-table` prints: each layer's time at full and half width, then the calibration."""
+def latency_table_text(table, model_name: str, path, model_flags: str = "") -> str:
+    """What `cdprune latency-table` prints: each layer's time at full and half width, then the calibration, then
+    the prune command that plans with the table (`model_flags`: the flags that built the model, shell-quoted)."""
     mid = 1  # the grid's 50 % column and row (FRACTIONS = 25, 50, 75, 100 %)
     rows = [[name, table.layers.get(name, ""), f"{grid[-1][-1]:.4f}", f"{grid[mid][mid]:.4f}"]
             for name, grid in table.grids.items()]
@@ -241,7 +244,7 @@ def latency_table_text(table, model_name: str, path) -> str:
         f"dense network {table.network_ms:.3f} ms measured; layers alone {table.layer_sum_ms:.3f} ms "
         f"(calibration {table.calibration:.3f})",
         f"latency table written to {path}: plan with it anywhere, "
-        f"cdprune prune {model_name} --mode la --latency-table {path}"])
+        f"cdprune prune {shlex.quote(model_name)}{model_flags} --mode la --latency-table {shlex.quote(str(path))}"])
 
 
 def units_text(units) -> str:

@@ -45,3 +45,20 @@ def test_sweep_and_compare_take_a_model_file(tmp_path, capsys):
 def test_every_command_takes_a_model_file(user_run, argv, tmp_path, capsys):
     code, _, err = run_cli(capsys, *[a.replace("{tmp}", str(tmp_path)).replace("{run}", str(user_run)) for a in argv])
     assert code == 0, err
+
+
+def test_the_printed_prune_command_runs_as_printed(tmp_path, capsys, monkeypatch):
+    import shlex
+
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run_cli(capsys, "latency-table", NET, *HALF, "--input", "1,16,16", "--num-classes", "4",
+                             "--runtime", "torch", "--threads", "1", "--repeats", "1", "--min-time", "0",
+                             "--no-progress", "--out", tmp_path / "my table.json")
+    assert code == 0, err
+    printed = out.strip().splitlines()[-1].split("plan with it anywhere, ", 1)[1]
+    argv = shlex.split(printed)
+    assert argv[:2] == ["cdprune", "prune"]
+    code, out, err = run_cli(capsys, *argv[1:], "--target", "0.3")
+    assert code == 0, err
+    plan = json.loads((tmp_path / "plan.json").read_text())
+    assert plan["mode"] == "la" and plan["input_shape"] == [1, 16, 16]
