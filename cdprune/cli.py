@@ -63,13 +63,14 @@ def number(text: str) -> float:
 
 
 MODEL_HELP = (f"a registered model ({', '.join(models.names())}), or a reference package.module:callable or "
-              "path/to/file.py:callable (e.g. timm:create_model with --model-args '{\"model_name\": \"resnet18\"}')")
+              "path/to/file.py:callable (e.g. timm:create_model with --model-args "
+              "'{\"model_name\": \"resnet18\", \"num_classes\": 10, \"in_chans\": 3}')")
 
 
 def _model_args_argument(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model-args", default=None, metavar="JSON",
                    help="keyword arguments of the model's constructor as a JSON object, e.g. '{\"width\": 0.5}' "
-                        "(num_classes and in_channels come from the data where the constructor takes them)")
+                        "(num_classes and in_channels come from the data where the constructor names them)")
 
 
 def _model_arguments(p: argparse.ArgumentParser) -> None:

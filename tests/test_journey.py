@@ -62,3 +62,13 @@ def test_the_printed_prune_command_runs_as_printed(tmp_path, capsys, monkeypatch
     assert code == 0, err
     plan = json.loads((tmp_path / "plan.json").read_text())
     assert plan["mode"] == "la" and plan["input_shape"] == [1, 16, 16]
+
+
+def test_a_factory_that_forwards_kwargs_gets_only_what_the_user_gives(capsys):
+    factory = str(Path(__file__).parent / "usermodels" / "forwarding.py") + ":create_model"
+    code, out, err = run_cli(capsys, "profile", factory, "--model-args", '{"model_name": "tinynet", "in_chans": 1}',
+                             "--input", "1,8,8", "--json")
+    assert code == 0, err
+    layers = {layer["name"]: layer for layer in json.loads(out)["layers"]}
+    assert layers["head"]["params"] == 8 * 1000 + 1000  # timm's own default width: nothing was slipped in
+    assert layers["conv.0"]["params"] == 8 * 1 * 9 + 8

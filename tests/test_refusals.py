@@ -52,6 +52,7 @@ def root(tmp_path_factory):
 
 
 NEW = "new-run"  # a run directory that must not come into being
+USERMODELS = os.path.join(os.path.dirname(__file__), "usermodels")
 CASES = [
     # (id, argv, piece of the one-line message)
     ("resume-dense-with-plan", ["train", "alexnet", "--resume", "--plan", "{root}/plan.json", "--out",
@@ -108,6 +109,10 @@ CASES = [
     ("bench-metrics-list", ["bench", "{root}/metrics-list"], "metrics file"),
     ("export-metrics-list", ["export", "{root}/metrics-list"], "metrics file"),
     ("export-out-under-a-file", ["export", "{root}/dense", "--out", "{root}/afile/model.onnx"], "afile"),
+    # A model reference that cannot be imported: one line naming it, whatever the import raised.
+    ("model-not-python", ["profile", "/etc/passwd:x"], "not a Python file"),
+    ("model-import-fails", ["profile", "usermodels.broken:Net"], "cannot import usermodels.broken"),
+    ("model-import-fails-file", ["profile", f"{USERMODELS}/broken.py:Net"], "operator torchvision::nms"),
 ]
 
 
