@@ -109,6 +109,12 @@ CASES = [
     ("bench-metrics-list", ["bench", "{root}/metrics-list"], "metrics file"),
     ("export-metrics-list", ["export", "{root}/metrics-list"], "metrics file"),
     ("export-out-under-a-file", ["export", "{root}/dense", "--out", "{root}/afile/model.onnx"], "afile"),
+    ("export-over-the-weights", ["export", "{root}/dense", "--out", "{root}/dense/model.safetensors"],
+     "file of the run"),
+    ("export-over-the-metrics", ["export", "{root}/dense", "--format", "torchscript", "--out",
+                                 "{root}/interrupted/metrics.json"], "file of the run"),
+    ("export-over-the-checkpoint", ["export", "{root}/dense", "--out", "{root}/interrupted/checkpoint.safetensors"],
+     "file of the run"),
     # A model reference that cannot be imported: one line naming it, whatever the import raised.
     ("model-not-python", ["profile", "/etc/passwd:x"], "not a Python file"),
     ("model-import-fails", ["profile", "usermodels.broken:Net"], "cannot import usermodels.broken"),

@@ -31,7 +31,9 @@ from ..storage import atomic_write_bytes
 from ..measure.latency import ONNX_OPSET, onnx_bytes, onnx_latency, require_module
 from ..pruning import PruningPlan
 from ..records import VERSION, Record
-from ..runs import PLAN_FILE, load_run, run_data
+from ..runs import METRICS_FILE, PLAN_FILE, SETTINGS_FILE, WEIGHTS_FILE, load_run, run_data
+from ..storage import HOLDER_FILE, LOCK_FILE
+from ..train import CHECKPOINT_NAME, HISTORY_NAME
 from ..tasks import KINDS as TASK_KINDS
 
 OPSET = ONNX_OPSET
@@ -40,6 +42,8 @@ INPUT_NAME = "input"
 # something else (an image, boxes) adds its name here, and every export of that task uses it.
 FORMATS = {"onnx": "model.onnx", "torchscript": "model.pt"}  # format -> default file name in a run directory
 INT8_FILE = "model.int8.onnx"
+# What a run directory holds besides its exported models (docs/design.md, "File formats").
+RUN_FILES = (SETTINGS_FILE, PLAN_FILE, WEIGHTS_FILE, METRICS_FILE, CHECKPOINT_NAME, HISTORY_NAME, LOCK_FILE, HOLDER_FILE)
 DEFAULT_CALIBRATION_IMAGES = 256
 ONNX_METADATA_KEYS = ("cdprune_version", "model", "architecture", "plan_digest", "task", "input_name", "output_name",
                       "input_shape", "layout", "channel_order", "preprocess", "mean", "std", "class_names", "precision",
@@ -239,6 +243,15 @@ class ExportResult(Record):
     comparison: dict | None = None
 
 
+def check_not_a_run_file(out: str | Path) -> None:
+    """Refuse an output path that is one of a run directory's own files: writing there would lose the run."""
+    path = Path(out).expanduser().resolve()
+    in_a_run = any((path.parent / name).exists() for name in (SETTINGS_FILE, METRICS_FILE))
+    if in_a_run and path.name in RUN_FILES:
+        raise CdpruneError(f"{out} is a file of the run in {path.parent}, which writing there would destroy: "
+                           f"choose another file (--out), e.g. {path.parent / FORMATS['onnx']}")
+
+
 def export_run(run_dir: str | Path, format: str, out: str | Path | None = None, *,
                model: str | torch.nn.Module | None = None, int8: bool = False,
                calibration_images: int = DEFAULT_CALIBRATION_IMAGES, data_dir: str | None = None,
@@ -258,6 +271,8 @@ def export_run(run_dir: str | Path, format: str, out: str | Path | None = None, 
     if int8:
         calibration_images = check_calibration_images(calibration_images)
         require_deploy("onnxruntime")
+    if out is not None:
+        check_not_a_run_file(out)
     net, metrics = load_run(run_dir, model)
     if int8 and (metrics.task or "classify") != "classify":
         raise CdpruneError(f"--int8 compares int8 with fp32 test accuracy, which only classification runs have; "
