@@ -159,7 +159,7 @@ def _(p):
     p.add_argument("--target", type=number, default=None, help="fraction of the mode's metric to remove, in (0, 1) (default 0.5 without --budget)")
     p.add_argument("--budget", default=None, metavar="LIMITS",
                    help="prune until every limit holds, e.g. flops=100M,params=2M,memory=512KB,latency=5ms,energy=5mJ "
-                        "(energy in mJ, uJ or J)")
+                        "(energy in mJ, uJ or J, latency in ms, us or s: m is milli, M mega)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--step", type=number, default=0.1, help="fraction of a unit's channels removed per draw (default 0.1)")
     p.add_argument("--floor", type=number, default=0.1, help="fraction of a unit's channels always kept (default 0.1)")

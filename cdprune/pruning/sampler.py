@@ -368,6 +368,10 @@ def _parse_limit(metric: str, text: str, part: str) -> float:
     number = value.rstrip("abcdefghijklmnopqrstuvwxyz")
     suffix = value[len(number):]
     table = {"latency": _TIMES, "energy": _ENERGIES}.get(metric, _SCALES)
+    given = text.strip()[len(number):]
+    if table is not _SCALES and given.startswith("M"):  # mega, 10⁹ × milli: never read as m
+        raise CdpruneError(f"bad budget (--budget) '{part}': M means mega, not milli (m): write "
+                           f"{number}m{given[1:]} for milli{'joules' if metric == 'energy' else 'seconds'}")
     try:
         if suffix not in table:
             raise ValueError(suffix)
