@@ -243,6 +243,9 @@ def train_run(out: str | Path, settings: RunSettings, plan: PruningPlan | None =
         info = settings.dataset_info()
         train_set, test_set = settings.load("train", download), settings.load("test", download)
     info = task.data_info(info)
+    if not task.restoration and info.num_classes < 2:  # every prediction would be right: a "100 %" classifier
+        raise CdpruneError(f"{settings.data} holds {info.num_classes} class ({', '.join(info.class_names)}): a "
+                           "classifier needs at least two; add a class, or train a restoration task (--task denoise)")
     torch.manual_seed(settings.seed)  # the fresh initialisation is part of what the seed reproduces
     pretrained = read_metrics(init_from) if init_from is not None else None
     if isinstance(model, torch.nn.Module):

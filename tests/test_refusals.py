@@ -11,12 +11,14 @@ import subprocess
 import sys
 import textwrap
 
+import numpy as np
 import pytest
 import torch
 
 import cdprune
 from cdprune import models
 from cdprune.cli import main
+from imagefolders import class_images, write_classes
 from support import TINY_TRAIN, ctrl_c_in_epoch, run_cli, tree
 
 
@@ -46,6 +48,10 @@ def root(tmp_path_factory):
     (root / "settings-list" / "run.json").write_text("[]")
     shutil.copytree(root / "interrupted", root / "corrupt")
     (root / "corrupt" / "checkpoint.safetensors").write_bytes(b"not a checkpoint")
+    one_class = class_images(6)["coat"]
+    write_classes(root / "one-class", {"coat": one_class})
+    np.savez(root / "one-class.npz", x_train=one_class, y_train=np.zeros(6, np.int64), x_test=one_class[:2],
+             y_test=np.zeros(2, np.int64))
     (root / "afile").write_text("x")
     (root / "empty").mkdir()
     return root
@@ -119,6 +125,14 @@ CASES = [
                                  "{root}/interrupted/metrics.json"], "file of the run"),
     ("export-over-the-checkpoint", ["export", "{root}/dense", "--out", "{root}/interrupted/checkpoint.safetensors"],
      "file of the run"),
+    ("one-class-folder", ["train", "alexnet", "--out", f"{{root}}/{NEW}", *TINY_TRAIN, "--data", "{root}/one-class"],
+     "at least two"),
+    ("one-class-npz", ["run", "--model", "alexnet", "--out", f"{{root}}/{NEW}", *TINY_TRAIN, "--data",
+                       "{root}/one-class.npz"], "at least two"),
+    ("val-fraction-registered", ["train", "alexnet", "--out", f"{{root}}/{NEW}", *TINY_TRAIN, "--val-fraction",
+                                 "0.3"], "val_fraction (--val-fraction) 0.3 would be ignored"),
+    ("val-fraction-registered-sweep", ["sweep", "--model", "alexnet", "--out", f"{{root}}/{NEW}", *TINY_TRAIN,
+                                       "--val-fraction", "0.5"], "would be ignored"),
     # A model reference that cannot be imported: one line naming it, whatever the import raised.
     ("model-not-python", ["profile", "/etc/passwd:x"], "not a Python file"),
     ("model-import-fails", ["profile", "usermodels.broken:Net"], "cannot import usermodels.broken"),
