@@ -196,6 +196,7 @@ def compare(out: str | Path, settings: RunSettings, methods: list[str], target: 
     compare.csv and compare.json into `out`. backend="ray" trains the runs as Ray tasks; `out`
     must then be on storage that every node of the cluster sees.
     """
+    check_goal(Goal("fa", target, metric))  # target and metric are checked whatever the methods, dense alone too
     # The folder holds one target, so runs are named by their method alone.
     goals = [check_goal(Goal(m, None if m == "dense" else target, metric, name=run_name(m))) for m in methods]
     if seeds < 1:

@@ -99,6 +99,8 @@ CASES = [
                           *TINY_TRAIN], "target nan"),
     ("compare-target", ["compare", "--model", "alexnet", "--methods", "dense,fa", "--target", "1.5", "--out",
                         f"{{root}}/{NEW}", *TINY_TRAIN], "target"),
+    ("compare-dense-target", ["compare", "--model", "alexnet", "--methods", "dense", "--target", "2", "--out",
+                              f"{{root}}/{NEW}", *TINY_TRAIN], "target 2"),
     ("compare-seeds-0", ["compare", "--model", "alexnet", "--methods", "dense,fa", "--seeds", "0", "--out",
                          f"{{root}}/{NEW}", *TINY_TRAIN], "seeds"),
     ("prune-target-without-mode", ["prune", "vgg16", "--budget", "flops=100M", "--target", "0.5", "--out",
