@@ -496,6 +496,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 # Only training splits into data-parallel processes; the other commands would all write the same files.
 TORCHRUN_COMMANDS = ("train",)
+# These resume their runs whenever they are run again, and so have no --resume flag.
+RESUMING_COMMANDS = ("run", "compare", "sweep")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -512,6 +514,9 @@ def main(argv: list[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
     except TrainingInterrupted as exc:
+        if args.command in RESUMING_COMMANDS:  # they take no --resume: the same command continues
+            exc = f"training interrupted after epoch {exc.last_epoch}; run the same command again to continue " \
+                  "(finished runs are reused)"
         print(f"cdprune: {exc}", file=sys.stderr)
         return 130
     except CdpruneError as exc:

@@ -72,3 +72,16 @@ def test_a_factory_that_forwards_kwargs_gets_only_what_the_user_gives(capsys):
     layers = {layer["name"]: layer for layer in json.loads(out)["layers"]}
     assert layers["head"]["params"] == 8 * 1000 + 1000  # timm's own default width: nothing was slipped in
     assert layers["conv.0"]["params"] == 8 * 1 * 9 + 8
+
+
+@pytest.mark.parametrize("command", [["sweep", "--modes", "fa", "--targets", "0.5"], ["compare", "--methods", "dense"],
+                                     ["run"]])
+def test_ctrl_c_names_the_way_to_continue_that_the_command_takes(command, tmp_path, capsys):
+    from support import ctrl_c_in_epoch
+
+    argv = [command[0], "--model", "alexnet", *command[1:], "--out", tmp_path / "out", *TINY_TRAIN, "--epochs", "2"]
+    with ctrl_c_in_epoch(2):
+        code, _, err = run_cli(capsys, *argv)
+    assert code == 130 and "--resume" not in err and "run the same command again" in err, err
+    code, _, err = run_cli(capsys, *argv, "--bench-time", "0.05") if command[0] == "sweep" else run_cli(capsys, *argv)
+    assert code == 0, err
