@@ -3,6 +3,7 @@
 The table is the documentation of the refusals; each row names the command, a piece of the
 message the user must see, and (implicitly) that the whole file tree is unchanged afterwards.
 """
+import hashlib
 import json
 import os
 import shutil
@@ -20,6 +21,19 @@ from cdprune import models
 from cdprune.cli import main
 from imagefolders import class_images, write_classes
 from support import TINY_TRAIN, ctrl_c_in_epoch, run_cli, tree
+
+
+def _retype_kept(kind):
+    def edit(plan):
+        unit = next(u for u in plan["units"] if 1 in u["kept"])
+        unit["kept"][unit["kept"].index(1)] = kind(1)
+    return edit
+
+
+# Plans edited by hand, each with its digest recomputed: only their content can give them away.
+PLAN_EDITS = {"string-index": _retype_kept(str), "float-index": _retype_kept(float), "bool-index": _retype_kept(bool),
+              "relabelled": lambda plan: plan.update(model="vgg16"),
+              "num-classes": lambda plan: plan["model_kwargs"].update(num_classes=4)}
 
 
 @pytest.fixture(scope="module")
@@ -52,6 +66,13 @@ def root(tmp_path_factory):
     write_classes(root / "one-class", {"coat": one_class})
     np.savez(root / "one-class.npz", x_train=one_class, y_train=np.zeros(6, np.int64), x_test=one_class[:2],
              y_test=np.zeros(2, np.int64))
+    for name, edit in PLAN_EDITS.items():
+        body = json.loads((root / "plan.json").read_text())
+        edit(body)
+        body.pop("digest")
+        canonical = json.dumps(body, sort_keys=True, separators=(",", ":"))
+        body["digest"] = "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()  # an edit that hides itself
+        (root / f"plan-{name}.json").write_text(json.dumps(body))
     (root / "afile").write_text("x")
     (root / "empty").mkdir()
     return root
@@ -127,6 +148,11 @@ CASES = [
                                  "{root}/interrupted/metrics.json"], "file of the run"),
     ("export-over-the-checkpoint", ["export", "{root}/dense", "--out", "{root}/interrupted/checkpoint.safetensors"],
      "file of the run"),
+    *[(f"plan-{name}", ["train", "alexnet", "--plan", f"{{root}}/plan-{name}.json", "--out", f"{{root}}/{NEW}",
+                         *TINY_TRAIN], message)
+      for name, message in [("string-index", "'1' is not an integer"), ("float-index", "1.0 is not an integer"),
+                            ("bool-index", "True is not an integer"), ("relabelled", "made for vgg16, not alexnet"),
+                            ("num-classes", "num_classes=4, this model has num_classes=10")]],
     ("one-class-folder", ["train", "alexnet", "--out", f"{{root}}/{NEW}", *TINY_TRAIN, "--data", "{root}/one-class"],
      "at least two"),
     ("one-class-npz", ["run", "--model", "alexnet", "--out", f"{{root}}/{NEW}", *TINY_TRAIN, "--data",
