@@ -73,6 +73,7 @@ def root(tmp_path_factory):
         canonical = json.dumps(body, sort_keys=True, separators=(",", ":"))
         body["digest"] = "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()  # an edit that hides itself
         (root / f"plan-{name}.json").write_text(json.dumps(body))
+    (root / "huge-energy.json").write_text(json.dumps({"pj_per_mac": 1e308, "pj_per_byte": 1e308}))
     (root / "afile").write_text("x")
     (root / "empty").mkdir()
     return root
@@ -153,6 +154,10 @@ CASES = [
       for name, message in [("string-index", "'1' is not an integer"), ("float-index", "1.0 is not an integer"),
                             ("bool-index", "True is not an integer"), ("relabelled", "made for vgg16, not alexnet"),
                             ("num-classes", "num_classes=4, this model has num_classes=10")]],
+    ("profile-energy-overflow", ["profile", "alexnet", "--energy-model", "{root}/huge-energy.json"],
+     "beyond the range of a number"),
+    ("prune-energy-overflow", ["prune", "alexnet", "--energy-model", "{root}/huge-energy.json", "--out",
+                               "{root}/new-plan.json"], "beyond the range of a number"),
     ("one-class-folder", ["train", "alexnet", "--out", f"{{root}}/{NEW}", *TINY_TRAIN, "--data", "{root}/one-class"],
      "at least two"),
     ("one-class-npz", ["run", "--model", "alexnet", "--out", f"{{root}}/{NEW}", *TINY_TRAIN, "--data",
