@@ -157,7 +157,7 @@ CASES = [
     ("profile-energy-overflow", ["profile", "alexnet", "--energy-model", "{root}/huge-energy.json"],
      "beyond the range of a number"),
     ("prune-energy-overflow", ["prune", "alexnet", "--energy-model", "{root}/huge-energy.json", "--out",
-                               "{root}/new-plan.json"], "beyond the range of a number"),
+                               "{root}/new-plan.json"], "not a finite number"),
     ("one-class-folder", ["train", "alexnet", "--out", f"{{root}}/{NEW}", *TINY_TRAIN, "--data", "{root}/one-class"],
      "at least two"),
     ("one-class-npz", ["run", "--model", "alexnet", "--out", f"{{root}}/{NEW}", *TINY_TRAIN, "--data",
