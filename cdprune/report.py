@@ -161,7 +161,7 @@ def comparison_markdown(runs, settings) -> str:
         markdown_table(header, rows),
         "",
         f"FLOPs are multiply-accumulates per input; memory is the conv/linear output feature maps at float32. "
-        f"Latency: median of batch-1 forward passes on this CPU ({base.latency.get('threads')} threads). "
+        f"Latency: median of batch-1 forward passes on this CPU ({_threads(base.latency.get('threads'))}). "
         f"Energy: {base.energy.get('source')}.",
         "",
     ])
@@ -230,6 +230,10 @@ def plan_text(plan, model_name: str, mode_title: str, plan_path) -> str:
     if plan.energy:
         lines += ["", f"energy per inference: {plan.energy_model.describe()}"]
     return "\n".join(lines + ["", f"plan written to {plan_path}"])
+
+
+def _threads(count) -> str:
+    return f"{count} thread{'' if count == 1 else 's'}"
 
 
 def latency_table_text(table, model_name: str, path, model_flags: str = "") -> str:
@@ -301,13 +305,13 @@ def bench_text(r) -> str:
     precision = " · int8" if r.precision == "int8" else ""
     return "\n".join([
         f"{r.model} ({r.method}){task} · {r.runtime_version}{precision} · {r.device} ({r.device_name}) · "
-        f"input {'×'.join(map(str, r.input_shape))} · batch {r.batch} · {r.threads} threads",
+        f"input {'×'.join(map(str, r.input_shape))} · batch {r.batch} · {_threads(r.threads)}",
         table(["", "value"], [
             ["latency p50", f"{r.p50_ms:.2f} ms"], *against, ["latency p90", f"{r.p90_ms:.2f} ms"],
             ["latency p99", f"{r.p99_ms:.2f} ms"], ["throughput", f"{r.throughput_per_s:.1f} inputs/s"],
             ["peak memory (RSS)",
              f"{human_bytes(r.peak_rss_bytes)} (+{human_bytes(r.rss_increase_bytes)} to load and run the model)"],
-            ["CPU use", f"{r.cpu_percent:.0f}% of a core ({100 * r.cpu_utilisation:.0f}% of {r.threads} threads)"],
+            ["CPU use", f"{r.cpu_percent:.0f}% of a core ({100 * r.cpu_utilisation:.0f}% of {_threads(r.threads)})"],
             ["energy / inference", f"{r.energy_mj:.3f} mJ ({r.energy['kind']})"]]
             + ([["energy, estimated", f"{r.energy['estimated_mj']:.3f} mJ"]] if "estimated_mj" in r.energy else [])
             + [["params", human_count(r.params)], ["FLOPs (MACs)", human_count(r.flops)],

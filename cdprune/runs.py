@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
+import sys
 from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from pathlib import Path
 
@@ -242,6 +243,7 @@ def train_run(out: str | Path, settings: RunSettings, plan: PruningPlan | None =
     else:
         info = settings.dataset_info()
         train_set, test_set = settings.load("train", download), settings.load("test", download)
+        _note_short_subsets(settings, train_set, test_set)
     info = task.data_info(info)
     if not task.restoration and info.num_classes < 2:  # every prediction would be right: a "100 %" classifier
         raise CdpruneError(f"{settings.data} holds {info.num_classes} class ({', '.join(info.class_names)}): a "
@@ -279,6 +281,14 @@ def train_run(out: str | Path, settings: RunSettings, plan: PruningPlan | None =
         metrics = _train_and_measure(out, settings, plan, model, info, train_set, test_set, resume, progress,
                                      pretrained, method, architecture)
     return metrics
+
+
+def _note_short_subsets(settings: RunSettings, train_set: Dataset, test_set: Dataset) -> None:
+    """Say so when a subset asks for more images than its split holds: the run uses them all."""
+    for split, subset, dataset in (("train", settings.train_subset, train_set), ("test", settings.test_subset, test_set)):
+        if subset is not None and subset > len(dataset) and distributed.from_environment().is_main:
+            print(f"cdprune: note: {split}_subset (--{split}-subset) {subset} is more than the {len(dataset)} images of "
+                  f"the {split} split of {settings.data}: the run uses all {len(dataset)}", file=sys.stderr)
 
 
 def _train_and_measure(out: Path, settings: RunSettings, plan, model, info, train_set, test_set, resume: bool,

@@ -85,3 +85,17 @@ def test_ctrl_c_names_the_way_to_continue_that_the_command_takes(command, tmp_pa
     assert code == 130 and "--resume" not in err and "run the same command again" in err, err
     code, _, err = run_cli(capsys, *argv, "--bench-time", "0.05") if command[0] == "sweep" else run_cli(capsys, *argv)
     assert code == 0, err
+
+
+def test_a_subset_larger_than_the_split_is_noted(tmp_path, capsys):
+    code, _, err = run_cli(capsys, "train", "alexnet", "--out", tmp_path / "run", *TINY_TRAIN, "--train-subset",
+                           "100000")
+    assert code == 0, err
+    assert "train_subset (--train-subset) 100000 is more than the 512 images" in err, err
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["train_size"] == 512
+
+
+def test_bench_counts_one_thread_in_the_singular(capsys):
+    code, out, err = run_cli(capsys, "bench", "alexnet", "--threads", "1", "--min-time", "0", "--min-repeats", "3")
+    assert code == 0, err
+    assert "1 thread" in out and "1 threads" not in out, out
