@@ -23,6 +23,7 @@ from . import (AUGMENTATIONS, BACKENDS, DATASETS, DEFAULT_ENERGY_MODEL, DEFAULT_
                TrainingInterrupted, bench, build_latency_table, compare, distributed, eval_onnx, eval_run, export_run,
                main_job, make_plan, models, parse_budget, parse_shape, profile, prunable_units, report, sweep,
                train_run)
+from .data import dataset_info
 
 _COMMANDS: dict[str, tuple[Callable, Callable, str]] = {}
 
@@ -76,8 +77,14 @@ def _model_args_argument(p: argparse.ArgumentParser) -> None:
 def _model_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", help=MODEL_HELP)
     _model_args_argument(p)
-    p.add_argument("--input", default="3,32,32", metavar="C,H,W", help="input shape (default 3,32,32)")
-    p.add_argument("--num-classes", type=int, default=10, metavar="N", help="classifier outputs (default 10)")
+    p.add_argument("--input", default=None, metavar="C,H,W",
+                   help="input shape (default: the data's with --data, else 3,32,32)")
+    p.add_argument("--num-classes", type=int, default=None, metavar="N",
+                   help="classifier outputs (default: the data's classes with --data, else 10)")
+    p.add_argument("--data", default=None,
+                   help="read classes and input shape from this data, as 'cdprune train --data' will see it "
+                        "(a dataset name, a folder of class folders or a .npz file)")
+    p.add_argument("--data-dir", default=None, help="folder with the dataset files (with --data)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
 
@@ -93,29 +100,40 @@ def _energy_model(args) -> EnergyModel:
 
 
 def _model_flags(args) -> str:
-    """The flags of _model_arguments that differ from their defaults, shell-quoted: printed commands run as printed."""
-    given = [("--model-args", args.model_args), ("--input", None if args.input == "3,32,32" else args.input),
-             ("--num-classes", None if args.num_classes == 10 else str(args.num_classes))]
+    """The flags of _model_arguments that were given, shell-quoted: printed commands run as printed."""
+    given = [("--model-args", args.model_args), ("--input", args.input), ("--data", args.data),
+             ("--data-dir", args.data_dir), ("--num-classes", None if args.num_classes is None else str(args.num_classes))]
     return "".join(f" {flag} {shlex.quote(value)}" for flag, value in given if value)
 
 
 def _build(args) -> tuple:
-    shape = parse_shape(args.input)
-    model = models.create(args.model, num_classes=args.num_classes, in_channels=shape[0],
+    """The model of _model_arguments, its input shape and classes: given, read from --data, or the defaults."""
+    shape = parse_shape(args.input) if args.input else None
+    num_classes = args.num_classes
+    if args.data:
+        info = dataset_info(args.data, args.data_dir, input_shape=shape)
+        if num_classes is not None and num_classes != info.num_classes:
+            raise CdpruneError(f"--num-classes {num_classes} contradicts the {info.num_classes} classes of {args.data}: "
+                               "drop --num-classes, --data gives it")
+        shape, num_classes = info.input_shape, info.num_classes
+    elif args.data_dir:
+        raise CdpruneError("--data-dir says where --data lives: add --data")
+    shape, num_classes = shape or (3, 32, 32), 10 if num_classes is None else num_classes
+    model = models.create(args.model, num_classes=num_classes, in_channels=shape[0],
                           model_args=models.parse_model_args(args.model_args))
-    return model, shape
+    return model, shape, num_classes
 
 
 # ---- profile -----------------------------------------------------------------------------------
 
 def run_profile(args) -> None:
     energy_model = _energy_model(args)  # a bad file fails before the model is built
-    model, shape = _build(args)
+    model, shape, num_classes = _build(args)
     result = profile(model, shape, energy_model)
     if args.json:
         print_json({"model": args.model, **result.to_dict()})
         return
-    print(f"{args.model} · input {'×'.join(map(str, shape))} · {args.num_classes} classes")
+    print(f"{args.model} · input {'×'.join(map(str, shape))} · {num_classes} classes")
     print(report.profile_table(result))
 
 
@@ -130,7 +148,7 @@ def _(p):
 def run_prune(args) -> None:
     # As in the API: a plan records energy when an energy model is given or energy is part of the goal.
     energy_model = _energy_model(args) if args.energy_model else None
-    model, shape = _build(args)
+    model, shape, num_classes = _build(args)
     budget = parse_budget(args.budget) if args.budget else None
     mode = args.mode or (None if budget else "fa")
     target = args.target if args.target is not None else (None if budget else 0.5)
@@ -180,7 +198,7 @@ def _(p):
 # ---- latency-table -----------------------------------------------------------------------------
 
 def run_latency_table(args) -> None:
-    model, shape = _build(args)
+    model, shape, num_classes = _build(args)
     table = build_latency_table(model, shape, args.runtime, args.threads, repeats=args.repeats,
                                 min_time_s=args.min_time, progress=not (args.json or args.no_progress))
     path = table.save(args.out)

@@ -55,6 +55,10 @@ def test_the_printed_prune_command_runs_as_printed(tmp_path, capsys, monkeypatch
                              "--runtime", "torch", "--threads", "1", "--repeats", "1", "--min-time", "0",
                              "--no-progress", "--out", tmp_path / "my table.json")
     assert code == 0, err
+    table = json.loads((tmp_path / "my table.json").read_text())  # timings without noise: a plan to count on
+    table["grids"] = {name: [[(i + 1) * (o + 1) / 16 for o in range(4)] for i in range(4)] for name in table["grids"]}
+    table["network_ms"] = table["layer_sum_ms"] = sum(grid[-1][-1] for grid in table["grids"].values())
+    (tmp_path / "my table.json").write_text(json.dumps(table))
     printed = out.strip().splitlines()[-1].split("plan with it anywhere, ", 1)[1]
     argv = shlex.split(printed)
     assert argv[:2] == ["cdprune", "prune"]
@@ -99,3 +103,37 @@ def test_bench_counts_one_thread_in_the_singular(capsys):
     code, out, err = run_cli(capsys, "bench", "alexnet", "--threads", "1", "--min-time", "0", "--min-repeats", "3")
     assert code == 0, err
     assert "1 thread" in out and "1 threads" not in out, out
+
+
+@pytest.fixture(scope="module")
+def four_classes(tmp_path_factory):
+    """A folder of four classes of 28×28 grayscale PNGs, split here."""
+    from imagefolders import class_images, write_classes
+
+    images = class_images(8)
+    images["shirt"] = images["coat"][::-1].copy()
+    root = tmp_path_factory.mktemp("four")
+    write_classes(root, images)
+    return root
+
+
+def test_prune_reads_classes_and_shape_from_the_data(four_classes, tmp_path, capsys):
+    data = ["--data", four_classes]
+    code, _, err = run_cli(capsys, "prune", NET, *HALF, "--out", tmp_path / "default.json")
+    assert code == 0, err
+    code, _, err = run_cli(capsys, "train", NET, *HALF, "--plan", tmp_path / "default.json", "--out", tmp_path / "r0",
+                           *TINY_TRAIN, *data)
+    assert code == 2 and "--input 1,28,28" in err, err  # the first field that differs, with its flag
+    code, _, err = run_cli(capsys, "prune", NET, *HALF, "--input", "1,28,28", "--out", tmp_path / "shape.json")
+    code, _, err = run_cli(capsys, "train", NET, *HALF, "--plan", tmp_path / "shape.json", "--out", tmp_path / "r1",
+                           *TINY_TRAIN, *data)
+    assert code == 2 and "num_classes=10, this model has num_classes=4" in err and "--num-classes" in err, err
+    code, _, err = run_cli(capsys, "prune", NET, *HALF, *data, "--out", tmp_path / "plan.json")
+    assert code == 0, err
+    plan = json.loads((tmp_path / "plan.json").read_text())
+    assert plan["input_shape"] == [1, 28, 28] and plan["model_kwargs"]["num_classes"] == 4
+    code, _, err = run_cli(capsys, "train", NET, *HALF, "--plan", tmp_path / "plan.json", "--out", tmp_path / "r2",
+                           *TINY_TRAIN, *data)
+    assert code == 0, err
+    code, _, err = run_cli(capsys, "prune", NET, *data, "--num-classes", "10", "--out", tmp_path / "no.json")
+    assert code == 2 and "contradicts the 4 classes" in err and not (tmp_path / "no.json").exists(), err
