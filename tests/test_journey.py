@@ -1,5 +1,6 @@
 """A user's own model file through every command, and the seams between the commands."""
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -137,3 +138,28 @@ def test_prune_reads_classes_and_shape_from_the_data(four_classes, tmp_path, cap
     assert code == 0, err
     code, _, err = run_cli(capsys, "prune", NET, *data, "--num-classes", "10", "--out", tmp_path / "no.json")
     assert code == 2 and "contradicts the 4 classes" in err and not (tmp_path / "no.json").exists(), err
+
+
+def test_export_removes_what_a_killed_export_left(pruned_run, tmp_path, capsys, monkeypatch):
+    import shutil
+    import subprocess
+    import sys
+    import tempfile
+
+    run = tmp_path / "run"
+    shutil.copytree(pruned_run, run)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale_file = run / f".model.onnx.{dead.pid}.0123abcd.tmp"
+    stale_file.write_bytes(b"half a model")
+    stale_folder = tmp_path / "tmp" / f"cdprune-export-{dead.pid}-x1y2"
+    stale_folder.mkdir()
+    (stale_folder / "fp32.onnx").write_bytes(b"half a model")
+    live_folder = tmp_path / "tmp" / f"cdprune-export-{os.getpid()}-a1b2"  # a running export's: kept
+    live_folder.mkdir()
+    code, _, err = run_cli(capsys, "export", run)
+    assert code == 0, err
+    assert not stale_file.exists() and not stale_folder.exists() and live_folder.exists()
+    assert (run / "model.onnx").exists()

@@ -5,7 +5,6 @@ belong to the model and its runtime alone, not to whatever this process did befo
 """
 from __future__ import annotations
 
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from .export import (DEFAULT_CALIBRATION_IMAGES, calibration_set, check_calibrat
 from .worker import run_worker
 from ..pruning import PruningPlan
 from ..records import Record
+from ..storage import scratch_folder
 from ..runs import PLAN_FILE, build_model, load_run, plan_run_name, read_metrics, trusted_reference
 
 RUNTIMES = ("torch", "onnxruntime")
@@ -151,7 +151,7 @@ def bench(source: str, plan_path: str | None = None, runtime: str = "torch", bat
             "threads": threads, "device": device, "min_time_s": min_time_s, "min_repeats": min_repeats,
             "sysfs_root": str(sysfs_root)}
     dense_raw = dense_totals = None
-    with tempfile.TemporaryDirectory(prefix="cdprune-bench-") as tmp:
+    with scratch_folder("cdprune-bench-") as tmp:
         if runtime == "onnxruntime":
             spec["onnx_path"] = _onnx_file(net, input_shape, Path(tmp) / "model.onnx", images, output_name)
         del net  # the child loads its own copy

@@ -18,7 +18,6 @@ import io
 import json
 import logging
 import numbers
-import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,12 +26,12 @@ import numpy as np
 import torch
 
 from ..errors import CdpruneError
-from ..storage import atomic_write_bytes
+from ..storage import (HOLDER_FILE, LOCK_FILE, atomic_write_bytes, lock_directory, remove_stale_scratch,
+                       remove_stale_temps, scratch_folder)
 from ..measure.latency import ONNX_OPSET, onnx_bytes, onnx_latency, require_module
 from ..pruning import PruningPlan
 from ..records import VERSION, Record
 from ..runs import METRICS_FILE, PLAN_FILE, SETTINGS_FILE, WEIGHTS_FILE, load_run, run_data
-from ..storage import HOLDER_FILE, LOCK_FILE
 from ..train import CHECKPOINT_NAME, HISTORY_NAME
 from ..tasks import KINDS as TASK_KINDS
 
@@ -42,6 +41,7 @@ INPUT_NAME = "input"
 # something else (an image, boxes) adds its name here, and every export of that task uses it.
 FORMATS = {"onnx": "model.onnx", "torchscript": "model.pt"}  # format -> default file name in a run directory
 INT8_FILE = "model.int8.onnx"
+SCRATCH_PREFIXES = ("cdprune-export-", "cdprune-int8-")  # the system temp folders an int8 export works in
 # What a run directory holds besides its exported models (docs/design.md, "File formats").
 RUN_FILES = (SETTINGS_FILE, PLAN_FILE, WEIGHTS_FILE, METRICS_FILE, CHECKPOINT_NAME, HISTORY_NAME, LOCK_FILE, HOLDER_FILE)
 DEFAULT_CALIBRATION_IMAGES = 256
@@ -190,7 +190,7 @@ def quantize_int8(fp32_path: str | Path, path: str | Path, images: np.ndarray, m
 
     quantization = {"format": quant_format, "per_channel": per_channel, "activations": "uint8",
                     "weights": "int8", "calibration": "MinMax", "calibration_images": int(len(images))}
-    with tempfile.TemporaryDirectory(prefix="cdprune-int8-") as tmp, _quiet_quantizer():
+    with scratch_folder(SCRATCH_PREFIXES[1]) as tmp, _quiet_quantizer():
         prepared, quantized = Path(tmp) / "prepared.onnx", Path(tmp) / "int8.onnx"
         # Shape inference and graph optimisation first, as ONNX Runtime's quantisation guide asks.
         quant_pre_process(str(fp32_path), str(prepared))
@@ -274,6 +274,10 @@ def export_run(run_dir: str | Path, format: str, out: str | Path | None = None, 
     if out is not None:
         check_not_a_run_file(out)
     net, metrics = load_run(run_dir, model)
+    with lock_directory(run_dir):  # the temp files a killed export left in the run (PIDs tell them apart)
+        remove_stale_temps(run_dir)
+    for prefix in SCRATCH_PREFIXES:
+        remove_stale_scratch(prefix)
     if int8 and (metrics.task or "classify") != "classify":
         raise CdpruneError(f"--int8 compares int8 with fp32 test accuracy, which only classification runs have; "
                            f"export {run_dir} as fp32 (without --int8)")
@@ -296,7 +300,7 @@ def export_run(run_dir: str | Path, format: str, out: str | Path | None = None, 
     from .evaluate import evaluate_onnx
 
     path = Path(out or Path(run_dir) / INT8_FILE)
-    with tempfile.TemporaryDirectory(prefix="cdprune-export-") as tmp:
+    with scratch_folder(SCRATCH_PREFIXES[0]) as tmp:
         fp32 = export_model(net, shape, "onnx", Path(tmp) / "fp32.onnx", metadata=metadata, output=output)
         quantize_int8(fp32, path, images, metadata)
         figures = {}
