@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import errno
 import io
 import json
@@ -24,6 +25,7 @@ from . import (AUGMENTATIONS, BACKENDS, DATASETS, DEFAULT_ENERGY_MODEL, DEFAULT_
                main_job, make_plan, models, parse_budget, parse_shape, profile, prunable_units, report, sweep,
                train_run)
 from .data import dataset_info
+from .tasks import KINDS as TASK_KINDS
 
 _COMMANDS: dict[str, tuple[Callable, Callable, str]] = {}
 
@@ -246,7 +248,11 @@ def _subset(text: str) -> int | None:
         raise argparse.ArgumentTypeError(f"expected a number of images or 'all', got {text!r}") from None
 
 
-def _training_arguments(p: argparse.ArgumentParser, defaults: dict) -> None:
+def _training_arguments(p: argparse.ArgumentParser, job: dict) -> None:
+    """The training flags; their defaults are RunSettings' (train, compare, sweep), overridden by `job` (the main
+    job's DEFAULT_JOB)."""
+    defaults = {**{f.name: f.default for f in dataclasses.fields(RunSettings) if f.default is not dataclasses.MISSING},
+                **job}
     p.add_argument("--data", default=defaults.get("data"), required="data" not in defaults,
                    help=f"a dataset ({', '.join(DATASETS)}), a folder of class folders (with or without train/ "
                         "and val/), or a .npz file with x_train, y_train, x_test, y_test")
@@ -267,14 +273,13 @@ def _training_arguments(p: argparse.ArgumentParser, defaults: dict) -> None:
                    help="denoise: standard deviation of the noise on the 0-255 scale (default 25)")
     p.add_argument("--scale", type=int, default=None, help="sr: down-sampling factor, 2 or 4 (default 2)")
     p.add_argument("--loss", default=None, help="denoise and sr: mse (default) or l1")
-    p.add_argument("--epochs", type=int, default=defaults.get("epochs", 10), help=f"default {defaults.get('epochs', 10)}")
-    p.add_argument("--batch-size", type=int, default=defaults.get("batch_size", 128),
-                   help=f"default {defaults.get('batch_size', 128)}")
+    p.add_argument("--epochs", type=int, default=defaults["epochs"], help=f"default {defaults['epochs']}")
+    p.add_argument("--batch-size", type=int, default=defaults["batch_size"], help=f"default {defaults['batch_size']}")
     p.add_argument("--lr", type=number, default=None,
-                   help=f"initial learning rate, cosine-annealed (default {defaults.get('lr', 0.05)} for classify "
-                        "with SGD, 0.001 for denoise and sr with Adam)")
+                   help=f"initial learning rate, cosine-annealed (default {defaults['lr'] or TASK_KINDS['classify'].default_lr} "
+                        f"for classify with SGD, {TASK_KINDS['denoise'].default_lr} for denoise and sr with Adam)")
     p.set_defaults(classify_lr=defaults.get("lr"))
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=defaults["seed"], help=f"default {defaults['seed']}")
     for split in ("train", "test"):
         default = defaults.get(f"{split}_subset")
         p.add_argument(f"--{split}-subset", type=_subset, default=default, metavar="N|all",

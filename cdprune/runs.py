@@ -550,7 +550,8 @@ def _guard_directory(out: Path, settings: RunSettings, plan_digest: str | None, 
     if recorded is not None:
         old, old_digest = recorded
         if old.comparable() != settings.comparable():
-            diff = ", ".join(f"{k}={v!r}" for k, v in old.comparable().items() if settings.comparable()[k] != v)
+            now = settings.comparable()
+            diff = ", ".join(f"{k}={v!r}, now {now[k]!r}" for k, v in old.comparable().items() if now[k] != v)
             raise CdpruneError(f"{out} was started with other settings ({diff}): use them to resume, or choose "
                                "another output folder (--out)")
         if old_digest != plan_digest:
@@ -575,7 +576,7 @@ def _check_checkpoint(out: Path, settings: RunSettings, train_size: int) -> None
                 "seed": settings.seed, "train_size": train_size, "num_workers": settings.num_workers}
     diff = [k for k in expected if k in old and old[k] != expected[k]]
     if diff:
-        was = ", ".join(f"{k}={old[k]!r}" for k in diff)
+        was = ", ".join(f"{k}={old[k]!r} (now {expected[k]!r})" for k in diff)
         raise CdpruneError(f"checkpoint {path} was made with {was}: use those settings to resume, or delete it to "
                            "start this run over")
 

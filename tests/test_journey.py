@@ -163,3 +163,21 @@ def test_export_removes_what_a_killed_export_left(pruned_run, tmp_path, capsys, 
     assert code == 0, err
     assert not stale_file.exists() and not stale_folder.exists() and live_folder.exists()
     assert (run / "model.onnx").exists()
+
+
+@pytest.mark.parametrize("command", ["train", "compare", "sweep", "run"])
+def test_every_training_command_states_the_defaults_it_uses(command, capsys):
+    from cdprune import DEFAULT_JOB, RunSettings
+    from cdprune.cli import build_parser
+
+    parser = build_parser()
+    sub = parser._subparsers._group_actions[0].choices[command]
+    defaults = {a.dest: (a.default, a.help) for a in sub._actions}
+    expected = DEFAULT_JOB if command == "run" else {}
+    base = RunSettings("m", "d")
+    for name in ("epochs", "batch_size", "train_subset", "test_subset", "seed"):
+        value = expected.get(name, getattr(base, name))
+        assert defaults[name][0] == value
+        assert f"default {value if value is not None else 'all'}" in defaults[name][1], (name, defaults[name][1])
+    lr = expected.get("lr", base.lr)
+    assert f"default {lr:g} for classify" in defaults["lr"][1]
