@@ -236,6 +236,9 @@ def _run_model_argument(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default=None, metavar="REF",
                    help="the model reference the run was trained with, when it is not a registered model "
                         "(cdprune imports code only when you name it)")
+    p.add_argument("--allow-changed-source", action="store_true",
+                   help="go on, with a warning, when the model's source files differ from those the run was trained "
+                        "with (refused otherwise)")
 
 
 def _subset(text: str) -> int | None:
@@ -331,7 +334,8 @@ def run_eval(args) -> None:
         result = eval_onnx(args.run, args.onnx, data_dir=args.data_dir)
         print_record(result, args, report.onnx_eval_text(result))
         return
-    result = eval_run(args.run, data_dir=args.data_dir, device=args.device, model=args.model)
+    result = eval_run(args.run, data_dir=args.data_dir, device=args.device, model=args.model,
+                      allow_changed_source=args.allow_changed_source)
     print_record(result, args, report.eval_text(result))
 
 
@@ -371,7 +375,8 @@ def run_bench(args) -> None:
                    num_classes=args.num_classes, min_time_s=args.min_time, min_repeats=args.min_repeats,
                    device=args.device, model=args.model, model_args=models.parse_model_args(args.model_args),
                    int8=args.int8, calibration_images=args.calibration_images, data_dir=args.data_dir,
-                   energy_model=args.energy_model, calibrate_energy=args.calibrate_energy)
+                   energy_model=args.energy_model, calibrate_energy=args.calibrate_energy,
+                   allow_changed_source=args.allow_changed_source)
     print_record(result, args, report.bench_text(result))
 
 
@@ -408,7 +413,8 @@ def _int8_arguments(p: argparse.ArgumentParser) -> None:
 
 def run_export(args) -> None:
     result = export_run(args.run, args.format, args.out, model=args.model, int8=args.int8,
-                        calibration_images=args.calibration_images, data_dir=args.data_dir)
+                        calibration_images=args.calibration_images, data_dir=args.data_dir,
+                        allow_changed_source=args.allow_changed_source)
     print_record(result, args, report.export_text(result))
 
 

@@ -159,6 +159,7 @@ class RunMetrics(Record):
     pretrain_flops: float = 0.0
     processes: int = 1  # data-parallel training processes (torchrun)
     architecture: str = ""  # fingerprint of the unpruned model (complexity.architecture_id)
+    source_digest: str | None = None  # of the user's model source files (models.source_digest); None: torch's own
     mean: list[float] = field(default_factory=list)  # input normalisation, per channel, on the [0, 1] scale
     std: list[float] = field(default_factory=list)
     class_names: list[str] = field(default_factory=list)
@@ -315,7 +316,7 @@ def _train_and_measure(out: Path, settings: RunSettings, plan, model, info, trai
         plan=None if plan is None else {"mode": plan.mode, "target": plan.target, "seed": plan.seed},
         pretrain_time_s=pretrained.total_train_time_s if pretrained else 0.0,
         pretrain_flops=pretrained.total_train_flops if pretrained else 0.0, processes=result.processes,
-        architecture=architecture, mean=list(info.mean), std=list(info.std), class_names=list(info.class_names),
+        architecture=architecture, source_digest=models.source_digest(model), mean=list(info.mean), std=list(info.std), class_names=list(info.class_names),
         augment=getattr(train_set, "augment", None) or "none", task=task.name, score=result.test_score,
         score_name=task.score_name, ssim=result.test_ssim, input_psnr=reference[0], input_ssim=reference[1])
     _add_measurements(metrics, model, info.input_shape, plan.energy_model if plan is not None else None)
@@ -404,11 +405,28 @@ def read_settings(run_dir: str | Path) -> tuple[RunSettings, str | None] | None:
     return settings, PruningPlan.load(plan_path).to_dict()["digest"] if plan_path.exists() else None
 
 
-def load_run(run_dir: str | Path, model: str | torch.nn.Module | None = None) -> tuple[torch.nn.Module, RunMetrics]:
+def check_source(metrics: RunMetrics, model: torch.nn.Module, where, allow_changed_source: bool = False) -> None:
+    """Refuse a model whose source files differ from those the run was trained with (same layers, another
+    `forward`, say); with allow_changed_source, warn on stderr instead."""
+    if not metrics.source_digest or models.source_digest(model) == metrics.source_digest:
+        return
+    what = (f"the source of model '{metrics.model}' changed since {where} was trained (its layers may match, but "
+            "what it computes need not)")
+    if not allow_changed_source:
+        raise CdpruneError(f"{what}: pass the model file the run was trained with, or --allow-changed-source "
+                           "(allow_changed_source=True) to go on with this one")
+    print(f"cdprune: WARNING: {what}; going on with it as asked (--allow-changed-source): its results are not "
+          "the run's", file=sys.stderr)
+
+
+def load_run(run_dir: str | Path, model: str | torch.nn.Module | None = None, *,
+             allow_changed_source: bool = False) -> tuple[torch.nn.Module, RunMetrics]:
     """Rebuild a finished run's trained model from reference + plan + weights (nothing is unpickled).
 
     model: the model reference the run was trained with, or a fresh instance of its unpruned model;
         needed (and checked against the recorded architecture) when it is not a registered name.
+    allow_changed_source: warn, instead of refusing, when the model's source files differ from those the
+        run was trained with (`check_source`).
     """
     run_dir = Path(run_dir)
     metrics = read_metrics(run_dir)
@@ -429,6 +447,7 @@ def load_run(run_dir: str | Path, model: str | torch.nn.Module | None = None) ->
     if recorded and architecture_id(base) != recorded:
         raise CdpruneError(f"'{ref}' with {model_args} does not build the model {run_dir} was trained with "
                            f"('{metrics.model}'): pass the reference and model arguments it was trained with")
+    check_source(metrics, base, run_dir, allow_changed_source)
     model = _pruned(base, plan, ref, metrics.input_shape)
     weights = load_weights(run_dir / WEIGHTS_FILE)
     try:
@@ -466,13 +485,14 @@ class EvalResult(Record):
 
 
 def eval_run(run_dir: str | Path, data_dir: str | None = None, device: str | None = None,
-             model: str | torch.nn.Module | None = None, test_set: Dataset | None = None) -> EvalResult:
+             model: str | torch.nn.Module | None = None, test_set: Dataset | None = None, *,
+             allow_changed_source: bool = False) -> EvalResult:
     """Re-evaluate a finished run on its test set, exactly as training evaluated it.
 
     model: as for `load_run`. test_set: the test data of a run trained on datasets given through
         the API (`train_run(..., datasets=...)`); other runs reload theirs from the recorded settings.
     """
-    model, metrics = load_run(run_dir, model)
+    model, metrics = load_run(run_dir, model, allow_changed_source=allow_changed_source)
     settings = _recorded_settings(Path(run_dir), metrics)
     task = settings.make_task()
     if test_set is None:

@@ -181,3 +181,24 @@ def test_every_training_command_states_the_defaults_it_uses(command, capsys):
         assert f"default {value if value is not None else 'all'}" in defaults[name][1], (name, defaults[name][1])
     lr = expected.get("lr", base.lr)
     assert f"default {lr:g} for classify" in defaults["lr"][1]
+
+
+def test_a_model_file_with_another_forward_is_refused_or_loudly_allowed(tmp_path, capsys):
+    source = (Path(__file__).parent / "usermodels" / "edgenet.py").read_text()
+    (tmp_path / "net.py").write_text(source)
+    net = f"{tmp_path / 'net.py'}:EdgeNet"
+    code, _, err = run_cli(capsys, "train", net, *HALF, "--out", tmp_path / "run", *TINY_TRAIN)
+    assert code == 0, err
+    # Same layers, same names and shapes; the residual add is gone from forward.
+    (tmp_path / "net.py").write_text(source.replace("x = (x + self.res(x)).relu()", "x = self.res(x).relu()"))
+    import sys
+    sys.modules.pop(next(k for k, m in list(sys.modules.items())
+                         if getattr(m, "__file__", None) == str(tmp_path / "net.py")), None)
+    before = tree(tmp_path / "run")
+    for command in (["eval"], ["export", "--out", tmp_path / "m.onnx"], ["bench", "--min-time", "0",
+                                                                        "--min-repeats", "3"]):
+        code, _, err = run_cli(capsys, command[0], tmp_path / "run", "--model", net, *command[1:])
+        assert code == 2 and "source of model" in err and "--allow-changed-source" in err, err
+    assert tree(tmp_path / "run") == before and not (tmp_path / "m.onnx").exists()
+    code, out, err = run_cli(capsys, "eval", tmp_path / "run", "--model", net, "--allow-changed-source")
+    assert code == 0 and "WARNING" in err, err

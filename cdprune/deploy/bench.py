@@ -21,7 +21,7 @@ from .worker import run_worker
 from ..pruning import PruningPlan
 from ..records import Record
 from ..storage import scratch_folder
-from ..runs import PLAN_FILE, build_model, load_run, plan_run_name, read_metrics, trusted_reference
+from ..runs import PLAN_FILE, build_model, check_source, load_run, plan_run_name, read_metrics, trusted_reference
 
 RUNTIMES = ("torch", "onnxruntime")
 DEFAULT_INPUT = (3, 32, 32)
@@ -77,7 +77,7 @@ def bench(source: str, plan_path: str | None = None, runtime: str = "torch", bat
           device: str = "cpu", sysfs_root: str = "/", model: str | None = None,
           model_args: dict | None = None, int8: bool = False, calibration_images: int = DEFAULT_CALIBRATION_IMAGES,
           data_dir: str | None = None, against_dense: bool = True, energy_model: EnergyModel | str | None = None,
-          calibrate_energy: str | Path | None = None) -> BenchResult:
+          calibrate_energy: str | Path | None = None, allow_changed_source: bool = False) -> BenchResult:
     """Benchmark `source`: a run directory, or a model reference (pruned by the plan file `plan_path`, if given).
 
     The timed loop lasts at least `min_time_s` seconds and `min_repeats` runs. `threads`
@@ -90,6 +90,7 @@ def bench(source: str, plan_path: str | None = None, runtime: str = "torch", bat
         the energy the meter measures (the energy model's coefficients scaled by one factor; batch 1).
     model: the run's model reference when it is not a registered model (cdprune imports code only
     when the caller names it); model_args: keyword arguments for a model reference given as `source`.
+    allow_changed_source: warn instead of refusing when the run's model source changed (`runs.check_source`).
     int8: time the statically quantised ONNX model (runtime onnxruntime, a run directory: it is
         calibrated on `calibration_images` of the run's training images, from `data_dir` if they moved).
     against_dense: for a pruned source, also time the dense model of the same architecture in the same
@@ -121,8 +122,9 @@ def bench(source: str, plan_path: str | None = None, runtime: str = "torch", bat
         pruned = plan is not None
         # onnxruntime needs the trained weights exported; the torch worker loads the run itself, and the
         # energy profile here needs only the architecture.
-        net = load_run(source_dir, ref)[0] if runtime == "onnxruntime" else \
-            build_model(ref, num_classes, input_shape, plan, model_args)
+        net = load_run(source_dir, ref, allow_changed_source=allow_changed_source)[0] if runtime == "onnxruntime" \
+            else build_model(ref, num_classes, input_shape, plan, model_args)
+        check_source(metrics, net, source_dir, allow_changed_source)
         task, output_name = metrics.task, run_output_name(metrics)
         if int8:
             images = calibration_set(source_dir, calibration_images, data_dir)
@@ -145,7 +147,7 @@ def bench(source: str, plan_path: str | None = None, runtime: str = "torch", bat
 
     # Absolute paths, so the child does not depend on sharing this process's working directory.
     spec = {"runtime": runtime, "run_dir": run_dir and str(Path(run_dir).resolve()), "model": ref,
-            "model_args": model_args or {},
+            "model_args": model_args or {}, "allow_changed_source": allow_changed_source,
             "plan_path": str(Path(plan_path).resolve()) if plan_path else None,
             "num_classes": num_classes, "input_shape": list(input_shape), "onnx_path": None, "batch": batch,
             "threads": threads, "device": device, "min_time_s": min_time_s, "min_repeats": min_repeats,

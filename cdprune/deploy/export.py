@@ -255,7 +255,7 @@ def check_not_a_run_file(out: str | Path) -> None:
 def export_run(run_dir: str | Path, format: str, out: str | Path | None = None, *,
                model: str | torch.nn.Module | None = None, int8: bool = False,
                calibration_images: int = DEFAULT_CALIBRATION_IMAGES, data_dir: str | None = None,
-               latency_time_s: float = 1.0) -> ExportResult:
+               latency_time_s: float = 1.0, allow_changed_source: bool = False) -> ExportResult:
     """Export a finished run's model (rebuilt from plan + weights); default file: RUN_DIR/model.onnx or model.pt.
 
     model: the run's model reference (or unpruned instance) when it is not a registered model (see load_run).
@@ -273,7 +273,7 @@ def export_run(run_dir: str | Path, format: str, out: str | Path | None = None, 
         require_deploy("onnxruntime")
     if out is not None:
         check_not_a_run_file(out)
-    net, metrics = load_run(run_dir, model)
+    net, metrics = load_run(run_dir, model, allow_changed_source=allow_changed_source)
     with lock_directory(run_dir):  # the temp files a killed export left in the run (PIDs tell them apart)
         remove_stale_temps(run_dir)
     for prefix in SCRATCH_PREFIXES:

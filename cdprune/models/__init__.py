@@ -135,6 +135,28 @@ def _import_file(path: Path, ref: str):
     return module
 
 
+def source_digest(model: nn.Module) -> str | None:
+    """A digest of the source files that define the model's own module classes (a user's model file and the
+    files it imports them from), so that a file whose `forward` changed is told apart from the one a run was
+    trained with although its layers keep their names and shapes. None for a model built from torch's and
+    cdprune's classes alone: those change with the installed versions, not with the user's code."""
+    files = set()
+    for module in model.modules():
+        top = type(module).__module__.split(".")[0]
+        if top not in ("torch", "cdprune"):
+            try:
+                files.add(inspect.getsourcefile(type(module)))
+            except (TypeError, OSError):  # a class without a source file (built in C, or made at run time)
+                files.add(f"{type(module).__module__}.{type(module).__qualname__}")
+    if not files:
+        return None
+    digest = hashlib.sha256()
+    for name in sorted(f for f in files if f):
+        path = Path(name)
+        digest.update(path.read_bytes() if path.is_file() else name.encode())
+    return "sha256:" + digest.hexdigest()
+
+
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0][:200] if text else ""
