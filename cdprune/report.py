@@ -11,6 +11,7 @@ from .complexity import METRICS, Profile, Totals
 from .formatting import human_bytes, human_count, human_energy, human_metric, markdown_table, table
 from .formatting import table as table_text  # where a parameter is called `table`
 from .pruning.pruning_plan import rounded_from
+from .pruning.sampler import OVERSHOOT
 
 METRIC_LABELS = {"params": "params", "flops": "FLOPs", "memory": "memory"}
 
@@ -227,9 +228,22 @@ def plan_text(plan, model_name: str, mode_title: str, plan_path) -> str:
              table(["unit", "convs", "channels", "kept", "removed"], rows)]
     if plan.narrow_units:
         lines.append(f"units narrower than {rounded_from(plan.round_to)} not rounded: {', '.join(plan.narrow_units)}")
+    lines += _distance_to_target(plan)
     if plan.energy:
         lines += ["", f"energy per inference: {plan.energy_model.describe()}"]
     return "\n".join(lines + ["", f"plan written to {plan_path}"])
+
+
+def _distance_to_target(plan) -> list[str]:
+    """How far past its target the plan landed, and why, when that is more than a point."""
+    reduction = plan.reduction.get(plan.target_metric)  # latency and energy are estimates, shown above
+    if plan.target is None or reduction is None or reduction - plan.target <= 0.01:
+        return []
+    return [f"the plan removes {reduction:.1%} of the {plan.target_metric} for a target of {plan.target:.0%}, {100 * (reduction - plan.target):.1f} "
+            f"points beyond it: a draw removes a whole step of one unit ({plan.step:.0%} of its channels, a multiple "
+            f"of round_to {plan.round_to}, whole groups of a grouped conv), and a last step that would pass the target "
+            f"by more than {OVERSHOOT:.0%} is replaced by the step that passes it least; --round-to 1 or a smaller "
+            "--step gives finer steps"]
 
 
 def _threads(count) -> str:

@@ -202,3 +202,15 @@ def test_a_model_file_with_another_forward_is_refused_or_loudly_allowed(tmp_path
     assert tree(tmp_path / "run") == before and not (tmp_path / "m.onnx").exists()
     code, out, err = run_cli(capsys, "eval", tmp_path / "run", "--model", net, "--allow-changed-source")
     assert code == 0 and "WARNING" in err, err
+
+
+def test_a_small_network_lands_near_its_target_and_says_how_far(tmp_path, capsys):
+    net = str(Path(__file__).parent / "usermodels" / "smallgroups.py") + ":SmallGroups"
+    for target, round_to, most in [(0.1, 8, 0.16), (0.1, 1, 0.14), (0.5, 1, 0.54)]:
+        code, out, err = run_cli(capsys, "prune", net, "--target", target, "--round-to", round_to, "--out",
+                                 tmp_path / "plan.json", "--json")
+        assert code == 0, err
+        # One whole draw took 34.8 % of the FLOPs for any target up to 0.3 before the last step was chosen.
+        assert target <= json.loads(out)["reduction"]["flops"] <= most
+    code, out, err = run_cli(capsys, "prune", net, "--target", "0.1", "--out", tmp_path / "plan.json")
+    assert code == 0 and "the plan removes 15.2% of the flops for a target of 10%, 5.2 points beyond it" in out, out
