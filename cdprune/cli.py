@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import errno
 import io
 import json
 import math
 import os
+import shlex
 import sys
 from pathlib import Path
 from typing import Callable
@@ -23,6 +25,7 @@ from . import (AUGMENTATIONS, BACKENDS, DATASETS, DEFAULT_ENERGY_MODEL, DEFAULT_
                eval_run, export_run, main_job, make_plan, models, parse_budget, parse_shape, profile, prunable_units,
                report, sweep, tasks, train_run)
 from . import bench_runtimes, table_runtimes
+from .data import dataset_info
 
 _COMMANDS: dict[str, tuple[Callable, Callable, str]] = {}
 
@@ -63,20 +66,27 @@ def number(text: str) -> float:
 
 
 MODEL_HELP = (f"a registered model ({', '.join(models.names())}), or a reference package.module:callable or "
-              "path/to/file.py:callable (e.g. timm:create_model with --model-args '{\"model_name\": \"resnet18\"}')")
+              "path/to/file.py:callable (e.g. timm:create_model with --model-args "
+              "'{\"model_name\": \"resnet18\", \"num_classes\": 10, \"in_chans\": 3}')")
 
 
 def _model_args_argument(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model-args", default=None, metavar="JSON",
                    help="keyword arguments of the model's constructor as a JSON object, e.g. '{\"width\": 0.5}' "
-                        "(num_classes and in_channels come from the data where the constructor takes them)")
+                        "(num_classes and in_channels come from the data where the constructor names them)")
 
 
 def _model_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", help=MODEL_HELP)
     _model_args_argument(p)
-    p.add_argument("--input", default="3,32,32", metavar="C,H,W", help="input shape (default 3,32,32)")
-    p.add_argument("--num-classes", type=int, default=10, metavar="N", help="classifier outputs (default 10)")
+    p.add_argument("--input", default=None, metavar="C,H,W",
+                   help="input shape (default: the data's with --data, else 3,32,32)")
+    p.add_argument("--num-classes", type=int, default=None, metavar="N",
+                   help="classifier outputs (default: the data's classes with --data, else 10)")
+    p.add_argument("--data", default=None,
+                   help="read classes and input shape from this data, as 'cdprune train --data' will see it "
+                        "(a dataset name, a folder of class folders or a .npz file)")
+    p.add_argument("--data-dir", default=None, help="folder with the dataset files (with --data)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
 
@@ -110,26 +120,45 @@ def _budget_help() -> str:
     for m in METRICS.values():
         by_units.setdefault(m.units_text(), []).append(m.name)
     units = "; ".join(f"{', '.join(names)} in {text}" for text, names in by_units.items())
-    return f"prune until every limit holds, e.g. {','.join(f'{m.name}={m.example}' for m in METRICS.values())} ({units})"
+    return (f"prune until every limit holds, e.g. {','.join(f'{m.name}={m.example}' for m in METRICS.values())} "
+            f"({units}; m is milli, M mega)")
+
+
+def _model_flags(args) -> str:
+    """The flags of _model_arguments that were given, shell-quoted: printed commands run as printed."""
+    given = [("--model-args", args.model_args), ("--input", args.input), ("--data", args.data),
+             ("--data-dir", args.data_dir), ("--num-classes", None if args.num_classes is None else str(args.num_classes))]
+    return "".join(f" {flag} {shlex.quote(value)}" for flag, value in given if value)
 
 
 def _build(args) -> tuple:
-    shape = parse_shape(args.input)
-    model = models.create(args.model, num_classes=args.num_classes, in_channels=shape[0],
+    """The model of _model_arguments, its input shape and classes: given, read from --data, or the defaults."""
+    shape = parse_shape(args.input) if args.input else None
+    num_classes = args.num_classes
+    if args.data:
+        info = dataset_info(args.data, args.data_dir, input_shape=shape)
+        if num_classes is not None and num_classes != info.num_classes:
+            raise CdpruneError(f"--num-classes {num_classes} contradicts the {info.num_classes} classes of {args.data}: "
+                               "drop --num-classes, --data gives it")
+        shape, num_classes = info.input_shape, info.num_classes
+    elif args.data_dir:
+        raise CdpruneError("--data-dir says where --data lives: add --data")
+    shape, num_classes = shape or (3, 32, 32), 10 if num_classes is None else num_classes
+    model = models.create(args.model, num_classes=num_classes, in_channels=shape[0],
                           model_args=models.parse_model_args(args.model_args))
-    return model, shape
+    return model, shape, num_classes
 
 
 # ---- profile -----------------------------------------------------------------------------------
 
 def run_profile(args) -> None:
     energy_model = _energy_model(args)  # a bad file fails before the model is built
-    model, shape = _build(args)
+    model, shape, num_classes = _build(args)
     result = profile(model, shape, energy_model)
     if args.json:
         print_json({"model": args.model, **result.to_dict()})
         return
-    print(f"{args.model} · input {'×'.join(map(str, shape))} · {args.num_classes} classes")
+    print(f"{args.model} · input {'×'.join(map(str, shape))} · {num_classes} classes")
     print(report.profile_table(result))
 
 
@@ -144,7 +173,7 @@ def _(p):
 def run_prune(args) -> None:
     # As in the API: a plan records energy when an energy model is given or energy is part of the goal.
     energy_model = _energy_model(args) if args.energy_model else None
-    model, shape = _build(args)
+    model, shape, num_classes = _build(args)
     budget = parse_budget(args.budget) if args.budget else None
     mode = args.mode or (None if budget else "fa")
     target = args.target if args.target is not None else (None if budget else 0.5)
@@ -191,14 +220,14 @@ def _(p):
 # ---- latency-table -----------------------------------------------------------------------------
 
 def run_latency_table(args) -> None:
-    model, shape = _build(args)
+    model, shape, num_classes = _build(args)
     table = build_latency_table(model, shape, args.runtime, args.threads, repeats=args.repeats,
                                 min_time_s=args.min_time, progress=not (args.json or args.no_progress))
     path = table.save(args.out)
     if args.json:
         print_json({**table.to_dict(), "path": str(path)})
         return
-    print(report.latency_table_text(table, args.model, path))
+    print(report.latency_table_text(table, args.model, path, _model_flags(args)))
 
 
 @command("latency-table", "time every layer on this device for planning elsewhere (mode la, latency budgets)")(
@@ -227,6 +256,9 @@ def _run_model_argument(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default=None, metavar="REF",
                    help="the model reference the run was trained with, when it is not a registered model "
                         "(cdprune imports code only when you name it)")
+    p.add_argument("--allow-changed-source", action="store_true",
+                   help="go on, with a warning, when the model's source files differ from those the run was trained "
+                        "with (refused otherwise)")
 
 
 def _subset(text: str) -> int | None:
@@ -239,7 +271,11 @@ def _subset(text: str) -> int | None:
         raise argparse.ArgumentTypeError(f"expected a number of images or 'all', got {text!r}") from None
 
 
-def _training_arguments(p: argparse.ArgumentParser, defaults: dict) -> None:
+def _training_arguments(p: argparse.ArgumentParser, job: dict) -> None:
+    """The training flags; their defaults are RunSettings' (train, compare, sweep), overridden by `job` (the main
+    job's DEFAULT_JOB)."""
+    defaults = {**{f.name: f.default for f in dataclasses.fields(RunSettings) if f.default is not dataclasses.MISSING},
+                **job}
     p.add_argument("--data", default=defaults.get("data"), required="data" not in defaults,
                    help=f"a dataset ({', '.join(DATASETS)}), a folder of class folders (with or without train/ "
                         "and val/), or a .npz file with x_train, y_train, x_test, y_test")
@@ -260,14 +296,13 @@ def _training_arguments(p: argparse.ArgumentParser, defaults: dict) -> None:
                    help="denoise: standard deviation of the noise on the 0-255 scale (default 25)")
     p.add_argument("--scale", type=int, default=None, help="sr: down-sampling factor, 2 or 4 (default 2)")
     p.add_argument("--loss", default=None, help="denoise and sr: mse (default) or l1")
-    p.add_argument("--epochs", type=int, default=defaults.get("epochs", 10), help=f"default {defaults.get('epochs', 10)}")
-    p.add_argument("--batch-size", type=int, default=defaults.get("batch_size", 128),
-                   help=f"default {defaults.get('batch_size', 128)}")
+    p.add_argument("--epochs", type=int, default=defaults["epochs"], help=f"default {defaults['epochs']}")
+    p.add_argument("--batch-size", type=int, default=defaults["batch_size"], help=f"default {defaults['batch_size']}")
     p.add_argument("--lr", type=number, default=None,
-                   help=f"initial learning rate, cosine-annealed (default {defaults.get('lr', 0.05)} for classify "
-                        "with SGD, 0.001 for denoise and sr with Adam)")
+                   help=f"initial learning rate, cosine-annealed (default {defaults['lr'] or tasks.get_task('classify').default_lr} "
+                        f"for classify with SGD, {tasks.get_task('denoise').default_lr} for denoise and sr with Adam)")
     p.set_defaults(classify_lr=defaults.get("lr"))
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=defaults["seed"], help=f"default {defaults['seed']}")
     for split in ("train", "test"):
         default = defaults.get(f"{split}_subset")
         p.add_argument(f"--{split}-subset", type=_subset, default=default, metavar="N|all",
@@ -320,7 +355,8 @@ def run_eval(args) -> None:
         result = eval_onnx(args.run, args.onnx, data_dir=args.data_dir)
         print_record(result, args, report.onnx_eval_text(result))
         return
-    result = eval_run(args.run, data_dir=args.data_dir, device=args.device, model=args.model)
+    result = eval_run(args.run, data_dir=args.data_dir, device=args.device, model=args.model,
+                      allow_changed_source=args.allow_changed_source)
     print_record(result, args, report.eval_text(result))
 
 
@@ -362,7 +398,8 @@ def run_bench(args) -> None:
                    num_classes=args.num_classes, min_time_s=args.min_time, min_repeats=args.min_repeats,
                    device=args.device, model=args.model, model_args=models.parse_model_args(args.model_args),
                    int8=args.int8, calibration_images=args.calibration_images, data_dir=args.data_dir,
-                   energy_model=args.energy_model, calibrate_energy=args.calibrate_energy)
+                   energy_model=args.energy_model, calibrate_energy=args.calibrate_energy,
+                   allow_changed_source=args.allow_changed_source)
     print_record(result, args, report.bench_text(result))
 
 
@@ -399,7 +436,8 @@ def _int8_arguments(p: argparse.ArgumentParser) -> None:
 
 def run_export(args) -> None:
     result = export_run(args.run, args.format, args.out, model=args.model, int8=args.int8,
-                        calibration_images=args.calibration_images, data_dir=args.data_dir)
+                        calibration_images=args.calibration_images, data_dir=args.data_dir,
+                        allow_changed_source=args.allow_changed_source)
     print_record(result, args, report.export_text(result))
 
 
@@ -519,6 +557,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 # Only training splits into data-parallel processes; the other commands would all write the same files.
 TORCHRUN_COMMANDS = ("train",)
+# These resume their runs whenever they are run again, and so have no --resume flag.
+RESUMING_COMMANDS = ("run", "compare", "sweep")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -536,6 +576,9 @@ def main(argv: list[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
     except TrainingInterrupted as exc:
+        if args.command in RESUMING_COMMANDS:  # they take no --resume: the same command continues
+            exc = f"training interrupted after epoch {exc.last_epoch}; run the same command again to continue " \
+                  "(finished runs are reused)"
         print(f"cdprune: {exc}", file=sys.stderr)
         return 130
     except CdpruneError as exc:

@@ -201,6 +201,9 @@ def profile(model: nn.Module, input_shape=(3, 32, 32), energy_model=None) -> Pro
         return None if energy_model is None else energy_model.mj(macs, moved)
 
     total_energy = energy(total_flops, total_bytes)
+    if total_energy is not None and not math.isfinite(total_energy):  # JSON has no infinity, shares would be NaN
+        raise CdpruneError(f"the energy model ({energy_model.describe()}) prices this network at {total_energy} mJ, "
+                           "beyond the range of a number: give coefficients in picojoules (--energy-model)")
     layers = []
     for name, c in counts.items():
         m = c["module"]

@@ -218,6 +218,7 @@ def compare(out: str | Path, settings: RunSettings, methods: list[str], target: 
     compare.csv and compare.json into `out`. backend="ray" trains the runs as Ray tasks; `out`
     must then be on storage that every node of the cluster sees.
     """
+    check_goal(Goal("fa", target, metric))  # target and metric are checked whatever the methods, dense alone too
     # The folder holds one target, so runs are named by their method alone.
     goals = [check_goal(Goal(m, None if m == "dense" else target, metric, name=run_name(m), planner=planner))
              for m in methods]
@@ -359,7 +360,8 @@ def _sweep_point(job: Job, goal: Goal, bench_time_s: float) -> SweepPoint:
     except UnreachableTarget:
         return SweepPoint(goal.name, goal.method, goal.target, "unreachable")
     # Each point is plotted against the sweep's own dense run, so no second dense timing per point.
-    measured = bench(str(job.root / goal.name), min_time_s=bench_time_s, min_repeats=20, against_dense=False)
+    measured = bench(str(job.root / goal.name), min_time_s=bench_time_s, min_repeats=20, against_dense=False,
+                     model=job.settings.model)  # the user named the model for this sweep
     return SweepPoint(goal.name, goal.method, goal.target, "ok", test_acc=metrics.test_acc, params=metrics.params,
                       flops=metrics.flops, memory_bytes=metrics.memory_bytes, latency_ms=measured.p50_ms,
                       energy_mj=metrics.energy_mj, cpu_percent=measured.cpu_percent,

@@ -6,12 +6,15 @@ how their scores read.
 """
 from __future__ import annotations
 
+import shlex
+
 from . import tasks
 from .complexity import METRICS, Profile, Totals
 from .formatting import human_bytes, human_count, human_energy, markdown_table, table
 from .formatting import table as table_text  # where a parameter is called `table`
 from .metrics import get_metric
 from .pruning.pruning_plan import rounded_from
+from .pruning.sampler import OVERSHOOT
 
 
 def profile_table(profile: Profile) -> str:
@@ -143,7 +146,7 @@ def comparison_markdown(runs, settings) -> str:
         markdown_table(header, rows),
         "",
         f"FLOPs are multiply-accumulates per input; memory is the conv/linear output feature maps at float32. "
-        f"Latency: median of batch-1 forward passes on this CPU ({base.latency.get('threads')} threads). "
+        f"Latency: median of batch-1 forward passes on this CPU ({_threads(base.latency.get('threads'))}). "
         f"Energy: {base.energy.get('source')}.",
         "",
     ])
@@ -208,13 +211,31 @@ def plan_text(plan, model_name: str, mode_title: str, plan_path) -> str:
              table(["unit", "convs", "channels", "kept", "removed"], rows)]
     if plan.narrow_units:
         lines.append(f"units narrower than {rounded_from(plan.round_to)} not rounded: {', '.join(plan.narrow_units)}")
+    lines += _distance_to_target(plan)
     if plan.energy:
         lines += ["", f"energy per inference: {plan.energy_model.describe()}"]
     return "\n".join(lines + ["", f"plan written to {plan_path}"])
 
 
-def latency_table_text(table, model_name: str, path) -> str:
-    """What `cdprune latency-table` prints: each layer's time at full and half width, then the calibration."""
+def _distance_to_target(plan) -> list[str]:
+    """How far past its target the plan landed, and why, when that is more than a point."""
+    reduction = plan.reduction.get(plan.target_metric)  # latency and energy are estimates, shown above
+    if plan.target is None or reduction is None or reduction - plan.target <= 0.01:
+        return []
+    return [f"the plan removes {reduction:.1%} of the {plan.target_metric} for a target of {plan.target:.0%}, {100 * (reduction - plan.target):.1f} "
+            f"points beyond it: a draw removes a whole step of one unit ({plan.step:.0%} of its channels, a multiple "
+            f"of round_to {plan.round_to}, whole groups of a grouped conv), and a last step that would pass the target "
+            f"by more than {OVERSHOOT:.0%} is replaced by the step that passes it least; --round-to 1 or a smaller "
+            "--step gives finer steps"]
+
+
+def _threads(count) -> str:
+    return f"{count} thread{'' if count == 1 else 's'}"
+
+
+def latency_table_text(table, model_name: str, path, model_flags: str = "") -> str:
+    """What `cdprune latency-table` prints: each layer's time at full and half width, then the calibration, then
+    the prune command that plans with the table (`model_flags`: the flags that built the model, shell-quoted)."""
     mid = 1  # the grid's 50 % column and row (FRACTIONS = 25, 50, 75, 100 %)
     rows = [[name, table.layers.get(name, ""), f"{grid[-1][-1]:.4f}", f"{grid[mid][mid]:.4f}"]
             for name, grid in table.grids.items()]
@@ -224,7 +245,7 @@ def latency_table_text(table, model_name: str, path) -> str:
         f"dense network {table.network_ms:.3f} ms measured; layers alone {table.layer_sum_ms:.3f} ms "
         f"(calibration {table.calibration:.3f})",
         f"latency table written to {path}: plan with it anywhere, "
-        f"cdprune prune {model_name} --mode la --latency-table {path}"])
+        f"cdprune prune {shlex.quote(model_name)}{model_flags} --mode la --latency-table {shlex.quote(str(path))}"])
 
 
 def units_text(units) -> str:
@@ -280,13 +301,13 @@ def bench_text(r) -> str:
     precision = " · int8" if r.precision == "int8" else ""
     return "\n".join([
         f"{r.model} ({r.method}){task} · {r.runtime_version}{precision} · {r.device} ({r.device_name}) · "
-        f"input {'×'.join(map(str, r.input_shape))} · batch {r.batch} · {r.threads} threads",
+        f"input {'×'.join(map(str, r.input_shape))} · batch {r.batch} · {_threads(r.threads)}",
         table(["", "value"], [
             ["latency p50", f"{r.p50_ms:.2f} ms"], *against, ["latency p90", f"{r.p90_ms:.2f} ms"],
             ["latency p99", f"{r.p99_ms:.2f} ms"], ["throughput", f"{r.throughput_per_s:.1f} inputs/s"],
             ["peak memory (RSS)",
              f"{human_bytes(r.peak_rss_bytes)} (+{human_bytes(r.rss_increase_bytes)} to load and run the model)"],
-            ["CPU use", f"{r.cpu_percent:.0f}% of a core ({100 * r.cpu_utilisation:.0f}% of {r.threads} threads)"],
+            ["CPU use", f"{r.cpu_percent:.0f}% of a core ({100 * r.cpu_utilisation:.0f}% of {_threads(r.threads)})"],
             ["energy / inference", f"{r.energy_mj:.3f} mJ ({r.energy['kind']})"]]
             + ([["energy, estimated", f"{r.energy['estimated_mj']:.3f} mJ"]] if "estimated_mj" in r.energy else [])
             + [["params", human_count(r.params)], ["FLOPs (MACs)", human_count(r.flops)],

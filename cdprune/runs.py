@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
+import sys
 from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from pathlib import Path
 
@@ -157,6 +158,7 @@ class RunMetrics(Record):
     pretrain_flops: float = 0.0
     processes: int = 1  # data-parallel training processes (torchrun)
     architecture: str = ""  # fingerprint of the unpruned model (complexity.architecture_id)
+    source_digest: str | None = None  # of the user's model source files (models.source_digest); None: torch's own
     mean: list[float] = field(default_factory=list)  # input normalisation, per channel, on the [0, 1] scale
     std: list[float] = field(default_factory=list)
     class_names: list[str] = field(default_factory=list)
@@ -246,7 +248,14 @@ def train_run(out: str | Path, settings: RunSettings, plan: PruningPlan | None =
     else:
         info = settings.dataset_info()
         train_set, test_set = settings.load("train", download), settings.load("test", download)
+        _note_short_subsets(settings, train_set, test_set)
     info = task.data_info(info)
+    if not task.restoration and info.num_classes < 2:  # every prediction would be right: a "100 %" classifier
+        raise CdpruneError(f"{settings.data} holds {info.num_classes} class ({', '.join(info.class_names)}): a "
+                           "classifier needs at least two; add a class, or train a restoration task (--task denoise)")
+    if task.name == "sr" and min(info.input_shape[1:]) < task.scale:  # shrunk to one pixel: another factor
+        raise CdpruneError(f"the images are {'×'.join(map(str, info.input_shape[1:]))}, smaller than the ×{task.scale} "
+                           "of super-resolution: use larger images (--input C,H,W) or a smaller factor (--scale)")
     torch.manual_seed(settings.seed)  # the fresh initialisation is part of what the seed reproduces
     pretrained = read_metrics(init_from) if init_from is not None else None
     if isinstance(model, torch.nn.Module):
@@ -279,6 +288,14 @@ def train_run(out: str | Path, settings: RunSettings, plan: PruningPlan | None =
     return metrics
 
 
+def _note_short_subsets(settings: RunSettings, train_set: Dataset, test_set: Dataset) -> None:
+    """Say so when a subset asks for more images than its split holds: the run uses them all."""
+    for split, subset, dataset in (("train", settings.train_subset, train_set), ("test", settings.test_subset, test_set)):
+        if subset is not None and subset > len(dataset) and distributed.from_environment().is_main:
+            print(f"cdprune: note: {split}_subset (--{split}-subset) {subset} is more than the {len(dataset)} images of "
+                  f"the {split} split of {settings.data}: the run uses all {len(dataset)}", file=sys.stderr)
+
+
 def _train_and_measure(out: Path, settings: RunSettings, plan, model, info, train_set, test_set, resume: bool,
                        progress: bool, pretrained, method, architecture: str) -> RunMetrics:
     result = train(model, train_set, test_set, settings.train_config(progress), out, resume=resume)
@@ -303,7 +320,7 @@ def _train_and_measure(out: Path, settings: RunSettings, plan, model, info, trai
                                         **planner_settings(plan)},
         pretrain_time_s=pretrained.total_train_time_s if pretrained else 0.0,
         pretrain_flops=pretrained.total_train_flops if pretrained else 0.0, processes=result.processes,
-        architecture=architecture, mean=list(info.mean), std=list(info.std), class_names=list(info.class_names),
+        architecture=architecture, source_digest=models.source_digest(model), mean=list(info.mean), std=list(info.std), class_names=list(info.class_names),
         augment=getattr(train_set, "augment", None) or "none", task=task.name, score=result.test_score,
         score_name=task.score.name, **result.test_extras, **task.reference_scores(test_set))
     _add_measurements(metrics, model, info.input_shape, plan.energy_model if plan is not None else None)
@@ -392,11 +409,28 @@ def read_settings(run_dir: str | Path) -> tuple[RunSettings, str | None] | None:
     return settings, PruningPlan.load(plan_path).to_dict()["digest"] if plan_path.exists() else None
 
 
-def load_run(run_dir: str | Path, model: str | torch.nn.Module | None = None) -> tuple[torch.nn.Module, RunMetrics]:
+def check_source(metrics: RunMetrics, model: torch.nn.Module, where, allow_changed_source: bool = False) -> None:
+    """Refuse a model whose source files differ from those the run was trained with (same layers, another
+    `forward`, say); with allow_changed_source, warn on stderr instead."""
+    if not metrics.source_digest or models.source_digest(model) == metrics.source_digest:
+        return
+    what = (f"the source of model '{metrics.model}' changed since {where} was trained (its layers may match, but "
+            "what it computes need not)")
+    if not allow_changed_source:
+        raise CdpruneError(f"{what}: pass the model file the run was trained with, or --allow-changed-source "
+                           "(allow_changed_source=True) to go on with this one")
+    print(f"cdprune: WARNING: {what}; going on with it as asked (--allow-changed-source): its results are not "
+          "the run's", file=sys.stderr)
+
+
+def load_run(run_dir: str | Path, model: str | torch.nn.Module | None = None, *,
+             allow_changed_source: bool = False) -> tuple[torch.nn.Module, RunMetrics]:
     """Rebuild a finished run's trained model from reference + plan + weights (nothing is unpickled).
 
     model: the model reference the run was trained with, or a fresh instance of its unpruned model;
         needed (and checked against the recorded architecture) when it is not a registered name.
+    allow_changed_source: warn, instead of refusing, when the model's source files differ from those the
+        run was trained with (`check_source`).
     """
     run_dir = Path(run_dir)
     metrics = read_metrics(run_dir)
@@ -417,6 +451,7 @@ def load_run(run_dir: str | Path, model: str | torch.nn.Module | None = None) ->
     if recorded and architecture_id(base) != recorded:
         raise CdpruneError(f"'{ref}' with {model_args} does not build the model {run_dir} was trained with "
                            f"('{metrics.model}'): pass the reference and model arguments it was trained with")
+    check_source(metrics, base, run_dir, allow_changed_source)
     model = _pruned(base, plan, ref, metrics.input_shape)
     weights = load_weights(run_dir / WEIGHTS_FILE)
     try:
@@ -454,13 +489,14 @@ class EvalResult(Record):
 
 
 def eval_run(run_dir: str | Path, data_dir: str | None = None, device: str | None = None,
-             model: str | torch.nn.Module | None = None, test_set: Dataset | None = None) -> EvalResult:
+             model: str | torch.nn.Module | None = None, test_set: Dataset | None = None, *,
+             allow_changed_source: bool = False) -> EvalResult:
     """Re-evaluate a finished run on its test set, exactly as training evaluated it.
 
     model: as for `load_run`. test_set: the test data of a run trained on datasets given through
         the API (`train_run(..., datasets=...)`); other runs reload theirs from the recorded settings.
     """
-    model, metrics = load_run(run_dir, model)
+    model, metrics = load_run(run_dir, model, allow_changed_source=allow_changed_source)
     settings = _recorded_settings(Path(run_dir), metrics)
     task = settings.make_task()
     if test_set is None:
@@ -538,7 +574,8 @@ def _guard_directory(out: Path, settings: RunSettings, plan_digest: str | None, 
     if recorded is not None:
         old, old_digest = recorded
         if old.comparable() != settings.comparable():
-            diff = ", ".join(f"{k}={v!r}" for k, v in old.comparable().items() if settings.comparable()[k] != v)
+            now = settings.comparable()
+            diff = ", ".join(f"{k}={v!r}, now {now[k]!r}" for k, v in old.comparable().items() if now[k] != v)
             raise CdpruneError(f"{out} was started with other settings ({diff}): use them to resume, or choose "
                                "another output folder (--out)")
         if old_digest != plan_digest:
@@ -563,7 +600,7 @@ def _check_checkpoint(out: Path, settings: RunSettings, train_size: int) -> None
                 "seed": settings.seed, "train_size": train_size, "num_workers": settings.num_workers}
     diff = [k for k in expected if k in old and old[k] != expected[k]]
     if diff:
-        was = ", ".join(f"{k}={old[k]!r}" for k in diff)
+        was = ", ".join(f"{k}={old[k]!r} (now {expected[k]!r})" for k in diff)
         raise CdpruneError(f"checkpoint {path} was made with {was}: use those settings to resume, or delete it to "
                            "start this run over")
 

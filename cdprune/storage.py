@@ -24,15 +24,18 @@ from __future__ import annotations
 import codecs
 import contextlib
 import errno
+import glob
 import inspect
 import json
 import math
 import os
 import re
 import secrets
+import shutil
 import socket
 import stat
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -280,6 +283,24 @@ def remove_stale_temps(directory: str | Path) -> list[Path]:
         removed.append(directory / entry.name)
     return sorted(removed)
 
+
+
+def remove_stale_scratch(prefix: str) -> None:
+    """Delete the `scratch_folder`s of this prefix that killed processes left (their pid no longer runs)."""
+    pattern = re.compile(re.escape(prefix) + r"(?P<pid>[0-9]+)-.+")
+    for entry in Path(tempfile.gettempdir()).glob(f"{glob.escape(prefix)}*"):
+        match = pattern.fullmatch(entry.name)
+        if match and not _pid_alive(int(match["pid"])) and entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def scratch_folder(prefix: str) -> Iterator[Path]:
+    """A temporary folder `<tmp>/<prefix><pid>-<random>`, deleted afterwards (the pid tells a later
+    `remove_stale_scratch` whether its writer still runs); stale ones of the prefix go first."""
+    remove_stale_scratch(prefix)
+    with tempfile.TemporaryDirectory(prefix=f"{prefix}{os.getpid()}-") as folder:
+        yield Path(folder)
 
 # --------------------------------------------------------------------------- directory lock
 

@@ -79,8 +79,11 @@ def test_a_latency_budget_plans_with_the_table(device, tmp_path, capsys, monkeyp
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["vgg16", "--mode", "la"], "was measured for another architecture (alexnet), not this vgg16: measure one on "
-                                "the device with 'cdprune latency-table vgg16 --input 3,32,32 --runtime torch"),
+    (["vgg16", "--mode", "la"], "was measured for another architecture (alexnet) than this vgg16"),
+    (["alexnet", "--mode", "la", "--num-classes", "4"], "(--num-classes or --data), channels (--input) or model "
+                                                        "arguments (--model-args) differ; measure one on the device "
+                                                        "with 'cdprune latency-table alexnet --num-classes 4 --input "
+                                                        "3,32,32 --runtime torch"),
     (["alexnet", "--mode", "la", "--input", "3,64,64"], "was measured for input 3,32,32, not 3,64,64: measure one"),
     (["alexnet", "--mode", "la", "--runtime", "onnxruntime"], "was measured in torch, but the plan is for onnxruntime"),
     (["alexnet", "--mode", "fa"], "serves latency planning only"),

@@ -142,10 +142,14 @@ def test_unknown_mode_and_model():
 
 def test_plan_for_another_architecture_is_refused():
     plan = cdprune.make_plan(models.create("vgg16"), SHAPE, "fa", 0.5)
-    with pytest.raises(cdprune.CdpruneError, match="different architecture"):
+    with pytest.raises(cdprune.CdpruneError, match="num_classes=10, this model has num_classes=100.*--num-classes"):
         cdprune.apply_plan(models.create("vgg16", num_classes=100), plan)
-    with pytest.raises(cdprune.CdpruneError, match="different architecture"):
+    with pytest.raises(cdprune.CdpruneError, match="made for vgg16, not alexnet"):
         cdprune.apply_plan(models.create("alexnet"), plan)
+    bare = models.create("vgg16", num_classes=100)
+    del bare.cdprune_spec  # a model built without the registry: only its architecture tells
+    with pytest.raises(cdprune.CdpruneError, match="another architecture.*--num-classes"):
+        cdprune.apply_plan(bare, plan)
 
 
 def test_tampered_and_unreadable_plans_are_refused(tmp_path):

@@ -3,6 +3,7 @@
 The table is the documentation of the refusals; each row names the command, a piece of the
 message the user must see, and (implicitly) that the whole file tree is unchanged afterwards.
 """
+import hashlib
 import json
 import os
 import shutil
@@ -11,13 +12,28 @@ import subprocess
 import sys
 import textwrap
 
+import numpy as np
 import pytest
 import torch
 
 import cdprune
 from cdprune import models
 from cdprune.cli import main
+from imagefolders import class_images, write_classes
 from support import TINY_TRAIN, ctrl_c_in_epoch, run_cli, tree
+
+
+def _retype_kept(kind):
+    def edit(plan):
+        unit = next(u for u in plan["units"] if 1 in u["kept"])
+        unit["kept"][unit["kept"].index(1)] = kind(1)
+    return edit
+
+
+# Plans edited by hand, each with its digest recomputed: only their content can give them away.
+PLAN_EDITS = {"string-index": _retype_kept(str), "float-index": _retype_kept(float), "bool-index": _retype_kept(bool),
+              "relabelled": lambda plan: plan.update(model="vgg16"),
+              "num-classes": lambda plan: plan["model_kwargs"].update(num_classes=4)}
 
 
 @pytest.fixture(scope="module")
@@ -46,12 +62,25 @@ def root(tmp_path_factory):
     (root / "settings-list" / "run.json").write_text("[]")
     shutil.copytree(root / "interrupted", root / "corrupt")
     (root / "corrupt" / "checkpoint.safetensors").write_bytes(b"not a checkpoint")
+    one_class = class_images(6)["coat"]
+    write_classes(root / "one-class", {"coat": one_class})
+    np.savez(root / "one-class.npz", x_train=one_class, y_train=np.zeros(6, np.int64), x_test=one_class[:2],
+             y_test=np.zeros(2, np.int64))
+    for name, edit in PLAN_EDITS.items():
+        body = json.loads((root / "plan.json").read_text())
+        edit(body)
+        body.pop("digest")
+        canonical = json.dumps(body, sort_keys=True, separators=(",", ":"))
+        body["digest"] = "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()  # an edit that hides itself
+        (root / f"plan-{name}.json").write_text(json.dumps(body))
+    (root / "huge-energy.json").write_text(json.dumps({"pj_per_mac": 1e308, "pj_per_byte": 1e308}))
     (root / "afile").write_text("x")
     (root / "empty").mkdir()
     return root
 
 
 NEW = "new-run"  # a run directory that must not come into being
+USERMODELS = os.path.join(os.path.dirname(__file__), "usermodels")
 CASES = [
     # (id, argv, piece of the one-line message)
     ("resume-dense-with-plan", ["train", "alexnet", "--resume", "--plan", "{root}/plan.json", "--out",
@@ -60,6 +89,10 @@ CASES = [
                                *TINY_TRAIN], "was started as dense"),
     ("resume-other-workers", ["train", "alexnet", "--resume", "--out", "{root}/interrupted", *TINY_TRAIN,
                               "--epochs", "2", "--workers", "1"], "other settings"),
+    ("resume-other-epochs", ["train", "alexnet", "--resume", "--out", "{root}/interrupted", *TINY_TRAIN,
+                             "--epochs", "3"], "epochs=2, now 3"),
+    ("resume-other-workers-both", ["train", "alexnet", "--resume", "--out", "{root}/interrupted", *TINY_TRAIN,
+                                   "--epochs", "2", "--workers", "1"], "num_workers=0, now 1"),
     ("resume-corrupt-checkpoint", ["train", "alexnet", "--resume", "--out", "{root}/corrupt", *TINY_TRAIN,
                                    "--epochs", "2"], "delete"),
     ("restart-interrupted", ["train", "alexnet", "--out", "{root}/interrupted", *TINY_TRAIN, "--epochs", "2"],
@@ -92,12 +125,18 @@ CASES = [
                           *TINY_TRAIN], "target nan"),
     ("compare-target", ["compare", "--model", "alexnet", "--methods", "dense,fa", "--target", "1.5", "--out",
                         f"{{root}}/{NEW}", *TINY_TRAIN], "target"),
+    ("compare-dense-target", ["compare", "--model", "alexnet", "--methods", "dense", "--target", "2", "--out",
+                              f"{{root}}/{NEW}", *TINY_TRAIN], "target 2"),
     ("compare-seeds-0", ["compare", "--model", "alexnet", "--methods", "dense,fa", "--seeds", "0", "--out",
                          f"{{root}}/{NEW}", *TINY_TRAIN], "seeds"),
     ("prune-target-without-mode", ["prune", "vgg16", "--budget", "flops=100M", "--target", "0.5", "--out",
                                    "{root}/new-plan.json"], "mode"),
     ("prune-budget-overflow", ["prune", "vgg16", "--budget", "flops=1e400", "--out", "{root}/new-plan.json"],
      "flops"),
+    ("prune-budget-megajoules", ["prune", "vgg16", "--budget", "energy=5MJ", "--out", "{root}/new-plan.json"],
+     "write 5mJ"),
+    ("prune-budget-megaseconds", ["prune", "vgg16", "--budget", "latency=5Ms", "--out", "{root}/new-plan.json"],
+     "M means mega"),
     ("prune-budget-nan", ["prune", "vgg16", "--budget", "flops=nan", "--out", "{root}/new-plan.json"], "flops"),
     ("prune-target-nan", ["prune", "vgg16", "--target", "nan", "--out", "{root}/new-plan.json"], "finite number"),
     ("eval-metrics-list", ["eval", "{root}/metrics-list"], "metrics file"),
@@ -108,6 +147,36 @@ CASES = [
     ("bench-metrics-list", ["bench", "{root}/metrics-list"], "metrics file"),
     ("export-metrics-list", ["export", "{root}/metrics-list"], "metrics file"),
     ("export-out-under-a-file", ["export", "{root}/dense", "--out", "{root}/afile/model.onnx"], "afile"),
+    ("export-over-the-weights", ["export", "{root}/dense", "--out", "{root}/dense/model.safetensors"],
+     "file of the run"),
+    ("export-over-the-metrics", ["export", "{root}/dense", "--format", "torchscript", "--out",
+                                 "{root}/interrupted/metrics.json"], "file of the run"),
+    ("export-over-the-checkpoint", ["export", "{root}/dense", "--out", "{root}/interrupted/checkpoint.safetensors"],
+     "file of the run"),
+    *[(f"plan-{name}", ["train", "alexnet", "--plan", f"{{root}}/plan-{name}.json", "--out", f"{{root}}/{NEW}",
+                         *TINY_TRAIN], message)
+      for name, message in [("string-index", "'1' is not an integer"), ("float-index", "1.0 is not an integer"),
+                            ("bool-index", "True is not an integer"), ("relabelled", "made for vgg16, not alexnet"),
+                            ("num-classes", "num_classes=4, this model has num_classes=10")]],
+    ("profile-energy-overflow", ["profile", "alexnet", "--energy-model", "{root}/huge-energy.json"],
+     "beyond the range of a number"),
+    ("prune-energy-overflow", ["prune", "alexnet", "--energy-model", "{root}/huge-energy.json", "--out",
+                               "{root}/new-plan.json"], "not a finite number"),
+    ("sr-images-below-the-scale", ["train", "dncnn", "--out", f"{{root}}/{NEW}", *TINY_TRAIN, "--data",
+                                   "{root}/one-class", "--input", "1,3,3", "--task", "sr", "--scale", "4"],
+     "smaller than the ×4"),
+    ("one-class-folder", ["train", "alexnet", "--out", f"{{root}}/{NEW}", *TINY_TRAIN, "--data", "{root}/one-class"],
+     "at least two"),
+    ("one-class-npz", ["run", "--model", "alexnet", "--out", f"{{root}}/{NEW}", *TINY_TRAIN, "--data",
+                       "{root}/one-class.npz"], "at least two"),
+    ("val-fraction-registered", ["train", "alexnet", "--out", f"{{root}}/{NEW}", *TINY_TRAIN, "--val-fraction",
+                                 "0.3"], "val_fraction (--val-fraction) 0.3 would be ignored"),
+    ("val-fraction-registered-sweep", ["sweep", "--model", "alexnet", "--out", f"{{root}}/{NEW}", *TINY_TRAIN,
+                                       "--val-fraction", "0.5"], "would be ignored"),
+    # A model reference that cannot be imported: one line naming it, whatever the import raised.
+    ("model-not-python", ["profile", "/etc/passwd:x"], "not a Python file"),
+    ("model-import-fails", ["profile", "usermodels.broken:Net"], "cannot import usermodels.broken"),
+    ("model-import-fails-file", ["profile", f"{USERMODELS}/broken.py:Net"], "operator torchvision::nms"),
 ]
 
 

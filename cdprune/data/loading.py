@@ -28,7 +28,7 @@ from .info import DATASETS, DatasetInfo, registered_info, registered_key
 from .npz import load_npz
 from .synthetic import make_synthetic
 from .transforms import check_augment
-from .validate import check_input_shape, check_val_fraction
+from .validate import DEFAULT_VAL_FRACTION, check_input_shape, check_val_fraction
 
 SPLITS = ("train", "test")
 
@@ -157,17 +157,20 @@ def _check_common(input_shape, val_fraction, seed):
     return shape, fraction, int(seed)
 
 
-def _registered_with_shape(key: str, input_shape) -> DatasetInfo:
+def _registered_with_shape(key: str, input_shape, val_fraction: float) -> DatasetInfo:
     info = registered_info(key)
     if input_shape is not None and tuple(input_shape) != tuple(info.input_shape):
         shape = ",".join(map(str, info.input_shape))
         raise CdpruneError(f"{info.name} images are {shape} (C,H,W): leave input_shape (--input) out or pass "
                            f"{shape} for {info.name}; other sizes need your own images in a folder or .npz file")
+    if val_fraction != DEFAULT_VAL_FRACTION:  # it would be ignored, and recorded as if it had been used
+        raise CdpruneError(f"{info.name} has its own test split, so val_fraction (--val-fraction) {val_fraction:g} "
+                           "would be ignored: leave it out; it splits a folder of class folders")
     return info
 
 
 def dataset_info(data: str | os.PathLike, data_dir: str | os.PathLike | None = None, *,
-                 input_shape: Sequence[int] | None = None, val_fraction: float = 0.2, seed: int = 0) -> DatasetInfo:
+                 input_shape: Sequence[int] | None = None, val_fraction: float = DEFAULT_VAL_FRACTION, seed: int = 0) -> DatasetInfo:
     """Everything a run needs to know about `data` before training: classes, their names, input shape,
     normalisation and default augmentation.
 
@@ -179,12 +182,12 @@ def dataset_info(data: str | os.PathLike, data_dir: str | os.PathLike | None = N
     shape, fraction, seed = _check_common(input_shape, val_fraction, seed)
     key = registered_key(data)
     if key is not None:
-        return _registered_with_shape(key, shape)
+        return _registered_with_shape(key, shape, fraction)
     return _prepare(data, data_dir, shape, fraction, seed).info
 
 
 def load_dataset(data: str | os.PathLike, split: str = "train", data_dir: str | os.PathLike | None = None, *,
-                 input_shape: Sequence[int] | None = None, augment: str | None = None, val_fraction: float = 0.2,
+                 input_shape: Sequence[int] | None = None, augment: str | None = None, val_fraction: float = DEFAULT_VAL_FRACTION,
                  download: bool = False, subset: int | None = None, seed: int = 0) -> ImageSet:
     """Load one split ("train" or "test") of `data`.
 
@@ -217,7 +220,7 @@ def load_dataset(data: str | os.PathLike, split: str = "train", data_dir: str | 
     key = registered_key(data)
     prepared = None
     if key is not None:
-        info = _registered_with_shape(key, shape)
+        info = _registered_with_shape(key, shape, fraction)
     else:
         prepared = _prepare(data, data_dir, shape, fraction, seed)
         info = prepared.info

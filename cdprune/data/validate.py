@@ -6,6 +6,8 @@ from typing import Sequence
 
 from ..errors import CdpruneError
 
+DEFAULT_VAL_FRACTION = 0.2  # share of each class a folder of class folders holds out for testing
+
 
 def check_input_shape(input_shape: Sequence[int]) -> tuple[int, int, int]:
     """`input_shape` as a (C, H, W) tuple of ints with C = 1 or 3, else a CdpruneError."""

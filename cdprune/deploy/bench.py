@@ -5,7 +5,6 @@ belong to the model and its runtime alone, not to whatever this process did befo
 """
 from __future__ import annotations
 
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +21,8 @@ from .formats import bench_format, bench_runtimes
 from .worker import run_worker
 from ..pruning import PruningPlan
 from ..records import Record
-from ..runs import PLAN_FILE, build_model, load_run, plan_run_name, read_metrics, trusted_reference
+from ..storage import scratch_folder
+from ..runs import PLAN_FILE, build_model, check_source, load_run, plan_run_name, read_metrics, trusted_reference
 
 DEFAULT_INPUT = (3, 32, 32)
 
@@ -77,7 +77,7 @@ def bench(source: str, plan_path: str | None = None, runtime: str = "torch", bat
           device: str = "cpu", sysfs_root: str = "/", model: str | None = None,
           model_args: dict | None = None, int8: bool = False, calibration_images: int = DEFAULT_CALIBRATION_IMAGES,
           data_dir: str | None = None, against_dense: bool = True, energy_model: EnergyModel | str | None = None,
-          calibrate_energy: str | Path | None = None) -> BenchResult:
+          calibrate_energy: str | Path | None = None, allow_changed_source: bool = False) -> BenchResult:
     """Benchmark `source`: a run directory, or a model reference (pruned by the plan file `plan_path`, if given).
 
     The timed loop lasts at least `min_time_s` seconds and `min_repeats` runs. `threads`
@@ -90,6 +90,7 @@ def bench(source: str, plan_path: str | None = None, runtime: str = "torch", bat
         the energy the meter measures (the energy model's coefficients scaled by one factor; batch 1).
     model: the run's model reference when it is not a registered model (cdprune imports code only
     when the caller names it); model_args: keyword arguments for a model reference given as `source`.
+    allow_changed_source: warn instead of refusing when the run's model source changed (`runs.check_source`).
     int8: time the statically quantised model (a runtime whose bench format writes int8, onnxruntime; a run
         directory: it is calibrated on `calibration_images` of the run's training images, from `data_dir`
         if they moved). The runtime loads the file of its bench format (formats.py), exported here; a
@@ -122,8 +123,9 @@ def bench(source: str, plan_path: str | None = None, runtime: str = "torch", bat
         pruned = plan is not None
         # A runtime that loads files needs the trained weights exported; the torch worker loads the run itself,
         # and the energy profile here needs only the architecture.
-        net = load_run(source_dir, ref)[0] if fmt is not None else \
+        net = load_run(source_dir, ref, allow_changed_source=allow_changed_source)[0] if fmt is not None else \
             build_model(ref, num_classes, input_shape, plan, model_args)
+        check_source(metrics, net, source_dir, allow_changed_source)
         task, output_name = metrics.task, run_output_name(metrics)
         if int8:
             images = calibration_set(source_dir, calibration_images, data_dir)
@@ -146,13 +148,13 @@ def bench(source: str, plan_path: str | None = None, runtime: str = "torch", bat
 
     # Absolute paths, so the child does not depend on sharing this process's working directory.
     spec = {"runtime": runtime, "run_dir": run_dir and str(Path(run_dir).resolve()), "model": ref,
-            "model_args": model_args or {},
+            "model_args": model_args or {}, "allow_changed_source": allow_changed_source,
             "plan_path": str(Path(plan_path).resolve()) if plan_path else None,
             "num_classes": num_classes, "input_shape": list(input_shape), "model_file": None, "batch": batch,
             "threads": threads, "device": device, "min_time_s": min_time_s, "min_repeats": min_repeats,
             "sysfs_root": str(sysfs_root)}
     dense_raw = dense_totals = None
-    with tempfile.TemporaryDirectory(prefix="cdprune-bench-") as tmp:
+    with scratch_folder("cdprune-bench-") as tmp:
         if fmt is not None:
             spec["model_file"] = _model_file(fmt, net, input_shape, Path(tmp) / "model", images, output_name)
         del net  # the child loads its own copy

@@ -21,7 +21,6 @@ import io
 import json
 import logging
 import numbers
-import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,17 +29,22 @@ import numpy as np
 import torch
 
 from ..errors import CdpruneError
-from ..storage import atomic_write_bytes
+from ..storage import (HOLDER_FILE, LOCK_FILE, atomic_write_bytes, lock_directory, remove_stale_scratch,
+                       remove_stale_temps, scratch_folder)
 from ..measure.latency import ONNX_OPSET, onnx_bytes, require_module
 from ..measure.runtimes import get_runtime
 from ..pruning import PruningPlan
 from ..records import VERSION, Record
-from ..runs import PLAN_FILE, load_run, run_data
+from ..runs import METRICS_FILE, PLAN_FILE, SETTINGS_FILE, WEIGHTS_FILE, load_run, run_data
+from ..train import CHECKPOINT_NAME, HISTORY_NAME
 from ..tasks import DEFAULT_TASK, get_task, list_tasks
 from .formats import ExportFormat, get_format, register_format
 
 OPSET = ONNX_OPSET
 INPUT_NAME = "input"
+SCRATCH_PREFIXES = ("cdprune-export-", "cdprune-int8-")  # the system temp folders an int8 export works in
+# What a run directory holds besides its exported models (docs/design.md, "File formats").
+RUN_FILES = (SETTINGS_FILE, PLAN_FILE, WEIGHTS_FILE, METRICS_FILE, CHECKPOINT_NAME, HISTORY_NAME, LOCK_FILE, HOLDER_FILE)
 DEFAULT_CALIBRATION_IMAGES = 256
 ONNX_METADATA_KEYS = ("cdprune_version", "model", "architecture", "plan_digest", "task", "input_name", "output_name",
                       "input_shape", "layout", "channel_order", "preprocess", "mean", "std", "class_names", "precision",
@@ -106,7 +110,7 @@ def _onnx_export(model, input_shape, *, precision, metadata, output, images) -> 
     onnx.checker.check_model(proto)  # fail here, not on the device
     if precision == "fp32":
         return proto.SerializeToString()
-    with tempfile.TemporaryDirectory(prefix="cdprune-int8-") as tmp:
+    with scratch_folder(SCRATCH_PREFIXES[1]) as tmp:
         fp32 = Path(tmp) / "fp32.onnx"
         fp32.write_bytes(proto.SerializeToString())
         return quantized_int8(fp32, images, metadata)
@@ -218,7 +222,7 @@ def quantized_int8(fp32_path: str | Path, images: np.ndarray, metadata: dict | N
 
     quantization = {"format": quant_format, "per_channel": per_channel, "activations": "uint8",
                     "weights": "int8", "calibration": "MinMax", "calibration_images": int(len(images))}
-    with tempfile.TemporaryDirectory(prefix="cdprune-int8-") as tmp, _quiet_quantizer():
+    with scratch_folder(SCRATCH_PREFIXES[1]) as tmp, _quiet_quantizer():
         prepared, quantized = Path(tmp) / "prepared.onnx", Path(tmp) / "int8.onnx"
         # Shape inference and graph optimisation first, as ONNX Runtime's quantisation guide asks.
         quant_pre_process(str(fp32_path), str(prepared))
@@ -269,10 +273,19 @@ class ExportResult(Record):
     comparison: dict | None = None
 
 
+def check_not_a_run_file(out: str | Path) -> None:
+    """Refuse an output path that is one of a run directory's own files: writing there would lose the run."""
+    path = Path(out).expanduser().resolve()
+    in_a_run = any((path.parent / name).exists() for name in (SETTINGS_FILE, METRICS_FILE))
+    if in_a_run and path.name in RUN_FILES:
+        raise CdpruneError(f"{out} is a file of the run in {path.parent}, which writing there would destroy: "
+                           f"choose another file (--out), e.g. {path.parent / get_format('onnx').file_name('fp32')}")
+
+
 def export_run(run_dir: str | Path, format: str, out: str | Path | None = None, *,
                model: str | torch.nn.Module | None = None, int8: bool = False,
                calibration_images: int = DEFAULT_CALIBRATION_IMAGES, data_dir: str | None = None,
-               latency_time_s: float = 1.0) -> ExportResult:
+               latency_time_s: float = 1.0, allow_changed_source: bool = False) -> ExportResult:
     """Export a finished run's model (rebuilt from plan + weights); default file: RUN_DIR/model<suffix>
     (model.onnx, model.pt: the format's row in `formats.FORMATS`).
 
@@ -289,7 +302,13 @@ def export_run(run_dir: str | Path, format: str, out: str | Path | None = None, 
     if int8:
         calibration_images = check_calibration_images(calibration_images)
         get_runtime(fmt.runtime).require()
-    net, metrics = load_run(run_dir, model)
+    if out is not None:
+        check_not_a_run_file(out)
+    net, metrics = load_run(run_dir, model, allow_changed_source=allow_changed_source)
+    with lock_directory(run_dir):  # the temp files a killed export left in the run (PIDs tell them apart)
+        remove_stale_temps(run_dir)
+    for prefix in SCRATCH_PREFIXES:
+        remove_stale_scratch(prefix)
     task = get_task(metrics.task or DEFAULT_TASK)()
     if int8 and not task.scores_exports:
         raise CdpruneError(f"--int8 compares int8 with fp32 on the test set, which cdprune scores for "
@@ -311,7 +330,7 @@ def export_run(run_dir: str | Path, format: str, out: str | Path | None = None, 
     from .evaluate import evaluate_file
 
     runtime = get_runtime(fmt.runtime)
-    with tempfile.TemporaryDirectory(prefix="cdprune-export-") as tmp:
+    with scratch_folder(SCRATCH_PREFIXES[0]) as tmp:
         fp32 = export_model(net, shape, format, Path(tmp) / f"fp32{fmt.suffix}", metadata=metadata, output=output)
         export_model(net, shape, format, path, metadata=metadata, output=output, precision=precision, images=images)
         figures = {}

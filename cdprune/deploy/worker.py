@@ -82,7 +82,7 @@ def torch_step(spec: dict):
 
     # The parent checked the reference: it is a registered name or one the user gave on this call.
     if spec["run_dir"]:
-        model, _ = load_run(spec["run_dir"], spec["model"])
+        model, _ = load_run(spec["run_dir"], spec["model"], allow_changed_source=spec.get("allow_changed_source", False))
     else:
         plan = PruningPlan.load(spec["plan_path"]) if spec["plan_path"] else None
         model = build_model(spec["model"], spec["num_classes"], tuple(spec["input_shape"]), plan, spec["model_args"])

@@ -187,11 +187,17 @@ class LatencyTable:
         spec = getattr(model, "cdprune_spec", None) or {}
         mine = spec.get("name") or type(model).__name__
         shape = ",".join(map(str, input_shape))
-        fix = (f"measure one on the device with 'cdprune latency-table {mine} --input {shape} --runtime "
+        kwargs = dict(spec.get("kwargs") or {})
+        classes = f" --num-classes {kwargs.pop('num_classes')}" if "num_classes" in kwargs else ""
+        kwargs.pop("in_channels", None)
+        fix = (f"measure one on the device with 'cdprune latency-table {mine}{classes} --input {shape} --runtime "
                f"{runtime or self.runtime} --threads {self.threads} --out FILE'")
         if self.architecture != architecture_id(model):
-            raise CdpruneError(f"{where} was measured for another architecture ({self.model or self.architecture}), "
-                               f"not this {mine}: {fix}")
+            given = f" --model-args '{json.dumps(kwargs)}'" if kwargs else ""
+            raise CdpruneError(f"{where} was measured for another architecture ({self.model or self.architecture}) "
+                               f"than this {mine} with {spec.get('kwargs') or 'its arguments'}: its classes "
+                               f"(--num-classes or --data), channels (--input) or model arguments (--model-args) "
+                               f"differ; {fix[:-1]}{given}'")
         if tuple(self.input_shape) != tuple(input_shape):
             raise CdpruneError(f"{where} was measured for input {','.join(map(str, self.input_shape))}, not {shape}: "
                                f"{fix}")

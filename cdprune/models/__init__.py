@@ -4,7 +4,7 @@ and a user's own network is reached by reference.
     >>> from cdprune import models
     >>> net = models.create("vgg16", num_classes=10, in_channels=3)
     >>> net = models.create("mynet.py:EdgeNet", num_classes=10, in_channels=1, model_args={"width": 0.5})
-    >>> net = models.create("timm:create_model", model_args={"model_name": "resnet18", "num_classes": 10})
+    >>> net = models.create("timm:create_model", model_args={"model_name": "resnet18", "num_classes": 10, "in_chans": 3})
 """
 from __future__ import annotations
 
@@ -98,9 +98,9 @@ def resolve(ref: str) -> Callable[..., nn.Module]:
     else:
         try:
             module = importlib.import_module(where)
-        except ImportError as exc:
-            raise CdpruneError(f"cannot import {where} for model '{ref}' ({exc}): install it, or check the "
-                               "reference") from None
+        except Exception as exc:  # a missing package, or one that fails as it loads (built for another torch)
+            raise CdpruneError(f"cannot import {where} for model '{ref}' ({type(exc).__name__}: {_first_line(exc)}): "
+                               "install it, or check the reference") from None
     fn = module
     for part in attr.split("."):
         fn = getattr(fn, part, None)
@@ -116,6 +116,8 @@ def _import_file(path: Path, ref: str):
     if not path.is_file():
         raise CdpruneError(f"model file {path} not found (model '{ref}')", "check the path before the colon",
                            option="model")
+    if path.suffix != ".py":
+        raise CdpruneError(f"model file {path} is not a Python file (model '{ref}'): name a .py file before the colon")
     # One module per file path, so the same file imported twice yields the same classes.
     name = "cdprune_user_" + hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:16]
     if name in sys.modules:
@@ -135,6 +137,28 @@ def _import_file(path: Path, ref: str):
     return module
 
 
+def source_digest(model: nn.Module) -> str | None:
+    """A digest of the source files that define the model's own module classes (a user's model file and the
+    files it imports them from), so that a file whose `forward` changed is told apart from the one a run was
+    trained with although its layers keep their names and shapes. None for a model built from torch's and
+    cdprune's classes alone: those change with the installed versions, not with the user's code."""
+    files = set()
+    for module in model.modules():
+        top = type(module).__module__.split(".")[0]
+        if top not in ("torch", "cdprune"):
+            try:
+                files.add(inspect.getsourcefile(type(module)))
+            except (TypeError, OSError):  # a class without a source file (built in C, or made at run time)
+                files.add(f"{type(module).__module__}.{type(module).__qualname__}")
+    if not files:
+        return None
+    digest = hashlib.sha256()
+    for name in sorted(f for f in files if f):
+        path = Path(name)
+        digest.update(path.read_bytes() if path.is_file() else name.encode())
+    return "sha256:" + digest.hexdigest()
+
+
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0][:200] if text else ""
@@ -143,8 +167,10 @@ def _first_line(exc: BaseException) -> str:
 def create(ref: str, num_classes: int = 10, in_channels: int = 3, model_args: dict | None = None) -> nn.Module:
     """Build a fresh model from a reference (see `resolve`) with `model_args` as keyword arguments.
 
-    `num_classes` and `in_channels` are passed too where the constructor takes them (or **kwargs)
-    and `model_args` does not set them. Registered models get the project's initialisation; a
+    `num_classes` and `in_channels` are passed too where the constructor names them and
+    `model_args` does not set them; a constructor that only takes **kwargs gets neither, since it
+    may forward them to one that calls them otherwise (timm's `create_model` forwards to models that
+    take `in_chans`). Registered models get the project's initialisation; a
     user's constructor keeps its own.
     """
     if num_classes < 1 or in_channels < 1:
@@ -155,9 +181,8 @@ def create(ref: str, num_classes: int = 10, in_channels: int = 3, model_args: di
         params = inspect.signature(fn).parameters
     except (TypeError, ValueError):  # some builtins have no signature: pass only what was given
         params = {}
-    takes_any = any(p.kind == inspect.Parameter.VAR_KEYWORD for p in params.values())
     for key, value in (("num_classes", num_classes), ("in_channels", in_channels)):
-        if key not in kwargs and (key in params or takes_any):
+        if key not in kwargs and key in params and params[key].kind != inspect.Parameter.POSITIONAL_ONLY:
             kwargs[key] = value
     try:
         model = fn(**kwargs)

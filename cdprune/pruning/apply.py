@@ -22,11 +22,7 @@ def apply_plan(model: nn.Module, plan: PruningPlan) -> nn.Module:
     and its totals must be what they give; otherwise nothing is removed and a
     CdpruneError says what does not match.
     """
-    found = architecture_id(model)
-    if found != plan.architecture:
-        made_for = plan.model or "another model"
-        raise CdpruneError(f"this plan was made for a different architecture ({made_for} {plan.model_kwargs or ''}), "
-                           f"not this model: apply it to the model it was made for, or make a new plan")
+    check_made_for(model, plan)
     dense = profile_model(model, plan.input_shape)  # first: it turns a shape the model rejects into a CdpruneError
     graph = build_graph(model, plan.input_shape)
     channels = find_units(model, dense, graph)
@@ -64,6 +60,36 @@ def apply_plan(model: nn.Module, plan: PruningPlan) -> nn.Module:
         raise CdpruneError(f"the pruned model has {_show(after)}, not the plan's {_show(plan.after)}, and was changed "
                            f"in place: rebuild the model and {_REMAKE}")
     return model
+
+
+# The flags that set a constructor argument the data decides; any other argument comes from --model-args.
+_FLAGS = {"num_classes": "--num-classes N, or --data DATA", "in_channels": "--input C,H,W, or --data DATA"}
+
+
+def check_made_for(model: nn.Module, plan: PruningPlan) -> None:
+    """Refuse a plan made for another model, naming the field that differs and the flag that fixes it.
+
+    Registered names and the constructor arguments the plan records are compared as well as the
+    architecture, so a plan relabelled by hand or whose arguments contradict its model is refused too.
+    """
+    spec = getattr(model, "cdprune_spec", None) or {}
+    name, kwargs = spec.get("name"), spec.get("kwargs") or {}
+    registered = lambda ref: ref is not None and ":" not in ref  # a reference always names module:callable
+    if registered(name) and registered(plan.model) and name != plan.model:
+        raise CdpruneError(f"this plan was made for {plan.model}, not {name}: make a plan for {name} "
+                           f"with 'cdprune prune {name}'")
+    for key in sorted(set(kwargs) & set(plan.model_kwargs)):
+        if kwargs[key] != plan.model_kwargs[key]:
+            flag = _FLAGS.get(key, f"--model-args with {key}")
+            raise CdpruneError(f"this plan was made for {plan.model or 'a model'} with {key}={plan.model_kwargs[key]!r}, "
+                               f"this model has {key}={kwargs[key]!r}: make the plan for it ('cdprune prune' with "
+                               f"{flag})")
+    if architecture_id(model) != plan.architecture:
+        made_for = plan.model or "another model"
+        raise CdpruneError(f"this plan was made for another architecture than {name or 'this model'} with "
+                           f"{kwargs or 'its arguments'} ({made_for}, {plan.model_kwargs or 'no arguments'}): make "
+                           "the plan with the same model arguments (--model-args), classes (--num-classes or --data) "
+                           "and channels (--input)")
 
 
 def _removed_per_unit(model: nn.Module, plan: PruningPlan, channels: ChannelModel) -> np.ndarray:

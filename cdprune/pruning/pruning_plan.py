@@ -139,13 +139,14 @@ class PruningPlan:
         if data.get("digest") != _digest({k: v for k, v in data.items() if k != "digest"}):
             raise bad("its digest does not match its content, so it was edited or damaged")
         try:
-            units = tuple(UnitPlan(u["name"], tuple(u["convs"]), int(u["channels"]), tuple(int(i) for i in u["kept"]))
+            units = tuple(UnitPlan(u["name"], tuple(u["convs"]), _whole(u["channels"], f"unit {u['name']} channels"),
+                                   tuple(_whole(i, f"unit {u['name']} keeps channel") for i in u["kept"]))
                           for u in data["units"])
             plan = cls(model=data["model"], model_kwargs=dict(data["model_kwargs"] or {}),
-                       architecture=str(data["architecture"]), input_shape=tuple(int(s) for s in data["input_shape"]),
-                       mode=str(data["mode"]), target=data["target"], seed=int(data["seed"]), step=float(data["step"]),
-                       floor=float(data["floor"]), round_to=int(data["round_to"]), units=units,
-                       before=Totals(**data["before"]), after=Totals(**data["after"]), steps=int(data["steps"]),
+                       architecture=str(data["architecture"]), input_shape=tuple(_whole(s, "input_shape") for s in data["input_shape"]),
+                       mode=str(data["mode"]), target=data["target"], seed=_whole(data["seed"], "seed"), step=float(data["step"]),
+                       floor=float(data["floor"]), round_to=_whole(data["round_to"], "round_to"), units=units,
+                       before=Totals(**data["before"]), after=Totals(**data["after"]), steps=_whole(data["steps"], "steps"),
                        budget=dict(data.get("budget") or {}), latency=dict(data.get("latency") or {}),
                        target_metric=data.get("target_metric"), energy=dict(data.get("energy") or {}))
         except (KeyError, TypeError, ValueError) as exc:
@@ -169,6 +170,13 @@ class PruningPlan:
             if list(u.kept) != sorted(set(u.kept)) or not u.kept or u.kept[0] < 0 or u.kept[-1] >= u.channels:
                 raise bad(f"unit {u.name} keeps channels outside 0..{u.channels - 1} or repeats one")
         return plan
+
+
+def _whole(value, what: str) -> int:
+    """A JSON integer as it is: int() would turn 0.7 into 0, "3" into 3 and true into 1."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{what} {value!r} is not an integer")
+    return value
 
 
 def _non_finite(value, where: str = "") -> str | None:
