@@ -245,17 +245,13 @@ def train_run(out: str | Path, settings: RunSettings, plan: PruningPlan | None =
         if info is None:
             raise CdpruneError("datasets must carry their facts (.info): wrap them with cdprune.data.from_dataset")
         train_set, test_set = task.wrap(train_set, train=True), task.wrap(test_set, train=False)
+        task.check_data(task.data_info(info), settings.data)
     else:
         info = settings.dataset_info()
+        task.check_data(task.data_info(info), settings.data)
         train_set, test_set = settings.load("train", download), settings.load("test", download)
         _note_short_subsets(settings, train_set, test_set)
     info = task.data_info(info)
-    if not task.restoration and info.num_classes < 2:  # every prediction would be right: a "100 %" classifier
-        raise CdpruneError(f"{settings.data} holds {info.num_classes} class ({', '.join(info.class_names)}): a "
-                           "classifier needs at least two; add a class, or train a restoration task (--task denoise)")
-    if task.name == "sr" and min(info.input_shape[1:]) < task.scale:  # shrunk to one pixel: another factor
-        raise CdpruneError(f"the images are {'×'.join(map(str, info.input_shape[1:]))}, smaller than the ×{task.scale} "
-                           "of super-resolution: use larger images (--input C,H,W) or a smaller factor (--scale)")
     torch.manual_seed(settings.seed)  # the fresh initialisation is part of what the seed reproduces
     pretrained = read_metrics(init_from) if init_from is not None else None
     if isinstance(model, torch.nn.Module):

@@ -137,6 +137,9 @@ class Task:
         """The facts of the data the network sees (the data's own by default)."""
         return info
 
+    def check_data(self, info, data: str) -> None:
+        """Refuse data this task cannot learn from (`info`: the facts `data_info` gives, `data`: its name)."""
+
     # ---- training and scores ------------------------------------------------------------------
     def loss_of(self, output: torch.Tensor, target: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
         """The training loss; reduction "sum" adds up the per-sample losses, "mean" averages them. A batch

@@ -31,6 +31,12 @@ class Classify(Task):
             raise CdpruneError(f"the model's output ({shown} per input) does not fit task {self.name}, which needs "
                                f"{want}: use a classifier, or --task denoise or sr for an image-to-image model")
 
+    def check_data(self, info, data: str) -> None:
+        if info.num_classes < 2:  # every prediction would be right: a "100 %" classifier
+            raise CdpruneError(f"{data} holds {info.num_classes} class ({', '.join(info.class_names)})",
+                               "a classifier needs at least two; add a class, or train a restoration task "
+                               "(--task denoise)")
+
     def _check_batch(self, output: torch.Tensor, target: torch.Tensor) -> None:
         if target.is_floating_point() or target.dim() != 1:
             raise CdpruneError(f"the data gives {'×'.join(map(str, target.shape[1:]))} images as targets, not class "

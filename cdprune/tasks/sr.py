@@ -36,6 +36,12 @@ class SuperResolution(RestorationTask):
     def describe(self) -> str:
         return f"sr (×{self.scale} super-resolution from bicubic down-sampling, {self.loss.upper()} loss)"
 
+    def check_data(self, info, data: str) -> None:
+        if min(info.input_shape[1:]) < self.scale:  # shrunk below one pixel: silently another factor
+            raise CdpruneError(f"the images are {'×'.join(map(str, info.input_shape[1:]))}, smaller than the "
+                               f"×{self.scale} of super-resolution",
+                               "use larger images (--input C,H,W) or a smaller factor (--scale)")
+
     def degrade(self, clean: torch.Tensor, index: int | None = None) -> torch.Tensor:
         h, w = clean.shape[-2:]
         small = F.interpolate(clean[None], size=(max(1, h // self.scale), max(1, w // self.scale)), mode="bicubic",
