@@ -258,7 +258,7 @@ def test_a_second_writer_is_refused_naming_the_holder(tmp_path, capsys):
 def test_a_full_disk_mid_run_is_one_line_and_exit_1(tmp_path, capsys, monkeypatch):
     import errno
 
-    import cdprune.runs as runs
+    import cdprune.runs.training as runs
 
     def full(*_args, **_kwargs):
         raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "run" / "model.safetensors"))
