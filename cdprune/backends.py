@@ -43,7 +43,7 @@ class Outcome:
         if self.failures:
             listed = "; ".join(f"{name}: {error}" for name, error in self.failures.items())
             raise CdpruneError(f"{len(self.failures)} of {len(self.failures) + len(self.results)} configurations "
-                               f"failed after {RETRIES} retry ({listed}); fix the cause and re-run: finished runs "
+                               f"failed after {RETRIES} retry ({listed}); fix the cause and re-run", "finished runs "
                                "are reused")
 
 
@@ -59,7 +59,7 @@ class Resources:
 def run_tasks(tasks: list[Task], backend: str = "local", resources: Resources = Resources(),
               progress: bool = True) -> Outcome:
     if backend not in BACKENDS:
-        raise CdpruneError(f"unknown backend '{backend}': choose from {', '.join(BACKENDS)}")
+        raise CdpruneError(f"unknown backend '{backend}'", f"choose from {', '.join(BACKENDS)}")
     ordered = dependency_order(tasks)
     if backend == "local":
         done = {t.name: t.fn(*t.args) for t in ordered}
@@ -74,7 +74,7 @@ def dependency_order(tasks: list[Task]) -> list[Task]:
     names = {t.name for t in tasks}
     for t in tasks:
         if t.after is not None and t.after not in names:
-            raise CdpruneError(f"task {t.name!r} waits for {t.after!r}, which is not among the tasks: "
+            raise CdpruneError(f"task {t.name!r} waits for {t.after!r}, which is not among the tasks",
                                "add that task or drop the dependency")
     ordered: list[Task] = []
     placed: set[str] = set()
@@ -87,7 +87,7 @@ def dependency_order(tasks: list[Task]) -> list[Task]:
             while after[chain[-1]] not in chain:
                 chain.append(after[chain[-1]])
             cycle = chain[chain.index(after[chain[-1]]):] + [after[chain[-1]]]
-            raise CdpruneError(f"tasks wait for each other in a cycle ({' -> '.join(cycle)}): "
+            raise CdpruneError(f"tasks wait for each other in a cycle ({' -> '.join(cycle)})",
                                "break the cycle by dropping one dependency")
         task = rest.pop(ready)
         ordered.append(task)
@@ -107,18 +107,18 @@ def _connect(resources: Resources):
     try:
         import ray
     except ImportError:
-        raise CdpruneError("--backend ray needs Ray: pip install 'cdprune[distributed]'") from None
+        raise CdpruneError("--backend ray needs Ray", "pip install 'cdprune[distributed]'") from None
     if not ray.is_initialized():
         try:
             ray.init(address=resources.address, log_to_driver=False, include_dashboard=False)
         except (ConnectionError, RuntimeError, ValueError) as exc:
             where = resources.address or "a local instance"
-            raise CdpruneError(f"cannot start Ray on {where} ({str(exc).splitlines()[0]}): "
+            raise CdpruneError(f"cannot start Ray on {where} ({str(exc).splitlines()[0]})",
                                "check --address, or start the cluster with 'ray start --head'") from None
     have = ray.cluster_resources()
     for kind, need in (("CPU", resources.cpus), ("GPU", resources.gpus)):
         if need > have.get(kind, 0):
-            raise CdpruneError(f"each task needs {need:g} {kind}(s) but the Ray cluster has {have.get(kind, 0):g}: "
+            raise CdpruneError(f"each task needs {need:g} {kind}(s) but the Ray cluster has {have.get(kind, 0):g}",
                                f"lower --task-{kind.lower()}s or add nodes")
     return ray
 

@@ -133,7 +133,7 @@ def parse_shape(text: str) -> tuple[int, ...]:
     except ValueError:
         shape = ()
     if not shape or any(s < 1 for s in shape):
-        raise CdpruneError(f"bad input shape '{text}': give C,H,W as positive integers, e.g. --input 3,32,32")
+        raise CdpruneError(f"bad input shape '{text}'", "give C,H,W as positive integers, e.g. --input 3,32,32")
     return shape
 
 
@@ -203,7 +203,7 @@ def profile(model: nn.Module, input_shape=(3, 32, 32), energy_model=None) -> Pro
     total_energy = energy(total_flops, total_bytes)
     if total_energy is not None and not math.isfinite(total_energy):  # JSON has no infinity, shares would be NaN
         raise CdpruneError(f"the energy model ({energy_model.describe()}) prices this network at {total_energy} mJ, "
-                           "beyond the range of a number: give coefficients in picojoules (--energy-model)")
+                           "beyond the range of a number", "give coefficients in picojoules (--energy-model)")
     layers = []
     for name, c in counts.items():
         m = c["module"]

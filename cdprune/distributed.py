@@ -40,7 +40,7 @@ def from_environment() -> Group:
         world = int(os.environ.get("WORLD_SIZE", "1"))
         rank, local = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
     except ValueError:
-        raise CdpruneError("RANK, WORLD_SIZE or LOCAL_RANK is not a number: start the job with torchrun") from None
+        raise CdpruneError("RANK, WORLD_SIZE or LOCAL_RANK is not a number", "start the job with torchrun") from None
     return Group(rank, world, local)
 
 
@@ -58,12 +58,12 @@ def join(group: Group, device: str) -> torch.device | None:
         if not torch.cuda.is_available():
             raise CdpruneError("device 'cuda' requested but CUDA is not available; use --device cpu")
         if group.local_rank >= torch.cuda.device_count():
-            raise CdpruneError(f"local rank {group.local_rank} has no GPU ({torch.cuda.device_count()} visible): "
+            raise CdpruneError(f"local rank {group.local_rank} has no GPU ({torch.cuda.device_count()} visible)",
                                "give torchrun --nproc_per_node at most the number of GPUs")
         chosen, backend = torch.device("cuda", group.local_rank), "nccl"
         torch.cuda.set_device(chosen)
     else:
-        raise CdpruneError(f"--device {device} cannot be split across {group.world_size} processes: "
+        raise CdpruneError(f"--device {device} cannot be split across {group.world_size} processes",
                            "use auto, cuda or cpu under torchrun (each process takes GPU LOCAL_RANK)")
     if not dist.is_initialized():
         dist.init_process_group(backend)

@@ -90,7 +90,7 @@ def register_method(m: Method) -> Method:
 
 def get_method(name: str) -> Method:
     if name not in METHODS:
-        raise CdpruneError(f"unknown method '{name}': choose from {', '.join(METHODS)}")
+        raise CdpruneError(f"unknown method '{name}'", f"choose from {', '.join(METHODS)}")
     return METHODS[name]
 
 
@@ -100,11 +100,11 @@ def check_goal(goal: Goal) -> Goal:
     if goal.method == "dense":
         return goal
     if goal.target is None or not 0 < goal.target < 1:  # NaN fails this test too
-        raise CdpruneError(f"target {goal.target} is outside (0, 1): give the fraction to remove, e.g. target 0.5 "
+        raise CdpruneError(f"target {goal.target} is outside (0, 1)", "give the fraction to remove, e.g. target 0.5 "
                            "(--target, --targets)")
     if goal.metric is not None and not get_metric(goal.metric).sized and goal.method not in MODES:
         sized = metric_names(lambda m: m.sized)
-        raise CdpruneError(f"method {goal.method} cannot aim at {goal.metric}: use a metric of {', '.join(sized)}")
+        raise CdpruneError(f"method {goal.method} cannot aim at {goal.metric}", f"use a metric of {', '.join(sized)}")
     return goal
 
 

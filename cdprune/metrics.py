@@ -118,7 +118,7 @@ def register_metric(metric: Metric) -> Metric:
 
 def get_metric(name: str) -> Metric:
     if name not in METRICS:
-        raise CdpruneError(f"unknown metric '{name}': choose one of {', '.join(METRICS)}")
+        raise CdpruneError(f"unknown metric '{name}'", f"choose one of {', '.join(METRICS)}")
     return METRICS[name]
 
 

@@ -389,7 +389,7 @@ def lock_directory(path: str | Path, what: str = "run directory") -> Iterator[Pa
             try:
                 lock.acquire()
             except filelock.Timeout:
-                raise CdpruneError(f"{what} {directory} is in use by {_describe_holder(Path(key))}: wait for it "
+                raise CdpruneError(f"{what} {directory} is in use by {_describe_holder(Path(key))}", "wait for it "
                                    f"to finish or stop it, or choose another {what}") from None
             try:
                 _write_holder(Path(key))
@@ -451,35 +451,35 @@ def read_json_object(path: str | Path, what: str, *,
     except FileNotFoundError:
         return None
     except IsADirectoryError:
-        raise CdpruneError(f"{what} {path} is a folder, not a file: {fix}") from None
+        raise CdpruneError(f"{what} {path} is a folder, not a file", fix) from None
     except PermissionError as e:
-        raise CdpruneError(f"cannot read {what} {path} ({e.strerror}): check its permissions") from None
+        raise CdpruneError(f"cannot read {what} {path} ({e.strerror})", "check its permissions") from None
     except OSError as e:  # e.g. a file where a folder of the path should be
-        raise CdpruneError(f"cannot read {what} {path} ({e.strerror or e}): {fix}") from None
+        raise CdpruneError(f"cannot read {what} {path} ({e.strerror or e})", fix) from None
     if not raw.strip():
-        raise CdpruneError(f"{what} {path} is empty (an interrupted write?): {fix}")
+        raise CdpruneError(f"{what} {path} is empty (an interrupted write?)", fix)
     if b"\0" in raw:
-        raise CdpruneError(f"{what} {path} is binary, not JSON text: {fix}")
+        raise CdpruneError(f"{what} {path} is binary, not JSON text", fix)
     bom = len(codecs.BOM_UTF8) if raw.startswith(codecs.BOM_UTF8) else 0  # some Windows editors add one
     try:
         text = raw[bom:].decode("utf-8")
     except UnicodeDecodeError as e:
         raise CdpruneError(f"{what} {path} is not UTF-8 text (byte 0x{raw[bom + e.start]:02x} at offset "
-                           f"{bom + e.start}): {fix}") from None
+                           f"{bom + e.start})", fix) from None
     try:
         obj = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
     except _NonFinite as e:
-        raise CdpruneError(f"{what} {path} holds {e}, which is not a finite number: {fix}") from None
+        raise CdpruneError(f"{what} {path} holds {e}, which is not a finite number", fix) from None
     except json.JSONDecodeError as e:
         raise CdpruneError(f"{what} {path} is not valid JSON ({e.msg} at line {e.lineno} column {e.colno}): "
                            f"{fix}") from None
     except ValueError as e:  # e.g. an integer with more digits than int() accepts
-        raise CdpruneError(f"{what} {path} is not valid JSON ({' '.join(str(e).split())}): {fix}") from None
+        raise CdpruneError(f"{what} {path} is not valid JSON ({' '.join(str(e).split())})", fix) from None
     except RecursionError:
-        raise CdpruneError(f"{what} {path} is nested too deeply to read: {fix}") from None
+        raise CdpruneError(f"{what} {path} is nested too deeply to read", fix) from None
     if not isinstance(obj, dict):
         raise CdpruneError(f"{what} {path} holds {_JSON_KINDS.get(type(obj), type(obj).__name__)}, "
-                           f"not a JSON object: {fix}")
+                           "not a JSON object", fix)
     return obj
 
 

@@ -193,7 +193,7 @@ def epoch_order(n: int, seed: int, epoch: int, world_size: int = 1, rank: int = 
     the order is padded with its own first indices so that every rank takes as many steps.
     """
     if world_size < 1 or not 0 <= rank < world_size:
-        raise CdpruneError(f"rank {rank} of {world_size} processes does not exist: use 0 <= rank < world size")
+        raise CdpruneError(f"rank {rank} of {world_size} processes does not exist", "use 0 <= rank < world size")
     # DistributedSampler without a process group is a pure function of its arguments; with one
     # replica it is a plain permutation, so one process and N shuffle by the same code.
     sampler = DistributedSampler(range(n), num_replicas=world_size, rank=rank, shuffle=True,
@@ -212,7 +212,7 @@ def epoch_batches(n: int, batch_size: int, seed: int, epoch: int, world_size: in
     and otherwise too unless the ranks drop a last batch that one process keeps.
     """
     if batch_size < 1 or world_size < 1 or batch_size % world_size:
-        raise CdpruneError(f"batch size {batch_size} does not split over {world_size} processes: "
+        raise CdpruneError(f"batch size {batch_size} does not split over {world_size} processes",
                            f"use a multiple of {world_size}")
     local = batch_size // world_size
     order = epoch_order(n, seed, epoch, world_size, rank)
@@ -235,7 +235,7 @@ def train(model: torch.nn.Module, train_set: Dataset, test_set: Dataset, config:
     _check_fit(model, train_set, task)
     group = distributed.from_environment()
     if config.batch_size % group.world_size:
-        raise CdpruneError(f"batch size {config.batch_size} does not split over {group.world_size} processes: "
+        raise CdpruneError(f"batch size {config.batch_size} does not split over {group.world_size} processes",
                            f"use a multiple of {group.world_size}")
     device = distributed.join(group, config.device) or resolve_device(config.device)
     out_dir = Path(out_dir)

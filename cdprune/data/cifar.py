@@ -129,13 +129,13 @@ def read_batch(path: Path, src: _Source, data_dir: Path) -> tuple[np.ndarray, np
     try:
         batch = restricted_load(path)
     except ForbiddenGlobal as e:
-        raise CdpruneError(f"{path} is not a CIFAR batch: it asks to call {e}, so it was not unpickled; "
+        raise CdpruneError(f"{path} is not a CIFAR batch", f"it asks to call {e}, so it was not unpickled; "
                            f"{_fix_hint(src, data_dir)}") from None
     except (EOFError, pickle.UnpicklingError) as e:
         reason = "truncated pickle" if "truncated" in str(e) or isinstance(e, EOFError) else f"bad pickle: {e}"
         raise _corrupt(path, reason, src, data_dir) from None
     except OSError as e:
-        raise CdpruneError(f"cannot read {path} ({e.strerror or e}): check its permissions or "
+        raise CdpruneError(f"cannot read {path} ({e.strerror or e})", "check its permissions or "
                            f"{_fix_hint(src, data_dir)}") from None
     except Exception as e:  # garbled bytes surface as many types (ValueError, TypeError, MemoryError...)
         raise _corrupt(path, f"{type(e).__name__}: {e}", src, data_dir) from None
@@ -173,7 +173,7 @@ def load_cifar(name: str, split: str, data_dir: str | os.PathLike | None,
     """Images (uint8, N x 3 x 32 x 32) and labels (int64, N) of a CIFAR split."""
     src = SOURCES[name]
     if data_dir is None:
-        raise CdpruneError(f"{src.title} needs a data directory: pass data_dir (--data-dir) DIR "
+        raise CdpruneError(f"{src.title} needs a data directory", "pass data_dir (--data-dir) DIR "
                            f"holding {src.folder}/ (add download=True, --download, to fetch it from {HOMEPAGE})")
     data_dir = Path(data_dir).expanduser()
     folder = _find_folder(data_dir, src, split)
@@ -185,7 +185,7 @@ def load_cifar(name: str, split: str, data_dir: str | os.PathLike | None,
                "or set download=True (--download)")
         if not data_dir.is_dir():
             state = "does not exist" if not data_dir.exists() else "is not a folder"
-            raise CdpruneError(f"{src.title} {split} split not found: data_dir (--data-dir) {data_dir} {state}; {fix}")
+            raise CdpruneError(f"{src.title} {split} split not found", f"data_dir (--data-dir) {data_dir} {state}; {fix}")
         expected = data_dir if data_dir.name == src.folder else data_dir / src.folder
         missing = next(f for f in src.files[split] if not (expected / f).is_file())
         raise CdpruneError(f"{src.title} {split} split not found: {expected / missing} is missing; {fix}")
@@ -219,13 +219,13 @@ def _fetch(src: _Source, archive: Path) -> None:
                 h.update(chunk)
                 bar.update(len(chunk))
         if h.hexdigest() != src.md5:
-            raise CdpruneError(f"download of {src.url} is corrupt (MD5 {h.hexdigest()}, expected {src.md5}): "
+            raise CdpruneError(f"download of {src.url} is corrupt (MD5 {h.hexdigest()}, expected {src.md5})",
                                f"retry, or place the official files ({src.folder}/) in {archive.parent}")
         os.replace(tmp, archive)
         done = True
     except (OSError, http.client.HTTPException) as e:  # URLError and timeouts are OSErrors
         reason = " ".join(str(getattr(e, "reason", e)).split())
-        raise CdpruneError(f"could not download {src.title} from {src.url} ({reason}): place the official "
+        raise CdpruneError(f"could not download {src.title} from {src.url} ({reason})", "place the official "
                            f"python-version files ({src.folder}/) in {archive.parent}") from None
     finally:
         if not done:
@@ -240,13 +240,13 @@ def safe_extract(archive: Path, dest: Path) -> None:
             for m in members:
                 parts = PurePosixPath(m.name.replace("\\", "/")).parts
                 if m.name.startswith(("/", "\\")) or ".." in parts or not (m.isfile() or m.isdir()):
-                    raise CdpruneError(f"{archive} contains an unsafe entry '{m.name}': delete it and "
+                    raise CdpruneError(f"{archive} contains an unsafe entry '{m.name}'", "delete it and "
                                        f"download the official archive from {HOMEPAGE}")
             # The "data" filter re-checks the same rules where this Python has it.
             extra = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
             tar.extractall(dest, members=members, **extra)
     except (tarfile.TarError, EOFError, OSError) as e:
-        raise CdpruneError(f"{archive} could not be unpacked ({' '.join(str(e).split())}): delete it and "
+        raise CdpruneError(f"{archive} could not be unpacked ({' '.join(str(e).split())})", "delete it and "
                            f"download it again from {HOMEPAGE}") from None
 
 
@@ -255,7 +255,7 @@ def download_cifar(src: _Source, data_dir: Path) -> None:
     try:
         data_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise CdpruneError(f"cannot create {data_dir} ({e.strerror or e}): "
+        raise CdpruneError(f"cannot create {data_dir} ({e.strerror or e})",
                            "pass a writable data_dir (--data-dir)") from None
     archive = data_dir / src.archive
     if not (archive.is_file() and _md5(archive) == src.md5):

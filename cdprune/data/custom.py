@@ -44,7 +44,7 @@ class WrappedDataset(ImageSet):
             k = self.info.num_classes
             if labels.numel() and (labels.min() < 0 or labels.max() >= k):
                 bad = int(labels.min() if labels.min() < 0 else labels.max())
-                raise CdpruneError(f"{self.info.name} has label {bad} outside 0..{k - 1}: labels must be class "
+                raise CdpruneError(f"{self.info.name} has label {bad} outside 0..{k - 1}", "labels must be class "
                                    f"indices below num_classes ({k})")
             self._targets = labels
         return self._targets
@@ -53,11 +53,11 @@ class WrappedDataset(ImageSet):
         try:
             value = int(label)
         except (TypeError, ValueError, RuntimeError):
-            raise CdpruneError(f"item {index} of {self.info.name} has label {label!r}: items must be (image, label) "
+            raise CdpruneError(f"item {index} of {self.info.name} has label {label!r}", "items must be (image, label) "
                                "with an integer class index") from None
         if not 0 <= value < self.info.num_classes:
             raise CdpruneError(f"item {index} of {self.info.name} has label {value}, outside "
-                               f"0..{self.info.num_classes - 1}: labels must be class indices below num_classes")
+                               f"0..{self.info.num_classes - 1}", "labels must be class indices below num_classes")
         return value
 
     def _image(self, image, index: int) -> torch.Tensor:
@@ -67,18 +67,18 @@ class WrappedDataset(ImageSet):
             image = fit_image(image, (shape[0], image.height, image.width))
         elif not (torch.is_tensor(image) and (image.dtype == torch.uint8 or image.is_floating_point())):
             kind = f"a {image.dtype} tensor" if torch.is_tensor(image) else f"a {type(image).__name__}"
-            raise CdpruneError(f"item {index} of {self.info.name} has {kind} as image: items must be (image, label) "
+            raise CdpruneError(f"item {index} of {self.info.name} has {kind} as image", "items must be (image, label) "
                                "with image a uint8 C x H x W tensor, a float tensor in [0, 1] or a PIL image")
         if tuple(image.shape) != shape:
             raise CdpruneError(f"item {index} of {self.info.name} is {'x'.join(map(str, image.shape))} but "
-                               f"input_shape is {'x'.join(map(str, shape))} (C x H x W): resize the dataset's "
+                               f"input_shape is {'x'.join(map(str, shape))} (C x H x W)", "resize the dataset's "
                                "images or pass the input_shape they have")
         return image if image.dtype == torch.uint8 else image.to(torch.float32)
 
     def _item(self, index: int) -> tuple[torch.Tensor, int]:
         item = self.dataset[index]
         if not (isinstance(item, (tuple, list)) and len(item) == 2):
-            raise CdpruneError(f"item {index} of {self.info.name} is a {type(item).__name__}: items must be "
+            raise CdpruneError(f"item {index} of {self.info.name} is a {type(item).__name__}", "items must be "
                                "(image, label) pairs")
         return self._image(item[0], index), self._label(item[1], index)
 
@@ -107,7 +107,7 @@ def from_dataset(dataset: Dataset, *, num_classes: int, input_shape: Sequence[in
     if not isinstance(dataset, Dataset) and not hasattr(dataset, "__getitem__"):
         raise CdpruneError(f"from_dataset needs a torch.utils.data.Dataset, got {type(dataset).__name__}")
     if not hasattr(dataset, "__len__"):
-        raise CdpruneError(f"{name} has no len(): from_dataset needs a map-style Dataset with __len__")
+        raise CdpruneError(f"{name} has no len()", "from_dataset needs a map-style Dataset with __len__")
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
         raise CdpruneError(f"num_classes must be a positive integer, got {num_classes!r}")
     shape = check_input_shape(input_shape)
@@ -118,12 +118,12 @@ def from_dataset(dataset: Dataset, *, num_classes: int, input_shape: Sequence[in
         except (TypeError, ValueError):
             raise CdpruneError(f"{key} must be {shape[0]} numbers, one per channel, got {values!r}") from None
         if len(stats[key]) != shape[0]:
-            raise CdpruneError(f"{key} has {len(stats[key])} values but input_shape has {shape[0]} channels: "
+            raise CdpruneError(f"{key} has {len(stats[key])} values but input_shape has {shape[0]} channels",
                                "give one per channel")
     if not all(s > 0 for s in stats["std"]):
         raise CdpruneError(f"std must be > 0 per channel, got {stats['std']}")
     names = tuple(str(n) for n in class_names) if class_names is not None else ()
     if class_names is not None and len(names) != num_classes:
-        raise CdpruneError(f"{len(names)} class_names for num_classes={num_classes}: give one name per class")
+        raise CdpruneError(f"{len(names)} class_names for num_classes={num_classes}", "give one name per class")
     info = DatasetInfo(str(name), num_classes, shape, stats["mean"], stats["std"], names, check_augment(augment))
     return WrappedDataset(dataset, info, augment)

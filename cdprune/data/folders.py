@@ -67,7 +67,7 @@ def run_parallel(fn: Callable[[int], object], n: int, chunk: int = 64) -> list:
 def _unreadable(path, e: BaseException) -> CdpruneError:
     reason = getattr(e, "strerror", None) or str(e) or type(e).__name__
     reason = " ".join(str(reason).split())  # keep the message on one line
-    return CdpruneError(f"cannot read image {path} ({reason}): replace or delete the file")
+    return CdpruneError(f"cannot read image {path} ({reason})", "replace or delete the file")
 
 
 def read_header(path: str) -> tuple[int, int, str]:
@@ -155,13 +155,13 @@ def _class_files(folder: Path) -> tuple[list[str], dict[str, list[str]]]:
     if not classes:
         stray = next((p.name for p in folder.iterdir() if p.name.lower().endswith(IMAGE_SUFFIXES)), None)
         holds = f"holds images ({stray}, ...) but no class folders" if stray else "holds no class folders"
-        raise CdpruneError(f"{folder} {holds}: put each class's images in its own sub-folder "
+        raise CdpruneError(f"{folder} {holds}", "put each class's images in its own sub-folder "
                            f"({folder / '<class>'}/), or train/ and val/ folders that hold such class folders")
     files = {}
     for c in classes:
         files[c.name] = list_images(c)
         if not files[c.name]:
-            raise CdpruneError(f"class folder {c} holds no images ({_suffixes()}): add its images or remove "
+            raise CdpruneError(f"class folder {c} holds no images ({_suffixes()})", "add its images or remove "
                                "the folder")
     return [c.name for c in classes], files
 
@@ -185,7 +185,7 @@ def find_layout(root: Path) -> Layout:
     if "train" in names:
         held_out = next((n for n in TEST_FOLDERS if n in names), None)
         if held_out is None:
-            raise CdpruneError(f"{root} has train/ but no val/ or test/ beside it: add {root / 'val'} with the "
+            raise CdpruneError(f"{root} has train/ but no val/ or test/ beside it", f"add {root / 'val'} with the "
                                f"same class folders, or put the class folders directly in {root} to split them "
                                "by val_fraction (--val-fraction)")
         return Layout(root, root / "train", root / held_out)
@@ -222,7 +222,7 @@ def split_folders(layout: Layout, val_fraction: float, seed: int) -> FolderSplit
         for k, name in enumerate(names):
             members = files[name]
             if len(members) < 2:
-                raise CdpruneError(f"class folder {layout.root / name} holds 1 image: at least 2 are needed to "
+                raise CdpruneError(f"class folder {layout.root / name} holds 1 image", "at least 2 are needed to "
                                    "split it into train and test by val_fraction (--val-fraction); add images "
                                    "or use train/ and val/ folders")
             n_test = min(len(members) - 1, max(1, math.floor(val_fraction * len(members) + 0.5)))
@@ -239,11 +239,11 @@ def split_folders(layout: Layout, val_fraction: float, seed: int) -> FolderSplit
     test_names = [p.name for p in _subfolders(layout.test)]
     missing = [n for n in names if n not in test_names]
     if missing:
-        raise CdpruneError(f"class '{missing[0]}' is in {layout.train} but missing from {layout.test}: add "
+        raise CdpruneError(f"class '{missing[0]}' is in {layout.train} but missing from {layout.test}", "add "
                            f"{layout.test / missing[0]} with its images, or remove {layout.train / missing[0]}")
     extra = [n for n in test_names if n not in names]
     if extra:
-        raise CdpruneError(f"{layout.test / extra[0]} has no class folder in {layout.train}: add "
+        raise CdpruneError(f"{layout.test / extra[0]} has no class folder in {layout.train}", "add "
                            f"{layout.train / extra[0]} with its images, or remove {layout.test / extra[0]}")
     _, test_files = _class_files(layout.test)
     out_files, out_labels = {}, {}

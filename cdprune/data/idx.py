@@ -38,7 +38,7 @@ def _how_to_get(name: str) -> str:
 
 
 def _corrupt(path: Path, reason: str, name: str) -> CdpruneError:
-    return CdpruneError(f"{path} is corrupt ({reason}): replace it with the official file "
+    return CdpruneError(f"{path} is corrupt ({reason})", "replace it with the official file "
                         f"({_how_to_get(name)})")
 
 
@@ -52,7 +52,7 @@ def read_idx(path: Path, magic: int, name: str) -> np.ndarray:
     except (EOFError, zlib.error, gzip.BadGzipFile) as e:
         raise _corrupt(path, f"bad gzip data: {' '.join(str(e).split())}", name) from None
     except OSError as e:
-        raise CdpruneError(f"cannot read {path} ({e.strerror or e}): check its permissions") from None
+        raise CdpruneError(f"cannot read {path} ({e.strerror or e})", "check its permissions") from None
     if len(raw) < 4:
         raise _corrupt(path, f"only {len(raw)} bytes", name)
     found = int.from_bytes(raw[:4], "big")
@@ -124,7 +124,7 @@ def load_idx(name: str, split: str, data_dir: str | os.PathLike | None,
     image_base, label_base = FILES[split]
     dirs = _search_dirs(name, data_dir)
     if not dirs:
-        raise CdpruneError(f"{title} needs a data directory: pass data_dir (--data-dir) DIR holding "
+        raise CdpruneError(f"{title} needs a data directory", "pass data_dir (--data-dir) DIR holding "
                            f"{image_base}[.gz] and {label_base}[.gz] from {_HOMEPAGES[name]}")
     for folder in dirs:
         image_path, label_path = _locate(folder, image_base), _locate(folder, label_base)
@@ -140,7 +140,7 @@ def load_idx(name: str, split: str, data_dir: str | os.PathLike | None,
                                    f"{shape[0]}x{shape[1]}", name)
     if labels.shape[0] != images.shape[0]:
         raise CdpruneError(f"{label_path} has {labels.shape[0]} labels but {image_path} has "
-                           f"{images.shape[0]} images: replace both with the official files ({_how_to_get(name)})")
+                           f"{images.shape[0]} images", f"replace both with the official files ({_how_to_get(name)})")
     if labels.size and labels.max() >= num_classes:
         raise _corrupt(label_path, f"labels outside 0..{num_classes - 1}", name)
     return torch.from_numpy(images).unsqueeze(1), torch.from_numpy(labels)

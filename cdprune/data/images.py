@@ -101,7 +101,7 @@ def balanced_subset(labels: np.ndarray, n: int, num_classes: int, seed: int) -> 
     `numpy.random.default_rng(seed)`, so the same inputs give the same subset.
     """
     if n <= 0 or n < num_classes:
-        raise CdpruneError(f"subset={n} is too small: use at least one example per class ({num_classes})")
+        raise CdpruneError(f"subset={n} is too small", f"use at least one example per class ({num_classes})")
     labels = np.asarray(labels, dtype=np.int64)
     if n >= labels.size:
         return np.arange(labels.size)

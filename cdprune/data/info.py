@@ -86,5 +86,5 @@ def registered_info(name: str) -> DatasetInfo:
     """Facts about registered dataset `name`."""
     key = registered_key(name)
     if key is None:
-        raise CdpruneError(f"unknown dataset '{name}': choose one of {', '.join(DATASETS)}")
+        raise CdpruneError(f"unknown dataset '{name}'", f"choose one of {', '.join(DATASETS)}")
     return _INFOS[key]

@@ -95,7 +95,7 @@ def _resolve(data, data_dir) -> Path:
     if not path.exists():
         raise _describe_missing(data, path)
     if path.is_file() and path.suffix.lower() != ".npz":
-        raise CdpruneError(f"data {path} is a file but not a .npz: give a folder of class folders or a .npz file "
+        raise CdpruneError(f"data {path} is a file but not a .npz", "give a folder of class folders or a .npz file "
                            "holding x_train, y_train, x_test, y_test")
     return path
 
@@ -161,11 +161,11 @@ def _registered_with_shape(key: str, input_shape, val_fraction: float) -> Datase
     info = registered_info(key)
     if input_shape is not None and tuple(input_shape) != tuple(info.input_shape):
         shape = ",".join(map(str, info.input_shape))
-        raise CdpruneError(f"{info.name} images are {shape} (C,H,W): leave input_shape (--input) out or pass "
+        raise CdpruneError(f"{info.name} images are {shape} (C,H,W)", "leave input_shape (--input) out or pass "
                            f"{shape} for {info.name}; other sizes need your own images in a folder or .npz file")
     if val_fraction != DEFAULT_VAL_FRACTION:  # it would be ignored, and recorded as if it had been used
         raise CdpruneError(f"{info.name} has its own test split, so val_fraction (--val-fraction) {val_fraction:g} "
-                           "would be ignored: leave it out; it splits a folder of class folders")
+                           "would be ignored", "leave it out; it splits a folder of class folders")
     return info
 
 
@@ -213,7 +213,7 @@ def load_dataset(data: str | os.PathLike, split: str = "train", data_dir: str | 
     (`MAX_CACHE_BYTES`) is decoded once into memory; a larger one decodes each item when it is read.
     """
     if split not in SPLITS:
-        raise CdpruneError(f"unknown split '{split}': choose one of {', '.join(SPLITS)}")
+        raise CdpruneError(f"unknown split '{split}'", f"choose one of {', '.join(SPLITS)}")
     if augment is not None:
         check_augment(augment)
     shape, fraction, seed = _check_common(input_shape, val_fraction, seed)
@@ -225,7 +225,7 @@ def load_dataset(data: str | os.PathLike, split: str = "train", data_dir: str | 
         prepared = _prepare(data, data_dir, shape, fraction, seed)
         info = prepared.info
     if subset is not None and (subset <= 0 or subset < info.num_classes):
-        raise CdpruneError(f"subset={subset} is too small for {info.name}: use at least one example "
+        raise CdpruneError(f"subset={subset} is too small for {info.name}", "use at least one example "
                            f"per class ({info.num_classes})")
 
     mode = (info.augment if augment is None else augment) if split == "train" else "none"

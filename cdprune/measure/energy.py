@@ -59,7 +59,7 @@ class EnergyModel:
     def from_dict(cls, data, where: str = "energy model") -> "EnergyModel":
         """Checked coefficients; anything else is one line naming `where` and the expected form."""
         def bad(why: str) -> CdpruneError:
-            return CdpruneError(f"{where} {why}: give a JSON object like {_EXAMPLE} (--energy-model)")
+            return CdpruneError(f"{where} {why}", f"give a JSON object like {_EXAMPLE} (--energy-model)")
 
         if not isinstance(data, dict):
             raise bad("is not a JSON object")
@@ -153,7 +153,7 @@ def calibrate(model: EnergyModel, measured_mj: float, estimated_dynamic_mj: floa
     dynamic = measured_mj - model.static_w * latency_ms
     if not dynamic > 0 or not estimated_dynamic_mj > 0:
         raise CdpruneError(f"the measured {measured_mj:.4g} mJ per inference leaves nothing for MACs and bytes after the "
-                           f"static {model.static_w:g} W × {latency_ms:.3g} ms: lower static_w in the energy model "
+                           f"static {model.static_w:g} W × {latency_ms:.3g} ms", "lower static_w in the energy model "
                            f"(--energy-model)")
     factor = dynamic / estimated_dynamic_mj
     return EnergyModel(model.pj_per_mac * factor, model.pj_per_byte * factor, model.static_w,

@@ -86,7 +86,7 @@ def require_module(module: str):
     try:
         return __import__(module)
     except ImportError:
-        raise CdpruneError(f"{module} is not installed: pip install 'cdprune[deploy]'") from None
+        raise CdpruneError(f"{module} is not installed", "pip install 'cdprune[deploy]'") from None
 
 
 def onnx_bytes(model: torch.nn.Module, input_shape, input_name: str = "input", output_name: str = "output",

@@ -75,7 +75,7 @@ def check_runtime(runtime) -> str:
     if runtime not in names:
         what = f"runtime '{runtime}' cannot time per-layer latency tables" if runtime in RUNTIMES else \
             f"unknown runtime '{runtime}'"
-        raise CdpruneError(f"{what}: choose one of {', '.join(names)} (--runtime)")
+        raise CdpruneError(f"{what}", f"choose one of {', '.join(names)} (--runtime)")
     return runtime
 
 
@@ -147,7 +147,7 @@ class LatencyTable:
     @classmethod
     def from_dict(cls, data, source: str = "latency table") -> "LatencyTable":
         def bad(why: str) -> CdpruneError:
-            return CdpruneError(f"{source} is not a valid cdprune latency table ({why}): measure it again with "
+            return CdpruneError(f"{source} is not a valid cdprune latency table ({why})", "measure it again with "
                                 "'cdprune latency-table'")
 
         if not isinstance(data, dict) or data.get("format") != TABLE_FORMAT:
@@ -195,7 +195,7 @@ class LatencyTable:
         if self.architecture != architecture_id(model):
             given = f" --model-args '{json.dumps(kwargs)}'" if kwargs else ""
             raise CdpruneError(f"{where} was measured for another architecture ({self.model or self.architecture}) "
-                               f"than this {mine} with {spec.get('kwargs') or 'its arguments'}: its classes "
+                               f"than this {mine} with {spec.get('kwargs') or 'its arguments'}", "its classes "
                                f"(--num-classes or --data), channels (--input) or model arguments (--model-args) "
                                f"differ; {fix[:-1]}{given}'")
         if tuple(self.input_shape) != tuple(input_shape):
@@ -206,7 +206,7 @@ class LatencyTable:
                                f"or plan for {self.runtime} (--runtime)")
         missing = sorted(set(layers) - set(self.grids))
         if missing:
-            raise CdpruneError(f"{where} has no times for layer {missing[0]} of this model: {fix}")
+            raise CdpruneError(f"{where} has no times for layer {missing[0]} of this model", fix)
 
 
 def _no_constant(token: str):

@@ -75,10 +75,10 @@ def parse_model_args(text: str | None) -> dict:
     try:
         args = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise CdpruneError(f"model arguments {text!r} are not JSON ({exc.msg}): give an object, e.g. "
+        raise CdpruneError(f"model arguments {text!r} are not JSON ({exc.msg})", "give an object, e.g. "
                            """'{"width": 0.5}' (--model-args)""") from None
     if not isinstance(args, dict):
-        raise CdpruneError(f"model arguments {text!r} are not a JSON object: give keyword arguments, e.g. "
+        raise CdpruneError(f"model arguments {text!r} are not a JSON object", "give keyword arguments, e.g. "
                            """'{"width": 0.5}' (--model-args)""")
     return args
 
@@ -91,7 +91,7 @@ def resolve(ref: str) -> Callable[..., nn.Module]:
         return _REGISTRY[ref]
     where, sep, attr = ref.rpartition(":")
     if not sep or not where or not attr:
-        raise CdpruneError(f"unknown model '{ref}': choose one of {', '.join(names())}, or give a reference "
+        raise CdpruneError(f"unknown model '{ref}'", f"choose one of {', '.join(names())}, or give a reference "
                            "'package.module:callable' or 'path/to/file.py:callable'")
     if where.endswith(".py") or os.sep in where or "/" in where:
         module = _import_file(Path(where).expanduser(), ref)
@@ -99,7 +99,7 @@ def resolve(ref: str) -> Callable[..., nn.Module]:
         try:
             module = importlib.import_module(where)
         except Exception as exc:  # a missing package, or one that fails as it loads (built for another torch)
-            raise CdpruneError(f"cannot import {where} for model '{ref}' ({type(exc).__name__}: {_first_line(exc)}): "
+            raise CdpruneError(f"cannot import {where} for model '{ref}' ({type(exc).__name__}: {_first_line(exc)})",
                                "install it, or check the reference") from None
     fn = module
     for part in attr.split("."):
@@ -108,7 +108,7 @@ def resolve(ref: str) -> Callable[..., nn.Module]:
             raise CdpruneError(f"{where} has no '{attr}' for model '{ref}'", "check the name after the colon",
                                option="model")
     if not callable(fn):
-        raise CdpruneError(f"'{attr}' in {where} is not callable: name a class or function that builds the model")
+        raise CdpruneError(f"'{attr}' in {where} is not callable", "name a class or function that builds the model")
     return fn
 
 
@@ -117,7 +117,7 @@ def _import_file(path: Path, ref: str):
         raise CdpruneError(f"model file {path} not found (model '{ref}')", "check the path before the colon",
                            option="model")
     if path.suffix != ".py":
-        raise CdpruneError(f"model file {path} is not a Python file (model '{ref}'): name a .py file before the colon")
+        raise CdpruneError(f"model file {path} is not a Python file (model '{ref}')", "name a .py file before the colon")
     # One module per file path, so the same file imported twice yields the same classes.
     name = "cdprune_user_" + hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:16]
     if name in sys.modules:
@@ -131,7 +131,7 @@ def _import_file(path: Path, ref: str):
         spec.loader.exec_module(module)
     except Exception as exc:  # the user's code: any failure is theirs to fix, shown in one line
         del sys.modules[name]
-        raise CdpruneError(f"importing {path} failed ({type(exc).__name__}: {_first_line(exc)}): fix the file") from None
+        raise CdpruneError(f"importing {path} failed ({type(exc).__name__}: {_first_line(exc)})", "fix the file") from None
     finally:
         sys.path.remove(str(path.resolve().parent))
     return module
@@ -187,7 +187,7 @@ def create(ref: str, num_classes: int = 10, in_channels: int = 3, model_args: di
     try:
         model = fn(**kwargs)
     except Exception as exc:  # the constructor is the user's code, or model_args do not fit it
-        raise CdpruneError(f"building model '{ref}' with {kwargs} failed ({type(exc).__name__}: {_first_line(exc)}): "
+        raise CdpruneError(f"building model '{ref}' with {kwargs} failed ({type(exc).__name__}: {_first_line(exc)})",
                            "check the model arguments (--model-args)") from None
     if not isinstance(model, nn.Module):
         raise CdpruneError(f"model '{ref}' returned {type(model).__name__}, not a torch.nn.Module")

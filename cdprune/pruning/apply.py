@@ -58,7 +58,7 @@ def apply_plan(model: nn.Module, plan: PruningPlan) -> nn.Module:
     if after != plan.after or (energy is not None and pruned.energy_mj != plan.energy["after_mj"]):
         # a guard: the checks above make this unreachable for the couplings units.py knows
         raise CdpruneError(f"the pruned model has {_show(after)}, not the plan's {_show(plan.after)}, and was changed "
-                           f"in place: rebuild the model and {_REMAKE}")
+                           "in place", f"rebuild the model and {_REMAKE}")
     return model
 
 
@@ -76,18 +76,18 @@ def check_made_for(model: nn.Module, plan: PruningPlan) -> None:
     name, kwargs = spec.get("name"), spec.get("kwargs") or {}
     registered = lambda ref: ref is not None and ":" not in ref  # a reference always names module:callable
     if registered(name) and registered(plan.model) and name != plan.model:
-        raise CdpruneError(f"this plan was made for {plan.model}, not {name}: make a plan for {name} "
+        raise CdpruneError(f"this plan was made for {plan.model}, not {name}", f"make a plan for {name} "
                            f"with 'cdprune prune {name}'")
     for key in sorted(set(kwargs) & set(plan.model_kwargs)):
         if kwargs[key] != plan.model_kwargs[key]:
             flag = _FLAGS.get(key, f"--model-args with {key}")
             raise CdpruneError(f"this plan was made for {plan.model or 'a model'} with {key}={plan.model_kwargs[key]!r}, "
-                               f"this model has {key}={kwargs[key]!r}: make the plan for it ('cdprune prune' with "
+                               f"this model has {key}={kwargs[key]!r}", "make the plan for it ('cdprune prune' with "
                                f"{flag})")
     if architecture_id(model) != plan.architecture:
         made_for = plan.model or "another model"
         raise CdpruneError(f"this plan was made for another architecture than {name or 'this model'} with "
-                           f"{kwargs or 'its arguments'} ({made_for}, {plan.model_kwargs or 'no arguments'}): make "
+                           f"{kwargs or 'its arguments'} ({made_for}, {plan.model_kwargs or 'no arguments'})", "make "
                            "the plan with the same model arguments (--model-args), classes (--num-classes or --data) "
                            "and channels (--input)")
 

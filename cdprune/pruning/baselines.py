@@ -36,12 +36,12 @@ def _setup(model: nn.Module, input_shape, target: float, metric: str, step: floa
     target, step, floor, round_to, seed = check_settings(target, step, floor, round_to, seed)
     if metric not in METRICS or not METRICS[metric].sized:
         sized = metric_names(lambda m: m.sized)
-        raise CdpruneError(f"unknown metric '{metric}' for a baseline: choose {', '.join(sized)}")
+        raise CdpruneError(f"unknown metric '{metric}' for a baseline", f"choose {', '.join(sized)}")
     channels = find_units(model, profile_model(model, tuple(input_shape)))
     require_units(channels)
     state = Sampler(channels, step, floor, round_to, seed)
     if state.largest_reduction(metric) < target:
-        raise UnreachableTarget(f"target {target:g} is beyond reach: at most {state.largest_reduction(metric):.3f} of the "
+        raise UnreachableTarget(f"target {target:g} is beyond reach", f"at most {state.largest_reduction(metric):.3f} of the "
                            f"{metric} can go with floor {floor:g}; lower --target or --floor")
     return state
 

@@ -103,7 +103,7 @@ class PruningPlan:
             body["energy"] = self.energy
         where = _non_finite(body)
         if where:
-            raise CdpruneError(f"the plan's {where} is not a finite number and JSON has none: make the plan again "
+            raise CdpruneError(f"the plan's {where} is not a finite number and JSON has none", "make the plan again "
                                f"with finite settings")
         body["digest"] = _digest(body)
         return body
@@ -129,7 +129,7 @@ class PruningPlan:
     @classmethod
     def from_dict(cls, data: dict, source: str = "plan") -> "PruningPlan":
         def bad(why: str) -> CdpruneError:
-            return CdpruneError(f"{source} is not a valid cdprune plan ({why}): re-create it with 'cdprune prune'")
+            return CdpruneError(f"{source} is not a valid cdprune plan ({why})", "re-create it with 'cdprune prune'")
 
         if not isinstance(data, dict) or data.get("format") != FORMAT:
             raise bad(f"format is not {FORMAT}")

@@ -92,7 +92,7 @@ class PlannerConfig:
 
 def get_mode(name: str) -> Mode:
     if name not in MODES:
-        raise CdpruneError(f"unknown mode '{name}': choose one of {', '.join(MODES)}")
+        raise CdpruneError(f"unknown mode '{name}'", f"choose one of {', '.join(MODES)}")
     return MODES[name]
 
 
@@ -157,7 +157,7 @@ def make_plan(model: nn.Module, input_shape=(3, 32, 32), mode: str | None = "fa"
     if chosen is None and target is not None:
         # Without a mode nothing says which metric the target reduces or how units are drawn once
         # the budgets hold; guessing one would silently prune by a metric the user did not pick.
-        raise CdpruneError(f"a target (--target) needs a mode (--mode) saying which metric it reduces: add a mode "
+        raise CdpruneError("a target (--target) needs a mode (--mode) saying which metric it reduces", "add a mode "
                            f"({', '.join(MODES)}), or drop the target and prune to the budget (--budget) alone")
     stop_metric = target_metric or (chosen.metric if chosen else None)
     if stop_metric is not None:
@@ -172,7 +172,7 @@ def make_plan(model: nn.Module, input_shape=(3, 32, 32), mode: str | None = "fa"
     latency = None
     if (table is not None or latency_runtime is not None) and not wants_latency:
         what = "a latency table (--latency-table)" if table is not None else "a latency runtime (--runtime)"
-        raise CdpruneError(f"{what} serves latency planning only: plan with --mode la or --budget latency=..., "
+        raise CdpruneError(f"{what} serves latency planning only", "plan with --mode la or --budget latency=..., "
                            "or drop it")
     if table is not None:
         table.check_fits(model, input_shape, latency_runtime, (m.name for m in channels.layers()))
@@ -187,13 +187,13 @@ def make_plan(model: nn.Module, input_shape=(3, 32, 32), mode: str | None = "fa"
     if target is not None:
         reachable = sampler.largest_reduction(stop_metric)
         if reachable < target:
-            raise UnreachableTarget(f"target {target:g} is beyond reach: mode {chosen.name} can remove at most {reachable:.3f} "
+            raise UnreachableTarget(f"target {target:g} is beyond reach", f"mode {chosen.name} can remove at most {reachable:.3f} "
                                     f"of the {stop_metric} with floor {floor:g}; lower --target or --floor")
     for metric, limit in budget.items():
         least = sampler.smallest(metric)
         if least > limit:
             shown = get_metric(metric).show
-            raise UnreachableTarget(f"budget {metric}={shown(limit)} cannot be met: the least this model reaches with "
+            raise UnreachableTarget(f"budget {metric}={shown(limit)} cannot be met", "the least this model reaches with "
                                     f"floor {floor:g} is {shown(least)}; raise the budget (--budget) or lower --floor")
 
     while True:
@@ -268,7 +268,7 @@ class Sampler:
             need = max(1, math.ceil(self.floor * n))
             if need > top:
                 raise CdpruneError(f"floor (--floor) {self.floor:g} keeps {need} of unit {unit.name}'s {n} channels, more "
-                                   f"than {top}, the largest multiple of round_to (--round-to) {r} that fits: lower the "
+                                   f"than {top}, the largest multiple of round_to (--round-to) {r} that fits", "lower the "
                                    f"floor or round_to")
             gone = self.rng.choice(n, size=n - top, replace=False)
             self.keep(u, np.setdiff1d(np.arange(n), gone))
@@ -308,7 +308,7 @@ class Sampler:
         model = self.pricing.get(metric.priced_by)
         if model is None:
             raise CdpruneError(f"metric {metric.name} is priced by a {metric.priced_by}, which this planner was not "
-                               f"given: aim at a metric the size model prices")
+                               "given", "aim at a metric the size model prices")
         return model
 
     def _price(self, metric: Metric, removed: np.ndarray, sizes: Sizes | None = None) -> float:
@@ -427,9 +427,9 @@ def _parse_limit(metric: str, text: str, part: str) -> float:
     try:
         limit = get_metric(metric).parse(text)
     except ValueError:
-        raise CdpruneError(f"bad budget (--budget) '{part}': use e.g. {budget_example()}") from None
+        raise CdpruneError(f"bad budget (--budget) '{part}'", f"use e.g. {budget_example()}") from None
     if not math.isfinite(limit) or limit <= 0:  # '1e400' overflows to infinity
-        raise CdpruneError(f"bad budget (--budget) '{part}': a limit must be a positive finite number; "
+        raise CdpruneError(f"bad budget (--budget) '{part}'", "a limit must be a positive finite number; "
                            f"use e.g. {budget_example()}")
     return limit
 
@@ -444,12 +444,12 @@ def parse_budget(text: str) -> dict[str, float]:
         name, _, value = part.partition("=")
         name = name.strip().lower()
         if name not in METRICS:
-            raise CdpruneError(f"bad budget (--budget) '{part}': use e.g. {budget_example()}")
+            raise CdpruneError(f"bad budget (--budget) '{part}'", f"use e.g. {budget_example()}")
         if name in budget:
-            raise CdpruneError(f"budget (--budget) limits {name} twice: give each metric one limit")
+            raise CdpruneError(f"budget (--budget) limits {name} twice", "give each metric one limit")
         budget[name] = _parse_limit(name, value, part)
     if not budget:
-        raise CdpruneError(f"empty budget (--budget): use e.g. {budget_example()}")
+        raise CdpruneError("empty budget (--budget)", f"use e.g. {budget_example()}")
     return budget
 
 
@@ -465,18 +465,18 @@ def budget_limits(budget) -> dict[str, float]:
     limits = {}
     for metric, limit in budget.items():
         if metric not in METRICS:
-            raise CdpruneError(f"bad budget (--budget) metric {metric!r}: use limits on {', '.join(METRICS)}")
+            raise CdpruneError(f"bad budget (--budget) metric {metric!r}", f"use limits on {', '.join(METRICS)}")
         if isinstance(limit, str):
             limits[metric] = _parse_limit(metric, limit, f"{metric}={limit}")
             continue
         if isinstance(limit, bool) or not isinstance(limit, numbers.Real):
-            raise CdpruneError(f"bad budget (--budget) {metric}={limit!r}: a limit is a number or text like '100M'")
+            raise CdpruneError(f"bad budget (--budget) {metric}={limit!r}", "a limit is a number or text like '100M'")
         try:
             finite = math.isfinite(float(limit))
         except OverflowError:  # an int too large for a float
             finite = False
         if not finite or not limit > 0:
-            raise CdpruneError(f"bad budget (--budget) {metric}={limit}: a limit must be a positive finite number; "
+            raise CdpruneError(f"bad budget (--budget) {metric}={limit}", "a limit must be a positive finite number; "
                                f"use e.g. {budget_example()}")
         limits[metric] = limit if type(limit) in (int, float) else float(limit)  # numpy scalars are not JSON
     return limits
@@ -485,19 +485,19 @@ def budget_limits(budget) -> dict[str, float]:
 def _real(name: str, flag: str, value, hint: str):
     """`value` as a finite real number, or a one-line error naming the parameter."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise CdpruneError(f"{name} ({flag}) must be a number, not {str(value)[:40]!r}: {hint}")
+        raise CdpruneError(f"{name} ({flag}) must be a number, not {str(value)[:40]!r}", hint)
     try:
         finite = math.isfinite(float(value))
     except OverflowError:
         finite = False
     if not finite:
-        raise CdpruneError(f"{name} ({flag}) is {value}, not a finite number: {hint}")
+        raise CdpruneError(f"{name} ({flag}) is {value}, not a finite number", hint)
     return value if type(value) in (int, float) else float(value)
 
 
 def _whole(name: str, flag: str, value, hint: str) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise CdpruneError(f"{name} ({flag}) must be a whole number, not {str(value)[:40]!r}: {hint}")
+        raise CdpruneError(f"{name} ({flag}) must be a whole number, not {str(value)[:40]!r}", hint)
     return int(value)
 
 
@@ -507,7 +507,7 @@ def check_settings(target, step, floor, round_to, seed=0) -> tuple:
         hint = "give the fraction to remove, e.g. --target 0.5"
         target = _real("target", "--target", target, hint)
         if not 0 < target < 1:
-            raise CdpruneError(f"target (--target) {target:g} is outside (0, 1): {hint}")
+            raise CdpruneError(f"target (--target) {target:g} is outside (0, 1)", hint)
     hint = "give the fraction of a unit's channels removed per draw, e.g. --step 0.1"
     step = _real("step", "--step", step, hint)
     if not 0 < step <= 1:
@@ -519,9 +519,9 @@ def check_settings(target, step, floor, round_to, seed=0) -> tuple:
     hint = "give a positive whole number, e.g. --round-to 8"
     round_to = _whole("round_to", "--round-to", round_to, hint)
     if round_to < 1:
-        raise CdpruneError(f"round_to (--round-to) {round_to} is not positive: {hint}")
+        raise CdpruneError(f"round_to (--round-to) {round_to} is not positive", hint)
     hint = "give a whole number from 0 up, e.g. --seed 0"
     seed = _whole("seed", "--seed", seed, hint)
     if seed < 0:
-        raise CdpruneError(f"seed (--seed) {seed} is negative: {hint}")
+        raise CdpruneError(f"seed (--seed) {seed} is negative", hint)
     return target, step, floor, round_to, seed

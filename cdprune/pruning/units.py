@@ -261,7 +261,7 @@ def _add_vector_module(sized: dict, name: str, module: nn.Module) -> bool:
 def require_units(model_units: ChannelModel) -> None:
     if not model_units.units:
         why = "; ".join(sorted({e.reason.split(" (")[0] for e in model_units.excluded})) or "it has no conv"
-        raise CdpruneError(f"the model has no prunable conv layer ({why}); nothing to prune: see "
+        raise CdpruneError(f"the model has no prunable conv layer ({why}); nothing to prune", "see "
                            "'cdprune prune --verbose' for every excluded unit")
 
 
