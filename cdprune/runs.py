@@ -244,7 +244,6 @@ def train_run(out: str | Path, settings: RunSettings, plan: PruningPlan | None =
     else:
         info = settings.dataset_info()
         train_set, test_set = settings.load("train", download), settings.load("test", download)
-        _note_short_subsets(settings, train_set, test_set)
     info = task.data_info(info)
     if not task.restoration and info.num_classes < 2:  # every prediction would be right: a "100 %" classifier
         raise CdpruneError(f"{settings.data} holds {info.num_classes} class ({', '.join(info.class_names)}): a "
@@ -266,6 +265,8 @@ def train_run(out: str | Path, settings: RunSettings, plan: PruningPlan | None =
     task.check_model(model, info.input_shape, info.num_classes)
     if resume:
         _check_checkpoint(out, settings, len(train_set))
+    if datasets is None:
+        _note_short_subsets(settings, train_set, test_set)  # once every check has passed
 
     main = distributed.from_environment().is_main
     # Only rank 0 writes, so only rank 0 takes the directory's lock.
