@@ -106,7 +106,7 @@ def floor_count(channels: int, floor: float, round_to: int) -> int:
 # A draw that would remove more than this beyond the target takes the step that reaches it with the least
 # overshoot instead (docs/design.md, "Sampling"). The registered models overshoot by 3.3 points at most (targets
 # 0.1 to 0.9, default settings), so their plans are as they were.
-OVERSHOOT = 0.04
+OVERSHOOT = 0.05
 
 
 def next_count(current: int, least: int, step: float, round_to: int) -> int:
@@ -376,14 +376,20 @@ class Sampler:
         """One draw: a unit chosen by `weights` loses a step of its channels, at random.
 
         goal: (metric, target) of a target-driven plan. A step that would remove more than OVERSHOOT
-        beyond the target (a whole rounded step or a group of a small network) is replaced by the
-        step, of any unit, that reaches the target with the least overshoot.
+        beyond the target (a whole rounded step or a group of a small network) becomes the drawn unit's
+        smallest step that reaches the target; if that too passes it by more than OVERSHOOT, the step of
+        any unit that passes it least.
         """
         u = int(self.rng.choice(len(weights), p=weights))
         current = len(self.kept[u])
         count = next_count(current, self.least[u], self.step, int(self.rounding[u]))
         if goal is not None and self._after(u, count, goal[0]) > goal[1] + OVERSHOOT:
-            u, count = min(self._steps_reaching(goal), key=lambda option: self._after(*option, goal[0]))
+            options = self._steps_reaching(goal)
+            smaller = next(option for option in options if option[0] == u)  # the drawn step reaches the target
+            if self._after(*smaller, goal[0]) <= goal[1] + OVERSHOOT:
+                u, count = smaller
+            else:
+                u, count = min(options, key=lambda option: self._after(*option, goal[0]))
             current = len(self.kept[u])
         drop = current - count
         gone = self.rng.choice(self.kept[u], size=drop, replace=False)
