@@ -11,11 +11,11 @@ model in. Nothing here imports it, so this module sits on the lowest floor.
 """
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+from . import registry
 from .errors import CdpruneError
 from .formatting import human_bytes, human_count, human_energy
 
@@ -109,11 +109,7 @@ def register_metric(metric: Metric) -> Metric:
         raise ValueError(f"metric {metric.name!r} needs exactly one of cost and layer_cost")
     if metric.layer_cost is not None and metric.priced_by is None:
         raise ValueError(f"metric {metric.name!r} is priced layer by layer: name the model that prices it (priced_by)")
-    if metric.name in METRICS:
-        warnings.warn(f"metric {metric.name!r} is registered twice: the second registration replaces the first",
-                      stacklevel=2)
-    METRICS[metric.name] = metric
-    return metric
+    return registry.add(METRICS, metric.name, metric, "metric")
 
 
 def get_metric(name: str) -> Metric:

@@ -14,7 +14,13 @@ T = TypeVar("T")
 def add(table: dict[str, T], name: str, entry: T, kind: str) -> T:
     """Put `entry` in `table` under `name`; warn when the name was registered before."""
     if name in table and table[name] is not entry:
-        warnings.warn(f"{kind} '{name}' is registered twice; the later registration replaces the earlier one",
-                      stacklevel=3)
+        warnings.warn(f"{kind} '{name}' is registered twice: {_named(entry, 'the later registration')} replaces "
+                      f"{_named(table[name], 'the earlier one')}", stacklevel=3)
     table[name] = entry
     return entry
+
+
+def _named(entry, otherwise: str) -> str:
+    """'package.module.Class' for a class or function, so that the warning says which file won."""
+    qualname = getattr(entry, "__qualname__", None)
+    return f"{entry.__module__}.{qualname}" if qualname else otherwise

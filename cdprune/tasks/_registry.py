@@ -1,8 +1,8 @@
 """The task registry: `register_task`, `create`, `list_tasks` (one registration per task file)."""
 from __future__ import annotations
 
-import warnings
 
+from .. import registry
 from ..errors import CdpruneError
 from ._base import Task
 
@@ -13,11 +13,7 @@ _TASKS: dict[str, type[Task]] = {}  # in registration order: the order of --task
 def register_task(cls: type[Task]) -> type[Task]:
     """Class decorator (or call) that makes a Task subclass available by its `name`. A name registered
     twice warns, and the later class replaces the earlier one."""
-    if cls.name in _TASKS:
-        warnings.warn(f"task {cls.name!r} is registered twice: {cls.__module__}.{cls.__qualname__} replaces "
-                      f"{_TASKS[cls.name].__module__}.{_TASKS[cls.name].__qualname__}", stacklevel=2)
-    _TASKS[cls.name] = cls
-    return cls
+    return registry.add(_TASKS, cls.name, cls, "task")
 
 
 def list_tasks() -> list[str]:
