@@ -24,6 +24,7 @@ from . import (AUGMENTATIONS, BACKENDS, DATASETS, DEFAULT_ENERGY_MODEL, DEFAULT_
                Resources, RunSettings, TrainingInterrupted, bench, build_latency_table, compare, distributed, eval_onnx,
                eval_run, export_run, main_job, make_plan, models, parse_budget, parse_shape, profile, prunable_units,
                report, sweep, tasks, train_run, write_samples)
+from .deploy.samples import check_job_samples
 from . import bench_runtimes, table_runtimes
 from .data import dataset_info
 
@@ -388,12 +389,23 @@ def _(p):
 
 
 def run_main(args) -> None:
+    if args.samples_dir is not None and args.samples is None:
+        raise CdpruneError("--samples-dir says where --samples writes its pictures: add --samples N")
     settings = _settings(args, args.model)
+    if args.samples is not None:  # refused before any training
+        check_job_samples(settings, args.samples, args.download)
     task = f"-{args.task}" if tasks.get_task(args.task).named_in_titles else ""
     out = args.out or f"runs/{_slug(args.model)}-{_slug(args.data)}{task}-{args.mode}{args.target:g}"
     result = main_job(out, settings, args.mode, args.target, planner=_planner(args), download=args.download,
                       progress=not args.no_progress)
-    print_record(result, args, report.main_job_text(result))
+    samples = [] if args.samples is None else [
+        write_samples(Path(out) / run.method, args.samples,
+                      None if args.samples_dir is None else Path(args.samples_dir) / run.method)
+        for run in result.runs]
+    if args.json:
+        print_json({**result.to_dict(), **({"samples": [s.to_dict() for s in samples]} if samples else {})})
+    else:
+        print("\n".join([report.main_job_text(result), *map(report.samples_text, samples)]))
 
 
 @command("run", "the main job: plan, train dense and pruned, compare (default: VGG-16, Fashion-MNIST, FA 0.5)")(run_main)
@@ -404,6 +416,11 @@ def _(p):
     p.add_argument("--out", default=None, help="output directory (default runs/MODEL-DATA-MODETARGET)")
     _planner_arguments(p)
     _training_arguments(p, DEFAULT_JOB)
+    p.add_argument("--samples", type=int, default=None, metavar="N",
+                   help="denoise and sr: write the input, output and target of the first N test images of the dense "
+                        "and the pruned run as 8-bit PNGs, into OUT/RUN/samples (refused for classify before training)")
+    p.add_argument("--samples-dir", default=None, metavar="DIR", help="where --samples writes (default OUT/RUN/samples), "
+                   "one folder per run")
 
 
 # ---- bench / export ----------------------------------------------------------------------------

@@ -117,6 +117,8 @@ CASES = [
     ("out-under-proc", ["train", "alexnet", "--out", "/proc/cdprune-run", *TINY_TRAIN], "/proc/cdprune-run"),
     ("main-job-lr-0", ["run", "--model", "alexnet", "--out", f"{{root}}/{NEW}", *TINY_TRAIN, "--lr", "0"],
      "learning rate"),
+    ("main-job-samples-of-classify", ["run", "--model", "alexnet", "--out", f"{{root}}/{NEW}", *TINY_TRAIN,
+                                      "--samples", "2"], "this job trains task classify, whose outputs are not images"),
     ("main-job-target", ["run", "--model", "alexnet", "--out", f"{{root}}/{NEW}", *TINY_TRAIN, "--target", "1.5"],
      "target"),
     ("sweep-target-above-1", ["sweep", "--model", "alexnet", "--targets", "0.5,1.5", "--out", f"{{root}}/{NEW}",

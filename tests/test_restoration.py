@@ -469,3 +469,14 @@ def test_bad_samples_are_refused_without_writing(denoise_run, tmp_path, capsys, 
     code, out, err = run_cli(capsys, "eval", denoise_run, *[a.format(tmp=tmp_path) for a in argv])
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1 and out == "", err
     assert tree(denoise_run) == before and not (tmp_path / "pictures").exists()
+
+
+def test_main_job_writes_samples_of_both_runs(tmp_path, capsys):
+    tiny = ["--model", "dncnn", "--model-args", json.dumps(TINY_DNCNN), "--task", "denoise", "--data", "synthetic",
+            "--epochs", "1", "--train-subset", "32", "--test-subset", "16", "--batch-size", "16", "--no-progress"]
+    code, _, err = run_cli(capsys, "run", *tiny, "--out", tmp_path / "refused", "--samples", "17")
+    assert code == 2 and "more pictures than the 16 test images" in err and not (tmp_path / "refused").exists()
+    code, out, err = run_cli(capsys, "run", *tiny, "--out", tmp_path / "job", "--samples", "1")
+    assert code == 0, err
+    folders = sorted(p.parent.parent.name for p in (tmp_path / "job").glob("*/samples/0000-output.png"))
+    assert folders == ["dense", "fa-0.5"] and out.count("1 samples written to") == 2, out

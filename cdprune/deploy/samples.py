@@ -48,12 +48,13 @@ def check_sample_count(count) -> int:
     return int(count)
 
 
-def check_sample_task(task: Task, run: str | Path) -> None:
-    """Refuse, in one line, a run whose task has no pictures to show (classify)."""
+def check_sample_task(task: Task, subject: str) -> None:
+    """Refuse, in one line, a task that has no pictures to show (classify); `subject` ends in "task"
+    ("RUN is a run of task", "this job trains task")."""
     if not task.shows_samples:
         shown = " and ".join(n for n in list_tasks() if get_task(n).shows_samples)
-        raise CdpruneError(f"--samples writes the input, output and target images of {shown} runs; {run} is a "
-                           f"{task.name} run, whose outputs are not images: drop --samples")
+        raise CdpruneError(f"--samples writes the input, output and target images of {shown} runs; {subject} "
+                           f"{task.name}, whose outputs are not images: drop --samples")
 
 
 def check_sample_fits(count: int, test_size: int, run: str | Path) -> None:
@@ -61,6 +62,16 @@ def check_sample_fits(count: int, test_size: int, run: str | Path) -> None:
     if count > test_size:
         raise CdpruneError(f"--samples {count} asks for more pictures than the {test_size} test images of {run}: "
                            f"ask for at most {test_size}")
+
+
+def check_job_samples(settings, count, download: bool = False) -> int:
+    """Refuse, before anything is trained, samples that the runs of `settings` (a RunSettings) could not write."""
+    count = check_sample_count(count)
+    check_sample_task(settings.make_task(), "this job trains task")
+    test_set = settings.load("test", download)
+    _check_channels(test_set.info.input_shape[0], settings.data)
+    check_sample_fits(count, len(test_set), settings.data)
+    return count
 
 
 def write_samples(run_dir: str | Path, count: int, out: str | Path | None = None, *,
@@ -75,11 +86,8 @@ def write_samples(run_dir: str | Path, count: int, out: str | Path | None = None
     count = check_sample_count(count)
     metrics = read_metrics(run_dir)
     task = run_task(metrics)
-    check_sample_task(task, run_dir)
-    channels = metrics.input_shape[0]
-    if channels not in PNG_MODES:
-        raise CdpruneError(f"{run_dir} has {channels}-channel images, which PNG cannot hold (1 or 3 channels): "
-                           "drop --samples")
+    check_sample_task(task, f"{run_dir} is a run of task")
+    _check_channels(metrics.input_shape[0], run_dir)
     folder = Path(out) if out is not None else Path(run_dir) / SAMPLES_FOLDER
     if folder.exists() and not folder.is_dir():
         raise CdpruneError(f"{folder} is a file, not a folder for the samples: choose another (--samples-dir)")
@@ -95,6 +103,12 @@ def write_samples(run_dir: str | Path, count: int, out: str | Path | None = None
         atomic_write_bytes(path, data)
     return SamplesResult(folder=str(folder), indices=indices.tolist(), pictures=list(pictures),
                          files=[str(p) for p in encoded], source=source)
+
+
+def _check_channels(channels: int, where) -> None:
+    if channels not in PNG_MODES:
+        raise CdpruneError(f"{where} has {channels}-channel images, which PNG cannot hold (1 or 3 channels): "
+                           "drop --samples")
 
 
 def _predictor(run_dir, model, onnx, allow_changed_source):
