@@ -12,8 +12,9 @@ from . import data, distributed, models, report, tasks
 from .backends import BACKENDS, Resources
 from .complexity import LayerComplexity, Profile, Totals, parse_shape, profile
 from .data import AUGMENTATIONS, DATASETS
-from .deploy import (FORMATS, RUNTIMES, BenchResult, ExportFormat, ExportResult, OnnxEvalResult, Runtime, bench,
-                     bench_runtimes, eval_onnx, export_formats, export_run, register_format, register_runtime)
+from .deploy import (FORMATS, RUNTIMES, BenchResult, ExportFormat, ExportResult, OnnxEvalResult, Runtime,
+                     SamplesResult, bench, bench_runtimes, eval_onnx, export_formats, export_run, register_format,
+                     register_runtime, write_samples)
 from .errors import CdpruneError, UnreachableTarget
 from .measure import DEFAULT_ENERGY_MODEL, EnergyModel
 from .measure.layer_latency import LatencyTable, build_latency_table
@@ -32,7 +33,7 @@ __version__ = VERSION
 __all__ = ["data", "distributed", "models", "report", "tasks", "TASKS", "Task", "UnitsReport", "prunable_units",
            "BACKENDS", "Resources", "LayerComplexity", "Profile",
            "Totals", "parse_shape", "profile", "AUGMENTATIONS", "DATASETS", "FORMATS", "RUNTIMES", "BenchResult",
-           "ExportResult", "OnnxEvalResult", "bench", "eval_onnx", "export_run", "ExportFormat", "export_formats",
+           "ExportResult", "OnnxEvalResult", "SamplesResult", "bench", "eval_onnx", "export_run", "write_samples", "ExportFormat", "export_formats",
            "register_format", "Runtime", "register_runtime", "bench_runtimes", "table_runtimes",
            "DEFAULT_ENERGY_MODEL", "EnergyModel", "CdpruneError", "UnreachableTarget", "LatencyTable",
            "build_latency_table", "DEFAULT_ROUND_TO", "PlannerConfig", "METRICS", "Metric", "register_metric",

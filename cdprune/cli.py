@@ -23,7 +23,8 @@ from . import (AUGMENTATIONS, BACKENDS, DATASETS, DEFAULT_ENERGY_MODEL, DEFAULT_
                METHODS, METRICS, MODES, CdpruneError, EnergyModel, PlannerConfig, PruningPlan,
                Resources, RunSettings, TrainingInterrupted, bench, build_latency_table, compare, distributed, eval_onnx,
                eval_run, export_run, main_job, make_plan, models, parse_budget, parse_shape, profile, prunable_units,
-               report, sweep, tasks, train_run)
+               report, sweep, tasks, train_run, write_samples)
+from .deploy.samples import check_job_samples
 from . import bench_runtimes, table_runtimes
 from .data import dataset_info
 
@@ -349,15 +350,27 @@ def _(p):
 
 
 def run_eval(args) -> None:
+    if args.samples_dir is not None and args.samples is None:
+        raise CdpruneError("--samples-dir says where --samples writes its pictures: add --samples N")
     if args.onnx:
         if args.model or args.device:
             raise CdpruneError("--onnx tests the exported file in ONNX Runtime on the CPU: drop --model and --device")
         result = eval_onnx(args.run, args.onnx, data_dir=args.data_dir)
-        print_record(result, args, report.onnx_eval_text(result))
+        text = report.onnx_eval_text(result)
+    else:
+        result = eval_run(args.run, data_dir=args.data_dir, device=args.device, model=args.model,
+                          allow_changed_source=args.allow_changed_source)
+        text = report.eval_text(result)
+    if args.samples is None:
+        print_record(result, args, text)
         return
-    result = eval_run(args.run, data_dir=args.data_dir, device=args.device, model=args.model,
-                      allow_changed_source=args.allow_changed_source)
-    print_record(result, args, report.eval_text(result))
+    # Written after the eval has checked the run (and the file), so a refused eval writes nothing.
+    samples = write_samples(args.run, args.samples, args.samples_dir, model=args.model, onnx=args.onnx,
+                            data_dir=args.data_dir, allow_changed_source=args.allow_changed_source)
+    if args.json:
+        print_json({**result.to_dict(), "samples": samples.to_dict()})
+    else:
+        print(f"{text}\n{report.samples_text(samples)}")
 
 
 @command("eval", "rebuild a run's model from plan + weights and re-test it")(run_eval)
@@ -368,16 +381,31 @@ def _(p):
     p.add_argument("--device", default=None, help="default: the device it was trained on")
     p.add_argument("--onnx", default=None, metavar="FILE",
                    help="test this exported ONNX file (fp32 or int8) in ONNX Runtime instead of the PyTorch model")
+    p.add_argument("--samples", type=int, default=None, metavar="N",
+                   help="denoise and sr runs: write the input, the output (of --onnx's file, if given) and the target "
+                        "of the first N test images as 8-bit PNGs (classify runs are refused)")
+    p.add_argument("--samples-dir", default=None, metavar="DIR", help="where --samples writes (default RUN/samples)")
     p.add_argument("--json", action="store_true")
 
 
 def run_main(args) -> None:
+    if args.samples_dir is not None and args.samples is None:
+        raise CdpruneError("--samples-dir says where --samples writes its pictures: add --samples N")
     settings = _settings(args, args.model)
+    if args.samples is not None:  # refused before any training
+        check_job_samples(settings, args.samples, args.download)
     task = f"-{args.task}" if tasks.get_task(args.task).named_in_titles else ""
     out = args.out or f"runs/{_slug(args.model)}-{_slug(args.data)}{task}-{args.mode}{args.target:g}"
     result = main_job(out, settings, args.mode, args.target, planner=_planner(args), download=args.download,
                       progress=not args.no_progress)
-    print_record(result, args, report.main_job_text(result))
+    samples = [] if args.samples is None else [
+        write_samples(Path(out) / run.method, args.samples,
+                      None if args.samples_dir is None else Path(args.samples_dir) / run.method)
+        for run in result.runs]
+    if args.json:
+        print_json({**result.to_dict(), **({"samples": [s.to_dict() for s in samples]} if samples else {})})
+    else:
+        print("\n".join([report.main_job_text(result), *map(report.samples_text, samples)]))
 
 
 @command("run", "the main job: plan, train dense and pruned, compare (default: VGG-16, Fashion-MNIST, FA 0.5)")(run_main)
@@ -388,6 +416,11 @@ def _(p):
     p.add_argument("--out", default=None, help="output directory (default runs/MODEL-DATA-MODETARGET)")
     _planner_arguments(p)
     _training_arguments(p, DEFAULT_JOB)
+    p.add_argument("--samples", type=int, default=None, metavar="N",
+                   help="denoise and sr: write the input, output and target of the first N test images of the dense "
+                        "and the pruned run as 8-bit PNGs, into OUT/RUN/samples (refused for classify before training)")
+    p.add_argument("--samples-dir", default=None, metavar="DIR", help="where --samples writes (default OUT/RUN/samples), "
+                   "one folder per run")
 
 
 # ---- bench / export ----------------------------------------------------------------------------

@@ -67,10 +67,6 @@ def energy_label(kinds) -> str:
     return "(measured)" if kinds == {"measured"} else "(est.)" if kinds <= {"estimated"} else "(measured/est.)"
 
 
-def _pct(x: float) -> str:
-    return f"{100 * x:.2f}%"
-
-
 def score_label(score_name: str) -> str:
     """'test accuracy' or 'test PSNR': the row or column of a run's headline figure."""
     return tasks.by_score(score_name).score.label
@@ -331,25 +327,36 @@ def export_text(result) -> str:
     if not c:
         return line
     fp32, int8 = c["fp32"], c["int8"]
+    score = tasks.by_score(c.get("score_name", tasks.CLASSIFY.score.name)).score
+    # Comparisons written before they named their score hold the accuracy alone.
+    before, after = (fp32.get("score", fp32.get("test_acc")), int8.get("score", int8.get("test_acc")))
     q = result.metadata.get("quantization", {})
-    rows = [["test accuracy", _pct(fp32["test_acc"]), _pct(int8["test_acc"]),
-             f"{100 * (int8['test_acc'] - fp32['test_acc']):+.2f} pt"],
+    rows = [[score.label, score.text(before), score.text(after), score.delta(after - before)],
             ["file size", human_bytes(fp32["bytes"]), human_bytes(int8["bytes"]), f"{c['size_ratio']:.2f}×"],
             [f"latency p50 (ONNX Runtime, batch {c['batch']}, {c['threads']} thread)", f"{fp32['latency_ms']:.2f} ms",
              f"{int8['latency_ms']:.2f} ms", f"{1 / c['speedup']:.2f}×"]]
     return "\n".join([
         line,
         f"static int8 ({q.get('format')}, {'per-channel' if q.get('per_channel') else 'per-tensor'} weights), "
-        f"calibrated on {q.get('calibration_images')} training images; tested on the run's {c['test_size']} test images",
+        f"calibrated on {q.get('calibration_images')} training images as the network receives them; tested on the run's {c['test_size']} test images",
         table(["", "fp32", "int8", "int8 / fp32"], rows)])
 
 
 def onnx_eval_text(result) -> str:
     """What `cdprune eval RUN --onnx FILE` prints."""
-    gap = 100 * (result.test_acc - result.recorded_acc)
-    return (f"test accuracy {_pct(result.test_acc)} on {result.test_size} images through ONNX Runtime "
-            f"({result.precision} {result.path}; the run's PyTorch model scored {_pct(result.recorded_acc)}, "
-            f"{gap:+.2f} pt)")
+    score = tasks.by_score(result.score_name).score
+    value = result.test_acc if result.score is None else result.score
+    recorded = result.recorded_acc if result.recorded_score is None else result.recorded_score
+    return (f"{score.label} {score.text(value)} on {result.test_size} images through ONNX Runtime "
+            f"({result.precision} {result.path}; the run's PyTorch model scored {score.text(recorded)}, "
+            f"{score.delta(value - recorded)})")
+
+
+def samples_text(result) -> str:
+    """The line `cdprune eval --samples` adds."""
+    names = ", ".join(result.pictures)
+    return (f"{len(result.indices)} samples written to {result.folder} ({names} of test images "
+            f"{', '.join(map(str, result.indices))}, 8-bit PNG)")
 
 
 def sweep_text(result) -> str:

@@ -358,3 +358,125 @@ def test_task_options_of_another_task_are_refused_before_writing(tmp_path, capsy
                            "--no-progress")
     assert code == 2 and "noise (--noise) applies to task denoise, not classify" in err, err
     assert not (tmp_path / "r").exists()
+
+
+# ---- exported files and sample pictures ---------------------------------------------------------
+
+INT8_PSNR_TOLERANCE_DB = 0.5  # int8 of a tiny DnCNN on 32×32 images: measured within 0.05 dB of fp32
+
+
+def test_denoise_int8_export_compares_psnr(denoise_run, tmp_path, capsys):
+    code, out, err = run_cli(capsys, "export", denoise_run, "--int8", "--calibration-images", "16", "--out",
+                             tmp_path / "q.onnx", "--json")
+    assert code == 0, err
+    c = json.loads(out)["comparison"]
+    recorded = cdprune.load_run(denoise_run)[1].score
+    assert c["score_name"] == "PSNR" and c["recorded_score"] == recorded and c["recorded_acc"] is None
+    assert c["fp32"]["test_acc"] is None and c["int8"]["test_acc"] is None  # no PSNR under an accuracy's name
+    assert abs(c["fp32"]["score"] - recorded) < 0.01
+    assert abs(c["int8"]["score"] - c["fp32"]["score"]) < INT8_PSNR_TOLERANCE_DB
+    assert c["int8"]["score"] == pytest.approx(cdprune.eval_onnx(denoise_run, tmp_path / "q.onnx").score)
+    text = cdprune.report.export_text(cdprune.ExportResult(**json.loads(out)))
+    rows = {line.split("  ")[0]: line.split() for line in text.splitlines()}
+    assert rows["test PSNR"][2:4] == [f"{c['fp32']['score']:.2f}", "dB"] and "accuracy" not in text
+
+
+def test_denoise_int8_is_calibrated_on_noisy_inputs(denoise_run):
+    from cdprune.deploy.export import calibration_set
+    from cdprune.runs import run_data
+    images = calibration_set(denoise_run, 8)
+    train_set, _ = run_data(denoise_run, "train")
+    picked = np.sort(np.random.default_rng(TINY_DENOISE.seed).choice(len(train_set), size=8, replace=False))
+    noisy = [train_set.task.degrade(train_set.base.pixels(int(i)).float() / 255, int(i)) for i in picked]
+    assert np.array_equal(images, torch.stack(noisy).numpy())  # un-augmented images, fixed noise of σ 25
+    assert images.min() < 0 and images.max() > 1  # noisy, not the clean images
+
+
+def test_eval_onnx_of_a_denoise_run_reproduces_its_psnr(denoise_run, tmp_path, capsys):
+    cdprune.export_run(denoise_run, "onnx", tmp_path / "m.onnx")
+    code, out, err = run_cli(capsys, "eval", denoise_run, "--onnx", tmp_path / "m.onnx", "--json")
+    assert code == 0, err
+    result, recorded = json.loads(out), cdprune.load_run(denoise_run)[1]
+    assert result["score_name"] == "PSNR" and result["test_acc"] is None and result["test_size"] == 32
+    assert abs(result["score"] - recorded.score) < 0.01 and result["recorded_score"] == recorded.score
+    assert result["test_loss"] == pytest.approx(cdprune.eval_run(denoise_run).test_loss, rel=1e-4)
+    code, out, _ = run_cli(capsys, "eval", denoise_run, "--onnx", tmp_path / "m.onnx")
+    assert out.startswith(f"test PSNR {result['score']:.2f} dB on 32 images through ONNX Runtime")
+
+
+def test_sr_run_exports_and_evaluates_its_onnx_file(tmp_path, capsys):
+    settings = replace(TINY_DENOISE, task="sr", epochs=1)
+    metrics = cdprune.train_run(tmp_path / "sr", settings, progress=False)
+    code, out, err = run_cli(capsys, "export", tmp_path / "sr", "--out", tmp_path / "sr.onnx")
+    assert code == 0, err
+    result = cdprune.eval_onnx(tmp_path / "sr", tmp_path / "sr.onnx")
+    assert result.score_name == "PSNR" and abs(result.score - metrics.score) < 0.01
+
+
+def _png_pixels(path) -> torch.Tensor:
+    from PIL import Image
+    array = np.asarray(Image.open(path))
+    return torch.from_numpy(array[None] if array.ndim == 2 else array.transpose(2, 0, 1).copy()).int()
+
+
+def test_eval_samples_writes_input_output_and_target(denoise_run, tmp_path, capsys):
+    folder = tmp_path / "pictures"
+    code, out, err = run_cli(capsys, "eval", denoise_run, "--samples", "2", "--samples-dir", folder)
+    assert code == 0, err
+    assert "matches the record" in out and f"2 samples written to {folder}" in out
+    assert sorted(p.name for p in folder.iterdir()) == [f"000{i}-{name}.png" for i in (0, 1)
+                                                         for name in ("input", "output", "target")]
+    # Recomputed through the API: test image 1, its fixed noise, the run's model.
+    model, _ = cdprune.load_run(denoise_run)
+    noisy, clean = TINY_DENOISE.load("test")[1]
+    with torch.no_grad():
+        denoised = model.eval()(noisy[None])[0]
+
+    def eight_bit(image):
+        return (image.double().clamp(0, 1) * 255).round().int()
+
+    assert torch.equal(_png_pixels(folder / "0001-input.png"), eight_bit(noisy))
+    assert torch.equal(_png_pixels(folder / "0001-target.png"), eight_bit(clean))
+    written = _png_pixels(folder / "0001-output.png")
+    assert (written - eight_bit(denoised)).abs().max() <= 1  # batch of 2 vs 1: a rounding step at most
+    assert (written == eight_bit(denoised)).float().mean() > 0.99
+    assert written.shape == (3, 32, 32) and not torch.equal(written, _png_pixels(folder / "0001-input.png"))
+    assert not list(folder.glob(".*.tmp"))
+
+
+def test_eval_samples_default_folder_and_json(denoise_run, tmp_path, capsys):
+    import shutil
+    run = tmp_path / "run"
+    shutil.copytree(denoise_run, run)
+    code, out, err = run_cli(capsys, "eval", run, "--samples", "1", "--json")
+    assert code == 0, err
+    samples = json.loads(out)["samples"]
+    assert samples["folder"] == str(run / "samples") and samples["indices"] == [0] and samples["source"] == "pytorch"
+    assert sorted(p.name for p in (run / "samples").iterdir()) == ["0000-input.png", "0000-output.png",
+                                                                     "0000-target.png"]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--samples", "0"], "whole number of at least 1, got 0"),
+    (["--samples", "-2"], "whole number of at least 1, got -2"),
+    (["--samples", "33"], "more pictures than the 32 test images"),
+    (["--samples", "two"], "invalid int value"),
+    (["--samples-dir", "{tmp}/pictures"], "add --samples N"),
+])
+def test_bad_samples_are_refused_without_writing(denoise_run, tmp_path, capsys, argv, message):
+    from support import tree
+    before = tree(denoise_run)
+    code, out, err = run_cli(capsys, "eval", denoise_run, *[a.format(tmp=tmp_path) for a in argv])
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1 and out == "", err
+    assert tree(denoise_run) == before and not (tmp_path / "pictures").exists()
+
+
+def test_main_job_writes_samples_of_both_runs(tmp_path, capsys):
+    tiny = ["--model", "dncnn", "--model-args", json.dumps(TINY_DNCNN), "--task", "denoise", "--data", "synthetic",
+            "--epochs", "1", "--train-subset", "32", "--test-subset", "16", "--batch-size", "16", "--no-progress"]
+    code, _, err = run_cli(capsys, "run", *tiny, "--out", tmp_path / "refused", "--samples", "17")
+    assert code == 2 and "more pictures than the 16 test images" in err and not (tmp_path / "refused").exists()
+    code, out, err = run_cli(capsys, "run", *tiny, "--out", tmp_path / "job", "--samples", "1")
+    assert code == 0, err
+    folders = sorted(p.parent.parent.name for p in (tmp_path / "job").glob("*/samples/0000-output.png"))
+    assert folders == ["dense", "fa-0.5"] and out.count("1 samples written to") == 2, out

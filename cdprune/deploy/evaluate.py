@@ -16,35 +16,48 @@ from ..measure.runtimes import get_runtime
 from ..records import Record
 from ..runs import run_data
 from .formats import eval_format
-from ..tasks import CLASSIFY, DEFAULT_TASK, Task, get_task, list_tasks
+from ..tasks import CLASSIFY, DEFAULT_TASK, RUN_OPTIONS, Task, create, get_task, list_tasks
 
 EVAL_BATCH = 256
 
 
 @dataclass(frozen=True)
 class OnnxEvalResult(Record):
-    """An ONNX file tested on a run's test set. Accuracy is a fraction; loss is cross-entropy in nats per image."""
+    """An exported file tested on a run's test set.
+
+    `score` is the task's headline figure (`score_name`: accuracy as a fraction, or PSNR in dB) and
+    `recorded_score` the run's own, from its PyTorch model; `test_loss` is the task's loss per image
+    (cross-entropy in nats, or the per-pixel MSE or L1). `test_acc` and `recorded_acc` are the same
+    figures for classify runs, null for others.
+    """
 
     path: str
     precision: str  # "fp32", or "int8" for a quantised file
-    test_acc: float
+    test_acc: float | None
     test_loss: float
-    recorded_acc: float  # the run's own accuracy, from its PyTorch model
+    recorded_acc: float | None
     test_size: int
+    score: float | None = None
+    recorded_score: float | None = None
+    score_name: str = "accuracy"
+
+
+def run_task(metrics) -> Task:
+    """The task of a finished run (`RunMetrics`), with its recorded settings (noise, scale, loss)."""
+    recorded = metrics.settings or {}
+    return create(metrics.task or DEFAULT_TASK, **{key: recorded.get(key) for key in RUN_OPTIONS})
 
 
 def evaluate_file(path: str | Path, dataset, runtime: str, batch: int = EVAL_BATCH,
                   threads: int | None = None, task: Task = CLASSIFY) -> tuple[float, float]:
-    """(mean loss, mean score) of the exported file `path`, run in `runtime`, on `dataset` (normalised,
-    un-augmented images and their labels), as `task` scores exported outputs: cross-entropy and accuracy
-    for classify."""
+    """(mean loss, mean score) of the exported file `path`, run in `runtime`, on `dataset` (a run's split as
+    `run_data` gives it), fed and scored as `task` says (`exported_batch`, `exported_scores`): cross-entropy
+    and accuracy for classify, the per-pixel loss and PSNR in dB for denoise and sr."""
     loaded = get_runtime(runtime).load(str(path), threads or torch.get_num_threads())
-    labels = dataset.targets.numpy()
-    loss, score = 0.0, 0
+    loss, score = 0.0, 0.0
     for start in range(0, len(dataset), batch):
-        index = torch.arange(start, min(start + batch, len(dataset)))
-        output = loaded.run(dataset.plain(index).numpy())
-        batch_loss, batch_score = task.exported_scores(output, labels[start:start + len(index)])
+        inputs, targets = task.exported_batch(dataset, torch.arange(start, min(start + batch, len(dataset))))
+        batch_loss, batch_score = task.exported_scores(loaded.run(inputs.numpy()), targets.numpy())
         loss += batch_loss
         score += batch_score
     return loss / len(dataset), score / len(dataset)
@@ -64,7 +77,7 @@ def eval_onnx(run_dir: str | Path, onnx_path: str | Path, data_dir: str | None =
     runtime = get_runtime(fmt.runtime)
     runtime.require()
     test_set, metrics = run_data(run_dir, "test", data_dir)
-    task = get_task(metrics.task or DEFAULT_TASK)()
+    task = run_task(metrics)
     if not task.scores_exports:
         scored = " and ".join(n for n in list_tasks() if get_task(n).scores_exports)
         raise CdpruneError(f"--onnx evaluates {scored} runs; {run_dir} is a {metrics.task} run: "
@@ -75,13 +88,21 @@ def eval_onnx(run_dir: str | Path, onnx_path: str | Path, data_dir: str | None =
         first = " ".join(str(exc).split())[:160]
         raise CdpruneError(f"{runtime.title} cannot load {path} ({first}): export it again with "
                            "'cdprune export'") from None
-    shape, classes = loaded.input_shape, loaded.output_shape[-1]
-    if shape != list(metrics.input_shape) or (isinstance(classes, int) and classes != metrics.num_classes):
-        raise CdpruneError(f"{path} takes inputs {'×'.join(map(str, shape))} and gives {classes} outputs, but "
-                           f"{run_dir} has {'×'.join(map(str, metrics.input_shape))} images of {metrics.num_classes} "
-                           f"classes: evaluate a file exported from this run")
+    shape, output = loaded.input_shape, loaded.output_shape
+    fits = shape == list(metrics.input_shape)
+    if fits and all(isinstance(d, int) for d in output):  # a dimension the file leaves open fits any
+        try:
+            task.check_output(tuple(output), tuple(metrics.input_shape), metrics.num_classes)
+        except CdpruneError:
+            fits = False
+    if not fits:
+        raise CdpruneError(f"{path} takes inputs {'×'.join(map(str, shape))} and gives outputs "
+                           f"{'×'.join(map(str, output))}, which do not fit {run_dir} ({task.name} on "
+                           f"{'×'.join(map(str, metrics.input_shape))} images of {metrics.num_classes} classes): "
+                           "evaluate a file exported from this run")
     del loaded
-    loss, acc = evaluate_file(path, test_set, runtime.name, threads=threads, task=task)
+    loss, score = evaluate_file(path, test_set, runtime.name, threads=threads, task=task)
     precision = fmt.read_precision(path) if fmt.read_precision else "fp32"
-    return OnnxEvalResult(path=str(path), precision=precision, test_acc=acc, test_loss=loss,
-                          recorded_acc=metrics.test_acc, test_size=len(test_set))
+    return OnnxEvalResult(path=str(path), precision=precision, test_acc=task.accuracy(score), test_loss=loss,
+                          recorded_acc=metrics.test_acc, test_size=len(test_set), score=score,
+                          recorded_score=metrics.score, score_name=task.score.name)

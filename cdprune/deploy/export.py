@@ -38,6 +38,7 @@ from ..records import VERSION, Record
 from ..runs import METRICS_FILE, PLAN_FILE, SETTINGS_FILE, WEIGHTS_FILE, load_run, run_data
 from ..train import CHECKPOINT_NAME, HISTORY_NAME
 from ..tasks import DEFAULT_TASK, get_task, list_tasks
+from .evaluate import evaluate_file, run_task
 from .formats import ExportFormat, get_format, register_format
 
 OPSET = ONNX_OPSET
@@ -167,7 +168,8 @@ def run_metadata(metrics, plan_digest: str | None) -> dict:
 
 
 def calibration_set(run_dir: str | Path, count: int, data_dir: str | None = None) -> np.ndarray:
-    """`count` training images of a run (fewer if it trained on fewer), normalised as in training, without augmentation.
+    """`count` training inputs of a run (fewer if it trained on fewer) as the network sees them, without
+    augmentation: normalised images for classify, degraded images for denoise and sr (`Task.exported_batch`).
 
     They are drawn at random with the run's seed, so the same run calibrates the same way every time.
     """
@@ -177,7 +179,7 @@ def calibration_set(run_dir: str | Path, count: int, data_dir: str | None = None
         raise CdpruneError(f"int8 calibration needs the run's training images: {exc}") from None
     seed = int(metrics.settings.get("seed", 0))
     picked = np.sort(np.random.default_rng(seed).choice(len(train_set), size=min(count, len(train_set)), replace=False))
-    return train_set.plain(torch.from_numpy(picked)).numpy()
+    return run_task(metrics).exported_batch(train_set, torch.from_numpy(picked))[0].numpy()
 
 
 def check_calibration_images(count) -> int:
@@ -256,9 +258,9 @@ def _quiet_quantizer():
 class ExportResult(Record):
     """A written deployment file. ONNX files also name their opset, input, output and metadata.
 
-    An int8 export also compares the int8 file with the fp32 model it came from (`comparison`):
-    test accuracy on the run's test set, file size in bytes, and ONNX Runtime latency (p50 ms, batch 1,
-    1 thread).
+    An int8 export also compares the int8 file with the fp32 model it came from (`comparison`): the
+    task's score on the run's test set (`score`, named by `score_name`: accuracy, or PSNR in dB; `test_acc`
+    holds it for classify runs only), file size in bytes, and ONNX Runtime latency (p50 ms, batch 1, 1 thread).
     """
 
     path: str
@@ -292,7 +294,7 @@ def export_run(run_dir: str | Path, format: str, out: str | Path | None = None, 
     model: the run's model reference (or unpruned instance) when it is not a registered model (see load_run).
     int8: write a statically quantised model instead (default file RUN_DIR/model.int8<suffix>), in a
         format whose row lists int8, calibrated on `calibration_images` training images of the run,
-        and compare it with the fp32 model in the format's runtime: accuracy on the run's test set,
+        and compare it with the fp32 model in the format's runtime: the task's score on the run's test set,
         file size, latency for `latency_time_s` seconds each (batch 1, 1 thread). data_dir: where the
         run's data lives now, when it moved.
     """
@@ -309,7 +311,7 @@ def export_run(run_dir: str | Path, format: str, out: str | Path | None = None, 
         remove_stale_temps(run_dir)
     for prefix in SCRATCH_PREFIXES:
         remove_stale_scratch(prefix)
-    task = get_task(metrics.task or DEFAULT_TASK)()
+    task = run_task(metrics)
     if int8 and not task.scores_exports:
         raise CdpruneError(f"--int8 compares int8 with fp32 on the test set, which cdprune scores for "
                            f"{' and '.join(n for n in list_tasks() if get_task(n).scores_exports)} runs only; "
@@ -327,20 +329,21 @@ def export_run(run_dir: str | Path, format: str, out: str | Path | None = None, 
     # Everything the comparison needs is loaded before the first byte is written.
     images = calibration_set(run_dir, calibration_images, data_dir)
     test_set, _ = run_data(run_dir, "test", data_dir)
-    from .evaluate import evaluate_file
-
     runtime = get_runtime(fmt.runtime)
     with scratch_folder(SCRATCH_PREFIXES[0]) as tmp:
         fp32 = export_model(net, shape, format, Path(tmp) / f"fp32{fmt.suffix}", metadata=metadata, output=output)
         export_model(net, shape, format, path, metadata=metadata, output=output, precision=precision, images=images)
         figures = {}
         for name, file in (("fp32", fp32), (precision, path)):
-            _, acc = evaluate_file(file, test_set, runtime.name, task=task)
+            loss, score = evaluate_file(file, test_set, runtime.name, task=task)
             # In this process: both files see the same conditions, and a fresh interpreter per file
             # would cost more than the timing itself.
             timed = runtime.latency(str(file), shape, threads=1, min_time_s=latency_time_s)
-            figures[name] = {"test_acc": acc, "bytes": file.stat().st_size, "latency_ms": timed.p50_ms}
-    comparison = {**figures, "test_size": len(test_set), "recorded_acc": metrics.test_acc, "batch": 1, "threads": 1,
+            figures[name] = {"test_acc": task.accuracy(score), "score": score, "test_loss": loss,
+                             "bytes": file.stat().st_size, "latency_ms": timed.p50_ms}
+    # test_acc and recorded_acc: the score of classify runs, null for others (as in the run records).
+    comparison = {**figures, "score_name": task.score.name, "test_size": len(test_set),
+                  "recorded_score": metrics.score, "recorded_acc": metrics.test_acc, "batch": 1, "threads": 1,
                   "size_ratio": figures["int8"]["bytes"] / figures["fp32"]["bytes"],
                   "speedup": figures["fp32"]["latency_ms"] / figures["int8"]["latency_ms"]}
     return _result(fmt, path, output, precision, comparison)

@@ -93,6 +93,7 @@ class Task:
     reference_rows: ClassVar[tuple[tuple[str, str, Score], ...]] = ()
     named_in_titles: ClassVar[bool] = True  # the default task goes unnamed in titles and folder names
     scores_exports: ClassVar[bool] = False  # eval --onnx and export --int8 can score its exported files
+    shows_samples: ClassVar[bool] = False  # eval --samples can write its inputs, outputs and targets as images
 
     def __post_init__(self):
         if self.loss is None:
@@ -181,7 +182,21 @@ class Task:
         tasks (test_acc, acc_mean, acc_std) hold the score of accuracy tasks only."""
         return value if self.score.key == "acc" else None
 
-    def exported_scores(self, output, labels) -> tuple[float, float]:
-        """(loss, score) summed over a batch of an exported model's outputs (numpy), for tasks that
-        `scores_exports`: what eval --onnx and export --int8 compare."""
+    # ---- exported files -----------------------------------------------------------------------
+    def exported_batch(self, dataset: Dataset, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(inputs, targets) of the items `indices` of a split as an exported file is fed and scored: the
+        inputs the network sees, without augmentation, and what `exported_scores` compares its outputs with
+        (classify: normalised images and their labels). Also the images int8 files are calibrated on."""
+        return dataset.plain(indices), dataset.targets[indices]
+
+    def exported_scores(self, output, targets) -> tuple[float, float]:
+        """(loss, headline score) summed over a batch of an exported model's outputs (numpy) and their
+        targets (numpy, from `exported_batch`), for tasks that `scores_exports`: what eval --onnx and
+        export --int8 compare."""
+        raise NotImplementedError
+
+    def sample_images(self, inputs: torch.Tensor, outputs: torch.Tensor,
+                      targets: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The pictures of a batch that `--samples` writes, by name (each N×C×H×W on the [0, 1] scale), for
+        tasks that `shows_samples`."""
         raise NotImplementedError

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
@@ -34,6 +35,8 @@ class RestorationTask(Task):
     score = PSNR
     extra_scores = (SSIM,)
     reference_rows = (("input PSNR (no network)", "input_psnr", PSNR),)
+    scores_exports = True
+    shows_samples = True
 
     def degrade(self, clean: torch.Tensor, index: int | None = None) -> torch.Tensor:
         """The network's input for one clean image (C×H×W, [0, 1]); index None draws fresh noise from
@@ -83,6 +86,25 @@ class RestorationTask(Task):
         """The PSNR and SSIM of the degraded test inputs themselves: what the network has to improve on."""
         input_psnr, input_ssim = input_scores(test_set)
         return {"input_psnr": input_psnr, "input_ssim": input_ssim}
+
+    def exported_scores(self, output, targets) -> tuple[float, float]:
+        """(loss, PSNR in dB), each summed over the batch's images, as `loss_of` and `score_sum` take them."""
+        output, targets = torch.from_numpy(np.asarray(output)), torch.from_numpy(np.asarray(targets))
+        return self.loss_of(output, targets, reduction="sum").item(), self.score_sum(output, targets).item()
+
+    def exported_batch(self, dataset: Dataset, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Degraded inputs and clean targets, without augmentation. A training split's images get the fixed
+        degradation a test image of the same index gets, so the int8 calibration sees the same inputs every time."""
+        fixed = self.wrap(dataset, train=False)
+        if fixed.train:
+            fixed = RestorationSet(fixed.base, fixed.task, train=False)
+        pairs = [fixed[i] for i in indices.tolist()]
+        return torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs])
+
+    def sample_images(self, inputs: torch.Tensor, outputs: torch.Tensor,
+                      targets: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The degraded input, the network's output and the clean target, each clamped to [0, 1]."""
+        return {"input": inputs.clamp(0, 1), "output": outputs.float().clamp(0, 1), "target": targets.clamp(0, 1)}
 
     # ---- data ---------------------------------------------------------------------------------
     def wrap(self, dataset: Dataset, train: bool) -> Dataset:
