@@ -29,8 +29,8 @@ import numpy as np
 import torch
 
 from ..errors import CdpruneError
-from ..storage import (HOLDER_FILE, LOCK_FILE, atomic_write_bytes, lock_directory, remove_stale_scratch,
-                       remove_stale_temps, scratch_folder)
+from ..storage import (HOLDER_FILE, LOCK_FILE, atomic_write_bytes, load_json_file, lock_directory,
+                       remove_stale_scratch, remove_stale_temps, scratch_folder)
 from ..measure.latency import ONNX_OPSET, onnx_bytes, require_module
 from ..measure.runtimes import get_runtime
 from ..pruning import PruningPlan
@@ -38,7 +38,7 @@ from ..records import VERSION, Record
 from ..runs import METRICS_FILE, PLAN_FILE, SETTINGS_FILE, WEIGHTS_FILE, load_run, run_data
 from ..train import CHECKPOINT_NAME, HISTORY_NAME
 from ..tasks import DEFAULT_TASK, get_task, list_tasks
-from .formats import ExportFormat, get_format, register_format
+from .formats import FORMATS, ExportFormat, get_format, register_format
 
 OPSET = ONNX_OPSET
 INPUT_NAME = "input"
@@ -57,6 +57,10 @@ ONNX_METADATA_KEYS = ("cdprune_version", "model", "architecture", "plan_digest",
 # QLinearConv kernels QOperator names; QDQ is the format other execution providers (TensorRT,
 # XNNPACK, QNN, NNAPI) read.
 INT8_QUANT_FORMAT = "QDQ"
+# int8 through PyTorch's PT2E flow (ExecuTorch, LiteRT): the XNNPACK (and LiteRT) quantiser's symmetric
+# configuration, per-channel int8 weights and int8 activations observed by histograms of the calibration images.
+PT2E_INT8 = {"format": "PT2E", "per_channel": True, "activations": "int8", "weights": "int8",
+             "calibration": "Histogram"}
 INT8_PER_CHANNEL = True
 
 
@@ -82,30 +86,73 @@ def require_deploy(module: str):
 
 
 def export_model(model: torch.nn.Module, input_shape, format: str, path: str | Path, *, metadata: dict | None = None,
-                 output: str = OUTPUT_NAME, precision: str = "fp32", images: np.ndarray | None = None) -> Path:
+                 output: str = OUTPUT_NAME, precision: str = "fp32", images: np.ndarray | None = None,
+                 batch: int | None = 1) -> Path:
     """Write `model` for inputs of shape (C, H, W) to `path` as `format` (a row of `formats.FORMATS`).
 
-    metadata: entries the file carries where its format has a place for them (ONNX: key -> JSON-ready
-    value, stored as JSON text). precision: one the format writes; below fp32 it is calibrated on
-    `images` (float32 N×C×H×W, normalised). The model itself is left as it was (device and
-    train/eval mode): a CPU copy is exported.
+    metadata: entries the file carries (ONNX: key -> JSON-ready value, stored as JSON text); a format with
+    no place for them gets the sidecar `<path>.json` (`sidecar_path`), written before the file. precision:
+    one the format writes; below fp32 it is calibrated on `images` (float32 N×C×H×W, normalised). batch:
+    the input's fixed batch size, 1 by default as phones and boards run it; None: a dynamic batch axis,
+    for formats that write one. The model itself is left as it was (device and train/eval mode): a CPU
+    copy is exported.
     """
     fmt = get_format(format)
     fmt.check_precision(precision)
     if precision != "fp32" and (images is None or len(images) == 0):
         raise CdpruneError(f"a {precision} export is calibrated on images: pass some (images=, float32 N×C×H×W)")
+    extra = check_batch(fmt, batch)
+    fmt.require()
     model = copy.deepcopy(model).cpu().eval()
     data = fmt.export(model, tuple(input_shape), precision=precision, metadata=metadata or {}, output=output,
-                      images=images)
+                      images=images, **extra)
     path = Path(path)
+    if not fmt.metadata_in_file and metadata:
+        atomic_write_bytes(sidecar_path(path), sidecar_bytes(metadata, precision, batch, images))
     atomic_write_bytes(path, data)
     return path
 
 
-def _onnx_export(model, input_shape, *, precision, metadata, output, images) -> bytes:
-    """An ONNX file (opset OPSET, dynamic batch, metadata), statically quantised for int8."""
+def check_batch(fmt: ExportFormat, batch: int | None) -> dict:
+    """The exporter's batch argument for `fmt` ({} for a format that takes none), or a one-line refusal."""
+    if batch is None and not fmt.dynamic_batch:
+        able = [f.name for f in FORMATS.values() if f.dynamic_batch]
+        raise CdpruneError(f"{fmt.title} files have a fixed batch size: drop --dynamic-batch, or use --format "
+                           f"{' or '.join(able)}")
+    if batch is not None and (isinstance(batch, bool) or not isinstance(batch, numbers.Integral) or batch < 1):
+        raise CdpruneError(f"batch must be a whole number of at least 1, got {batch!r}")
+    return {"batch": batch} if fmt.takes_batch else {}
+
+
+def sidecar_path(path: str | Path) -> Path:
+    """The JSON file beside an exported file that carries its metadata, for formats with no place for them."""
+    path = Path(path)
+    return path.with_name(path.name + ".json")
+
+
+def sidecar_bytes(metadata: dict, precision: str, batch: int | None, images: np.ndarray | None) -> bytes:
+    entries = {**metadata, "precision": precision, "batch": batch}
+    if precision == "int8":
+        entries["quantization"] = {**PT2E_INT8, "calibration_images": int(len(images))}
+    return (json.dumps(entries, indent=1) + "\n").encode()
+
+
+def exported_metadata(path: str | Path) -> dict:
+    """The metadata of an exported file: from the file itself (ONNX), else from its sidecar `<file>.json`;
+    {} when it has none."""
+    path = Path(path)
+    if path.suffix == ".onnx":
+        return read_metadata(path)
+    sidecar = sidecar_path(path)
+    again = f"export {path.name} again with 'cdprune export'"
+    return load_json_file(sidecar, "export metadata", missing=again, fix=again) if sidecar.is_file() else {}
+
+
+def _onnx_export(model, input_shape, *, precision, metadata, output, images, batch) -> bytes:
+    """An ONNX file (opset OPSET, batch fixed or dynamic, metadata), statically quantised for int8."""
     onnx = require_deploy("onnx")
-    proto = onnx.load_from_string(onnx_bytes(model, input_shape, INPUT_NAME, output))
+    proto = onnx.load_from_string(onnx_bytes(model, input_shape, INPUT_NAME, output, dynamic_batch=batch is None,
+                                             batch=batch or 1))
     set_metadata(proto, metadata)
     onnx.checker.check_model(proto)  # fail here, not on the device
     if precision == "fp32":
@@ -117,8 +164,38 @@ def _onnx_export(model, input_shape, *, precision, metadata, output, images) -> 
 
 
 def _describe_onnx(path: Path, output: str) -> dict:
-    return {"opset": OPSET, "input": INPUT_NAME, "output": output, "dynamic_batch": True,
+    onnx = require_deploy("onnx")
+    first = onnx.load(str(path), load_external_data=False).graph.input[0].type.tensor_type.shape.dim[0]
+    return {"opset": OPSET, "input": INPUT_NAME, "output": output, "dynamic_batch": not first.HasField("dim_value"),
             "metadata": read_metadata(path)}
+
+
+def describe_sidecar(path: Path, output: str) -> dict:
+    metadata = exported_metadata(path)
+    return {"input": INPUT_NAME, "output": output, "dynamic_batch": metadata.get("batch", 1) is None,
+            "metadata": metadata}
+
+
+def sidecar_precision(path: Path) -> str:
+    return exported_metadata(path).get("precision", "fp32")
+
+
+def _ort_export(model, input_shape, *, precision, metadata, output, images, batch) -> bytes:
+    """ONNX Runtime's own format (what ONNX Runtime Mobile loads): the ONNX export, with the basic graph
+    optimisations that hold on every device applied, saved as ORT. Its metadata travel in the sidecar."""
+    ort = require_deploy("onnxruntime")
+    onnx_file = _onnx_export(model, input_shape, precision=precision, metadata=metadata, output=output,
+                             images=images, batch=batch)
+    with scratch_folder(SCRATCH_PREFIXES[1]) as tmp:
+        options = ort.SessionOptions()
+        # Basic optimisations only: the others are specific to this machine's execution providers, as the
+        # ORT format converter (onnxruntime.tools.convert_onnx_models_to_ort) also does by default.
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+        options.optimized_model_filepath = str(Path(tmp) / "model.ort")
+        options.add_session_config_entry("session.save_model_format", "ORT")
+        options.log_severity_level = 3
+        ort.InferenceSession(onnx_file, options, providers=["CPUExecutionProvider"])
+        return (Path(tmp) / "model.ort").read_bytes()
 
 
 def _torchscript_export(model, input_shape, *, precision, metadata, output, images) -> bytes:
@@ -212,9 +289,14 @@ def quantized_int8(fp32_path: str | Path, images: np.ndarray, metadata: dict | N
                                           quantize_static)
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
+    # Batches of 16, or of the file's fixed batch size.
+    size = onnx.load(str(fp32_path), load_external_data=False).graph.input[0].type.tensor_type.shape.dim[0].dim_value
+    size = size or 16
+    usable = len(images) - len(images) % size or len(images)  # whole batches only (all images when fewer than one)
+
     class Reader(CalibrationDataReader):
         def __init__(self):
-            self.batches = iter(images[i:i + 16] for i in range(0, len(images), 16))
+            self.batches = iter(images[i:i + size] for i in range(0, usable, size))
 
         def get_next(self):
             batch = next(self.batches, None)
@@ -362,5 +444,8 @@ def _onnx_precision(path: Path) -> str:
 # The export-format table's built-in rows (formats.py; docs/design.md §6.3).
 register_format(ExportFormat("onnx", "ONNX", ".onnx", _onnx_export, runtime="onnxruntime",
                              precisions=("fp32", "int8"), bench=True, eval=True, describe=_describe_onnx,
-                             read_precision=_onnx_precision))
+                             read_precision=_onnx_precision, takes_batch=True, dynamic_batch=True))
+register_format(ExportFormat("ort", "ORT", ".ort", _ort_export, runtime="onnxruntime", precisions=("fp32", "int8"),
+                             eval=True, describe=describe_sidecar, read_precision=sidecar_precision,
+                             metadata_in_file=False, takes_batch=True, dynamic_batch=True))
 register_format(ExportFormat("torchscript", "TorchScript", ".pt", _torchscript_export))
