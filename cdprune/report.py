@@ -324,21 +324,32 @@ def _mj(value: float | None) -> str:
 
 
 def export_text(result) -> str:
-    """What `cdprune export` prints; an int8 export also compares the int8 file with the fp32 model."""
+    """What `cdprune export` prints: the file, then its check in its runtime; an int8 export also compares the int8
+    file with the fp32 model."""
     precision = " int8" if result.precision == "int8" else ""
-    line = f"{result.format}{precision} model written to {result.path} ({human_bytes(result.bytes)})"
+    batch = "dynamic batch" if result.dynamic_batch else "batch 1"
+    line = f"{result.format}{precision} model written to {result.path} ({human_bytes(result.bytes)}, {batch})"
+    lines = [line]
+    k = result.check
+    if k:
+        latency = ", ".join(f"{ms:.2f} ms at {n} thread{'s' if n != '1' else ''}" for n, ms in k["latency_ms"].items())
+        lines.append(f"checked in {k['runtime']}: test accuracy {_pct(k['test_acc'])} on {k['test_size']} images "
+                     f"(the run's PyTorch model {_pct(k['recorded_acc'])}, "
+                     f"{100 * (k['test_acc'] - k['recorded_acc']):+.2f} pt); latency p50 {latency} (batch 1)")
+    elif result.unchecked:
+        lines.append(f"not checked: {result.unchecked}")
     c = result.comparison
     if not c:
-        return line
+        return "\n".join(lines)
     fp32, int8 = c["fp32"], c["int8"]
     q = result.metadata.get("quantization", {})
+    runtime = k["runtime"].split(" ")[0] if k else "its runtime"
     rows = [["test accuracy", _pct(fp32["test_acc"]), _pct(int8["test_acc"]),
              f"{100 * (int8['test_acc'] - fp32['test_acc']):+.2f} pt"],
             ["file size", human_bytes(fp32["bytes"]), human_bytes(int8["bytes"]), f"{c['size_ratio']:.2f}×"],
-            [f"latency p50 (ONNX Runtime, batch {c['batch']}, {c['threads']} thread)", f"{fp32['latency_ms']:.2f} ms",
+            [f"latency p50 ({runtime}, batch {c['batch']}, {c['threads']} thread)", f"{fp32['latency_ms']:.2f} ms",
              f"{int8['latency_ms']:.2f} ms", f"{1 / c['speedup']:.2f}×"]]
-    return "\n".join([
-        line,
+    return "\n".join(lines + [
         f"static int8 ({q.get('format')}, {'per-channel' if q.get('per_channel') else 'per-tensor'} weights), "
         f"calibrated on {q.get('calibration_images')} training images; tested on the run's {c['test_size']} test images",
         table(["", "fp32", "int8", "int8 / fp32"], rows)])
@@ -347,7 +358,7 @@ def export_text(result) -> str:
 def onnx_eval_text(result) -> str:
     """What `cdprune eval RUN --onnx FILE` prints."""
     gap = 100 * (result.test_acc - result.recorded_acc)
-    return (f"test accuracy {_pct(result.test_acc)} on {result.test_size} images through ONNX Runtime "
+    return (f"test accuracy {_pct(result.test_acc)} on {result.test_size} images through {result.runtime} "
             f"({result.precision} {result.path}; the run's PyTorch model scored {_pct(result.recorded_acc)}, "
             f"{gap:+.2f} pt)")
 

@@ -1,4 +1,4 @@
-"""Test an exported ONNX file (fp32 or int8) on a run's test set through ONNX Runtime.
+"""Test an exported file (ONNX, ORT, ExecuTorch, LiteRT; fp32 or int8) on a run's test set through its runtime.
 
 This is what the device will compute: the file, not the PyTorch model it came from. The images
 are the run's test split, normalised as the run records (`RunMetrics.mean` / `std`). Which files
@@ -31,6 +31,7 @@ class OnnxEvalResult(Record):
     test_loss: float
     recorded_acc: float  # the run's own accuracy, from its PyTorch model
     test_size: int
+    runtime: str = "ONNX Runtime"  # the runtime that ran the file (its title)
 
 
 def evaluate_file(path: str | Path, dataset, runtime: str, batch: int = EVAL_BATCH,
@@ -59,7 +60,7 @@ def eval_onnx(run_dir: str | Path, onnx_path: str | Path, data_dir: str | None =
     """
     path = Path(onnx_path)
     if not path.is_file():
-        raise CdpruneError(f"ONNX file {path} not found: export one with 'cdprune export {run_dir}'")
+        raise CdpruneError(f"exported file {path} not found: export one with 'cdprune export {run_dir}'")
     fmt = eval_format(path)
     runtime = get_runtime(fmt.runtime)
     runtime.require()
@@ -84,4 +85,4 @@ def eval_onnx(run_dir: str | Path, onnx_path: str | Path, data_dir: str | None =
     loss, acc = evaluate_file(path, test_set, runtime.name, threads=threads, task=task)
     precision = fmt.read_precision(path) if fmt.read_precision else "fp32"
     return OnnxEvalResult(path=str(path), precision=precision, test_acc=acc, test_loss=loss,
-                          recorded_acc=metrics.test_acc, test_size=len(test_set))
+                          recorded_acc=metrics.test_acc, test_size=len(test_set), runtime=runtime.title)

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from ..errors import CdpruneError
-from ..storage import (HOLDER_FILE, LOCK_FILE, atomic_write_bytes, load_json_file, lock_directory,
+from ..storage import (HOLDER_FILE, LOCK_FILE, atomic_write_bytes, load_json_file, lock_directory, read_json_object,
                        remove_stale_scratch, remove_stale_temps, scratch_folder)
 from ..measure.latency import ONNX_OPSET, onnx_bytes, require_module
 from ..measure.runtimes import get_runtime
@@ -44,7 +44,8 @@ OPSET = ONNX_OPSET
 INPUT_NAME = "input"
 SCRATCH_PREFIXES = ("cdprune-export-", "cdprune-int8-")  # the system temp folders an int8 export works in
 # What a run directory holds besides its exported models (docs/design.md, "File formats").
-RUN_FILES = (SETTINGS_FILE, PLAN_FILE, WEIGHTS_FILE, METRICS_FILE, CHECKPOINT_NAME, HISTORY_NAME, LOCK_FILE, HOLDER_FILE)
+EXPORTS_FILE = "exports.json"  # the run's record of its exports, one entry per file
+RUN_FILES = (EXPORTS_FILE, SETTINGS_FILE, PLAN_FILE, WEIGHTS_FILE, METRICS_FILE, CHECKPOINT_NAME, HISTORY_NAME, LOCK_FILE, HOLDER_FILE)
 DEFAULT_CALIBRATION_IMAGES = 256
 ONNX_METADATA_KEYS = ("cdprune_version", "model", "architecture", "plan_digest", "task", "input_name", "output_name",
                       "input_shape", "layout", "channel_order", "preprocess", "mean", "std", "class_names", "precision",
@@ -353,6 +354,11 @@ class ExportResult(Record):
     precision: str = "fp32"
     metadata: dict = field(default_factory=dict)
     comparison: dict | None = None
+    # The file tested in its runtime: test_acc, recorded_acc, test_size, bytes, latency_ms by thread count
+    # ({"1": p50, "2": p50}, batch 1), runtime version. None for a format with no runtime, or a task that
+    # does not score exports; `unchecked` says why a check that was due did not happen.
+    check: dict | None = None
+    unchecked: str | None = None
 
 
 def check_not_a_run_file(out: str | Path) -> None:
@@ -367,9 +373,10 @@ def check_not_a_run_file(out: str | Path) -> None:
 def export_run(run_dir: str | Path, format: str, out: str | Path | None = None, *,
                model: str | torch.nn.Module | None = None, int8: bool = False,
                calibration_images: int = DEFAULT_CALIBRATION_IMAGES, data_dir: str | None = None,
-               latency_time_s: float = 1.0, allow_changed_source: bool = False) -> ExportResult:
+               latency_time_s: float = 1.0, allow_changed_source: bool = False, dynamic_batch: bool = False,
+               check: bool = True) -> ExportResult:
     """Export a finished run's model (rebuilt from plan + weights); default file: RUN_DIR/model<suffix>
-    (model.onnx, model.pt: the format's row in `formats.FORMATS`).
+    (model.onnx, model.pte, model.pt: the format's row in `formats.FORMATS`).
 
     model: the run's model reference (or unpruned instance) when it is not a registered model (see load_run).
     int8: write a statically quantised model instead (default file RUN_DIR/model.int8<suffix>), in a
@@ -377,13 +384,20 @@ def export_run(run_dir: str | Path, format: str, out: str | Path | None = None, 
         and compare it with the fp32 model in the format's runtime: accuracy on the run's test set,
         file size, latency for `latency_time_s` seconds each (batch 1, 1 thread). data_dir: where the
         run's data lives now, when it moved.
+    dynamic_batch: a dynamic batch axis instead of the fixed batch of 1 (formats whose row offers it).
+    check: test the written file in its runtime (`ExportResult.check`): its score on the run's test set
+        beside the run's own, its size, and its batch-1 latency at 1 and 2 threads (`latency_time_s` each),
+        for formats with a runtime and tasks that score exported files. The result is also kept in the
+        run's `exports.json`.
     """
     fmt = get_format(format)
     precision = "int8" if int8 else "fp32"
     fmt.check_precision(precision)
+    batch = None if dynamic_batch else 1
+    check_batch(fmt, batch)
+    fmt.require()
     if int8:
         calibration_images = check_calibration_images(calibration_images)
-        get_runtime(fmt.runtime).require()
     if out is not None:
         check_not_a_run_file(out)
     net, metrics = load_run(run_dir, model, allow_changed_source=allow_changed_source)
@@ -402,36 +416,79 @@ def export_run(run_dir: str | Path, format: str, out: str | Path | None = None, 
     shape = tuple(metrics.input_shape)
     output = run_output_name(metrics)
     path = Path(out or Path(run_dir) / fmt.file_name(precision))
+    checkable = check and fmt.runtime is not None and get_runtime(fmt.runtime).load is not None and task.scores_exports
+    # Everything the checks need is loaded before the first byte is written.
+    test_set, unchecked = None, None
+    if int8 or checkable:
+        try:
+            test_set, _ = run_data(run_dir, "test", data_dir)
+        except CdpruneError as exc:
+            if int8:
+                raise
+            unchecked = f"the run's test set could not be loaded ({exc})"
     if not int8:
-        export_model(net, shape, format, path, metadata=metadata, output=output)
-        return _result(fmt, path, output, precision)
+        export_model(net, shape, format, path, metadata=metadata, output=output, batch=batch)
+        figures = _check_file(path, fmt, test_set, task, shape, latency_time_s) if test_set is not None else None
+        return _keep(run_dir, _result(fmt, path, output, precision, check=_with_record(figures, metrics, test_set),
+                                      unchecked=unchecked if checkable else None))
 
-    # Everything the comparison needs is loaded before the first byte is written.
     images = calibration_set(run_dir, calibration_images, data_dir)
-    test_set, _ = run_data(run_dir, "test", data_dir)
+    with scratch_folder(SCRATCH_PREFIXES[0]) as tmp:
+        fp32 = export_model(net, shape, format, Path(tmp) / f"fp32{fmt.suffix}", metadata=metadata, output=output,
+                            batch=batch)
+        export_model(net, shape, format, path, metadata=metadata, output=output, precision=precision, images=images,
+                     batch=batch)
+        figures = {name: _check_file(file, fmt, test_set, task, shape, latency_time_s, threads=(1,) if name == "fp32"
+                                     else CHECK_THREADS) for name, file in (("fp32", fp32), (precision, path))}
+    flat = {name: {"test_acc": f["test_acc"], "bytes": f["bytes"], "latency_ms": f["latency_ms"]["1"]}
+            for name, f in figures.items()}
+    comparison = {**flat, "test_size": len(test_set), "recorded_acc": metrics.test_acc, "batch": 1, "threads": 1,
+                  "size_ratio": flat["int8"]["bytes"] / flat["fp32"]["bytes"],
+                  "speedup": flat["fp32"]["latency_ms"] / flat["int8"]["latency_ms"]}
+    return _keep(run_dir, _result(fmt, path, output, precision, comparison,
+                                  check=_with_record(figures[precision], metrics, test_set)))
+
+
+CHECK_THREADS = (1, 2)
+
+
+def _check_file(path: Path, fmt: ExportFormat, test_set, task, shape, latency_time_s: float,
+                threads: tuple[int, ...] = CHECK_THREADS) -> dict:
+    """A written file in its runtime: its score on `test_set`, its size, its batch-1 p50 latency at each thread count.
+    In this process: every file sees the same conditions, and a fresh interpreter per file would cost more than
+    the timing itself."""
     from .evaluate import evaluate_file
 
     runtime = get_runtime(fmt.runtime)
-    with scratch_folder(SCRATCH_PREFIXES[0]) as tmp:
-        fp32 = export_model(net, shape, format, Path(tmp) / f"fp32{fmt.suffix}", metadata=metadata, output=output)
-        export_model(net, shape, format, path, metadata=metadata, output=output, precision=precision, images=images)
-        figures = {}
-        for name, file in (("fp32", fp32), (precision, path)):
-            _, acc = evaluate_file(file, test_set, runtime.name, task=task)
-            # In this process: both files see the same conditions, and a fresh interpreter per file
-            # would cost more than the timing itself.
-            timed = runtime.latency(str(file), shape, threads=1, min_time_s=latency_time_s)
-            figures[name] = {"test_acc": acc, "bytes": file.stat().st_size, "latency_ms": timed.p50_ms}
-    comparison = {**figures, "test_size": len(test_set), "recorded_acc": metrics.test_acc, "batch": 1, "threads": 1,
-                  "size_ratio": figures["int8"]["bytes"] / figures["fp32"]["bytes"],
-                  "speedup": figures["fp32"]["latency_ms"] / figures["int8"]["latency_ms"]}
-    return _result(fmt, path, output, precision, comparison)
+    _, acc = evaluate_file(path, test_set, runtime.name, task=task)
+    latency = {str(n): runtime.latency(str(path), shape, threads=n, min_time_s=latency_time_s).p50_ms for n in threads}
+    return {"test_acc": acc, "bytes": path.stat().st_size, "latency_ms": latency, "runtime": runtime.version()}
 
 
-def _result(fmt: ExportFormat, path: Path, output: str, precision: str, comparison: dict | None = None) -> ExportResult:
+def _with_record(figures: dict | None, metrics, test_set) -> dict | None:
+    if figures is None:
+        return None
+    return {**figures, "recorded_acc": metrics.test_acc, "test_size": len(test_set), "batch": 1}
+
+
+def _keep(run_dir: str | Path, result: "ExportResult") -> "ExportResult":
+    """Add the export to the run's record of its exports (EXPORTS_FILE, one entry per file)."""
+    record = Path(run_dir) / EXPORTS_FILE
+    with lock_directory(run_dir):
+        try:
+            kept = read_json_object(record, "export record") or {}
+        except CdpruneError:
+            kept = {}  # a damaged record of earlier exports is replaced, not a reason to refuse this one
+        kept[str(Path(result.path).resolve())] = result.to_dict()
+        atomic_write_bytes(record, (json.dumps(kept, indent=1) + "\n").encode())
+    return result
+
+
+def _result(fmt: ExportFormat, path: Path, output: str, precision: str, comparison: dict | None = None, *,
+            check: dict | None = None, unchecked: str | None = None) -> ExportResult:
     described = fmt.describe(path, output) if fmt.describe else {}
     return ExportResult(path=str(path), format=fmt.name, bytes=path.stat().st_size, precision=precision,
-                        comparison=comparison, **described)
+                        comparison=comparison, check=check, unchecked=unchecked, **described)
 
 
 def _onnx_precision(path: Path) -> str:
