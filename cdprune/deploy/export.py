@@ -149,7 +149,7 @@ def exported_metadata(path: str | Path) -> dict:
     return load_json_file(sidecar, "export metadata", missing=again, fix=again) if sidecar.is_file() else {}
 
 
-def _onnx_export(model, input_shape, *, precision, metadata, output, images, batch) -> bytes:
+def _onnx_export(model, input_shape, *, precision, metadata, output, images, batch=1) -> bytes:
     """An ONNX file (opset OPSET, batch fixed or dynamic, metadata), statically quantised for int8."""
     onnx = require_deploy("onnx")
     proto = onnx.load_from_string(onnx_bytes(model, input_shape, INPUT_NAME, output, dynamic_batch=batch is None,

@@ -75,11 +75,17 @@ class ExportFormat:
         if not able:
             raise CdpruneError(f"no export format writes {precision} models")
         flag = f" with --{precision}" if precision != "fp32" else ""
-        raise CdpruneError(f"{precision} models are written as {' or '.join(f.title for f in able)}: use --format "
-                           f"{' or '.join(f.name for f in able)}{flag}")
+        raise CdpruneError(f"{precision} models are written as {either(f.title for f in able)}: use --format "
+                           f"{either(f.name for f in able)}{flag}")
 
 
 FORMATS: dict[str, ExportFormat] = {}
+
+
+def either(names) -> str:
+    """'a', 'a or b', 'a, b or c'."""
+    names = list(names)
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
 
 
 def register_format(fmt: ExportFormat) -> ExportFormat:
@@ -133,8 +139,8 @@ def bench_format(runtime: str, precision: str = "fp32") -> ExportFormat | None:
             return fmt
     able = [RUNTIMES[f.runtime] for f in FORMATS.values() if f.bench and precision in f.precisions]
     if precision != "fp32" and able:
-        raise CdpruneError(f"{precision} models run in {' or '.join(r.title for r in able)}: add --runtime "
-                           f"{' or '.join(r.name for r in able)} to --{precision}")
+        raise CdpruneError(f"{precision} models run in {either(r.title for r in able)}: add --runtime "
+                           f"{either(r.name for r in able)} to --{precision}")
     raise CdpruneError(f"bench cannot time {precision} models in runtime '{runtime}': choose one of "
                        f"{', '.join(bench_runtimes())} (--runtime)")
 
@@ -146,5 +152,5 @@ def eval_format(path: str | Path) -> ExportFormat:
     for fmt in sorted(able, key=lambda f: -len(f.suffix)):  # the longest suffix that fits: .int8.onnx before .onnx
         if name.endswith(fmt.suffix):
             return fmt
-    kinds = " or ".join(f"{f.title} ({f.suffix})" for f in able)
+    kinds = either(f"{f.title} ({f.suffix})" for f in able)
     raise CdpruneError(f"{path} is not a file eval can test: it tests {kinds} files written by 'cdprune export'")
