@@ -53,7 +53,8 @@ def test_a_registered_format_is_a_cli_choice(toy_format, pruned_run, tmp_path, c
 def test_a_precision_the_row_lacks_is_one_line_and_writes_nothing(toy_format, pruned_run, tmp_path, capsys):
     code, _, err = run(capsys, "export", pruned_run, "--format", "toy", "--int8", "--out", tmp_path / "w.safetensors")
     assert code == 2 and len(err.strip().splitlines()) == 1
-    assert "int8 models are written as ONNX, ORT, ExecuTorch or LiteRT: use --format onnx, ort, pte or tflite with --int8" in err
+    assert ("int8 models are written as ONNX, ORT, ExecuTorch or LiteRT: use --format onnx, ort, pte or tflite "
+            "with --int8") in err
     assert list(tmp_path.iterdir()) == []
     with pytest.raises(cdprune.CdpruneError, match="int8 models are written as ONNX"):
         cdprune.export_run(pruned_run, "toy", tmp_path / "w.safetensors", int8=True)

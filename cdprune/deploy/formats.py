@@ -44,7 +44,7 @@ class ExportFormat:
     eval: bool = False  # `eval` tests a file of this format on a run's test set, in its runtime
     # (path, output name) -> ExportResult fields a file of this format adds (ONNX: opset, input, output, metadata)
     describe: Callable[[Path, str], dict] | None = None
-    read_precision: Callable[[Path], str] | None = None  # the precision a file holds, for eval (default: its metadata's)
+    read_precision: Callable[[Path], str] | None = None  # the precision a file holds, for eval (default fp32)
     packages: tuple[str, ...] = ()  # what the exporter imports besides its runtime's packages
     extra: str = "deploy"  # the cdprune extra that installs them
     metadata_in_file: bool = True  # False: the metadata travels in the JSON sidecar <file>.json

@@ -149,7 +149,8 @@ def _executorch_load(model_file: str | bytes, threads: int) -> LoadedModel:
     with quiet_native_stderr():
         # One thread pool serves every program of the process (XNNPACK's); the newest load sets its size.
         portable_lib._unsafe_reset_threadpool(threads)
-        program = ExecuTorchRuntime.get().load_program(model_file if isinstance(model_file, bytes) else Path(model_file))
+        source = model_file if isinstance(model_file, bytes) else Path(model_file)
+        program = ExecuTorchRuntime.get().load_program(source)
         method = program.load_method("forward")
     meta = method.metadata
     given, output = list(meta.input_tensor_meta(0).sizes()), list(meta.output_tensor_meta(0).sizes())
