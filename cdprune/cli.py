@@ -354,7 +354,7 @@ def run_eval(args) -> None:
         raise CdpruneError("--samples-dir says where --samples writes its pictures: add --samples N")
     if args.onnx:
         if args.model or args.device:
-            raise CdpruneError("--onnx tests the exported file in ONNX Runtime on the CPU: drop --model and --device")
+            raise CdpruneError("--file tests the exported file in its runtime on the CPU: drop --model and --device")
         result = eval_onnx(args.run, args.onnx, data_dir=args.data_dir)
         text = report.onnx_eval_text(result)
     else:
@@ -379,8 +379,9 @@ def _(p):
     p.add_argument("--data-dir", default=None, help="where the dataset lives now (default: as recorded)")
     _run_model_argument(p)
     p.add_argument("--device", default=None, help="default: the device it was trained on")
-    p.add_argument("--onnx", default=None, metavar="FILE",
-                   help="test this exported ONNX file (fp32 or int8) in ONNX Runtime instead of the PyTorch model")
+    p.add_argument("--file", "--onnx", dest="onnx", default=None, metavar="FILE",
+                   help="test this exported file (fp32 or int8; .onnx, .ort, .pte, .tflite, by its suffix) in its "
+                        "runtime instead of the PyTorch model")
     p.add_argument("--samples", type=int, default=None, metavar="N",
                    help="denoise and sr runs: write the input, the output (of --onnx's file, if given) and the target "
                         "of the first N test images as 8-bit PNGs (classify runs are refused)")
@@ -461,7 +462,8 @@ def _(p):
 
 def _int8_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--int8", action="store_true",
-                   help="the statically quantised int8 ONNX model, calibrated on the run's training images")
+                   help="the statically quantised int8 model (ONNX QDQ; PT2E for ExecuTorch and LiteRT), calibrated "
+                        "on the run's training images")
     p.add_argument("--calibration-images", type=int, default=256, metavar="N",
                    help="training images that calibrate the int8 model (default 256)")
     p.add_argument("--data-dir", default=None, help="where the run's data lives now (default: as recorded)")
@@ -470,11 +472,13 @@ def _int8_arguments(p: argparse.ArgumentParser) -> None:
 def run_export(args) -> None:
     result = export_run(args.run, args.format, args.out, model=args.model, int8=args.int8,
                         calibration_images=args.calibration_images, data_dir=args.data_dir,
-                        allow_changed_source=args.allow_changed_source)
+                        allow_changed_source=args.allow_changed_source, dynamic_batch=args.dynamic_batch,
+                        check=not args.no_check)
     print_record(result, args, report.export_text(result))
 
 
-@command("export", "write a run's model as ONNX (fp32 or int8) or TorchScript for deployment")(run_export)
+@command("export", "write a run's model for deployment (ONNX, ORT, ExecuTorch, LiteRT: fp32 or int8; TorchScript) "
+                   "and check it in its runtime")(run_export)
 def _(p):
     p.add_argument("run", metavar="RUN_DIR", help="run directory written by 'cdprune train'")
     _run_model_argument(p)
@@ -485,6 +489,10 @@ def _(p):
                    help=f"default {', '.join(defaults[:-1])} or {defaults[-1]}" if len(defaults) > 1 else
                    f"default {defaults[0]}")
     _int8_arguments(p)
+    p.add_argument("--dynamic-batch", action="store_true",
+                   help="a dynamic batch axis (onnx, ort) instead of the fixed batch of 1 that phones and NNAPI run best")
+    p.add_argument("--no-check", action="store_true",
+                   help="skip testing the file in its runtime (test-set score, batch-1 latency at 1 and 2 threads)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
 

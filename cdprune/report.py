@@ -320,23 +320,36 @@ def _mj(value: float | None) -> str:
 
 
 def export_text(result) -> str:
-    """What `cdprune export` prints; an int8 export also compares the int8 file with the fp32 model."""
+    """What `cdprune export` prints: the file, then its check in its runtime; an int8 export also compares the int8
+    file with the fp32 model."""
     precision = " int8" if result.precision == "int8" else ""
-    line = f"{result.format}{precision} model written to {result.path} ({human_bytes(result.bytes)})"
+    batch = "dynamic batch" if result.dynamic_batch else "batch 1"
+    line = f"{result.format}{precision} model written to {result.path} ({human_bytes(result.bytes)}, {batch})"
+    lines = [line]
+    k = result.check
+    if k:
+        latency = ", ".join(f"{ms:.2f} ms at {n} thread{'s' if n != '1' else ''}" for n, ms in k["latency_ms"].items())
+        checked = tasks.by_score(k.get("score_name", tasks.CLASSIFY.score.name)).score
+        value, recorded = k.get("score", k.get("test_acc")), k.get("recorded_score", k.get("recorded_acc"))
+        lines.append(f"checked in {k['runtime']}: {checked.label} {checked.text(value)} on {k['test_size']} images "
+                     f"(the run's PyTorch model {checked.text(recorded)}, {checked.delta(value - recorded)}); "
+                     f"latency p50 {latency} (batch 1)")
+    elif result.unchecked:
+        lines.append(f"not checked: {result.unchecked}")
     c = result.comparison
     if not c:
-        return line
+        return "\n".join(lines)
     fp32, int8 = c["fp32"], c["int8"]
     score = tasks.by_score(c.get("score_name", tasks.CLASSIFY.score.name)).score
     # Comparisons written before they named their score hold the accuracy alone.
     before, after = (fp32.get("score", fp32.get("test_acc")), int8.get("score", int8.get("test_acc")))
     q = result.metadata.get("quantization", {})
+    runtime = k["runtime"].split(" ")[0] if k else "its runtime"
     rows = [[score.label, score.text(before), score.text(after), score.delta(after - before)],
             ["file size", human_bytes(fp32["bytes"]), human_bytes(int8["bytes"]), f"{c['size_ratio']:.2f}×"],
-            [f"latency p50 (ONNX Runtime, batch {c['batch']}, {c['threads']} thread)", f"{fp32['latency_ms']:.2f} ms",
+            [f"latency p50 ({runtime}, batch {c['batch']}, {c['threads']} thread)", f"{fp32['latency_ms']:.2f} ms",
              f"{int8['latency_ms']:.2f} ms", f"{1 / c['speedup']:.2f}×"]]
-    return "\n".join([
-        line,
+    return "\n".join(lines + [
         f"static int8 ({q.get('format')}, {'per-channel' if q.get('per_channel') else 'per-tensor'} weights), "
         f"calibrated on {q.get('calibration_images')} training images as the network receives them; tested on the run's {c['test_size']} test images",
         table(["", "fp32", "int8", "int8 / fp32"], rows)])
@@ -347,7 +360,7 @@ def onnx_eval_text(result) -> str:
     score = tasks.by_score(result.score_name).score
     value = result.test_acc if result.score is None else result.score
     recorded = result.recorded_acc if result.recorded_score is None else result.recorded_score
-    return (f"{score.label} {score.text(value)} on {result.test_size} images through ONNX Runtime "
+    return (f"{score.label} {score.text(value)} on {result.test_size} images through {result.runtime} "
             f"({result.precision} {result.path}; the run's PyTorch model scored {score.text(recorded)}, "
             f"{score.delta(value - recorded)})")
 

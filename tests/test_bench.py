@@ -209,7 +209,8 @@ def test_bench_reports_measured_energy_from_rapl(tmp_path):
     (["bench", "alexnet", "--batch", "0"], "batch must be at least 1"),
     (["bench", "alexnet", "--threads", "0"], "threads must be at least 1"),
     (["bench", "alexnet", "--device", "gpu"], "unknown device 'gpu'"),
-    (["bench", "alexnet", "--int8"], "int8 models run in ONNX Runtime: add --runtime onnxruntime"),
+    (["bench", "alexnet", "--int8"],
+     "int8 models run in ONNX Runtime, ExecuTorch or LiteRT: add --runtime onnxruntime, executorch or litert"),
     (["bench", "alexnet", "--int8", "--runtime", "onnxruntime"], "calibrated on a run's training images: give a run"),
 ])
 def test_bad_arguments_are_one_line_exit_2(capsys, argv, message):

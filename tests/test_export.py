@@ -41,7 +41,7 @@ def assert_onnx_matches(path, model, classes: int):
 
 
 def test_onnx_of_a_pruned_run_matches_pytorch(pruned_run, capsys):
-    code, out, _ = run(capsys, "export", pruned_run, "--format", "onnx", "--json")
+    code, out, _ = run(capsys, "export", pruned_run, "--format", "onnx", "--dynamic-batch", "--json")
     info = json.loads(out)
     assert code == 0 and info["path"] == str(pruned_run / "model.onnx") and info["opset"] == 17
     assert info["bytes"] == (pruned_run / "model.onnx").stat().st_size
@@ -54,7 +54,7 @@ def test_onnx_of_a_pruned_run_matches_pytorch(pruned_run, capsys):
 def test_onnx_of_a_dense_mobilenetv2_matches_pytorch(tmp_path):
     model = models.create("mobilenetv2")
     model.train()
-    path = export_model(model, SHAPE, "onnx", tmp_path / "mnv2.onnx")
+    path = export_model(model, SHAPE, "onnx", tmp_path / "mnv2.onnx", batch=None)
     assert model.training  # the caller's model is left as it was
     assert_onnx_matches(path, model, 10)
 
@@ -91,10 +91,10 @@ def test_directory_without_a_run_is_one_line_exit_2(tmp_path, capsys):
 
 def test_unknown_format_is_refused(pruned_run, capsys):
     with pytest.raises(SystemExit) as exit_info:
-        main(["export", str(pruned_run), "--format", "tflite"])
+        main(["export", str(pruned_run), "--format", "coreml"])
     assert exit_info.value.code == 2 and "invalid choice" in capsys.readouterr().err
     with pytest.raises(cdprune.CdpruneError, match="unknown export format"):
-        export_run(pruned_run, "tflite")
+        export_run(pruned_run, "coreml")
 
 
 # ---- what travels with the model: ONNX metadata -------------------------------------------------
@@ -202,7 +202,8 @@ def test_quantize_int8_refuses_an_unknown_format(pruned_run, tmp_path):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--int8", "--format", "torchscript"], "int8 models are written as ONNX: use --format onnx with --int8"),
+    (["--int8", "--format", "torchscript"],
+     "int8 models are written as ONNX, ORT, ExecuTorch or LiteRT: use --format onnx, ort, pte or tflite with --int8"),
     (["--int8", "--calibration-images", "0"], "calibration images (--calibration-images) must be a whole number"),
 ])
 def test_bad_int8_arguments_write_nothing(pruned_run, tmp_path, capsys, argv, message):

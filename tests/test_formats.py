@@ -53,7 +53,8 @@ def test_a_registered_format_is_a_cli_choice(toy_format, pruned_run, tmp_path, c
 def test_a_precision_the_row_lacks_is_one_line_and_writes_nothing(toy_format, pruned_run, tmp_path, capsys):
     code, _, err = run(capsys, "export", pruned_run, "--format", "toy", "--int8", "--out", tmp_path / "w.safetensors")
     assert code == 2 and len(err.strip().splitlines()) == 1
-    assert "int8 models are written as ONNX: use --format onnx with --int8" in err
+    assert ("int8 models are written as ONNX, ORT, ExecuTorch or LiteRT: use --format onnx, ort, pte or tflite "
+            "with --int8") in err
     assert list(tmp_path.iterdir()) == []
     with pytest.raises(cdprune.CdpruneError, match="int8 models are written as ONNX"):
         cdprune.export_run(pruned_run, "toy", tmp_path / "w.safetensors", int8=True)
@@ -70,7 +71,8 @@ def test_a_second_int8_format_is_named_in_the_refusal(toy_format, pruned_run, tm
     finally:
         del cdprune.FORMATS["onnx-twin"]
     assert code == 2
-    assert "int8 models are written as ONNX or ONNX twin: use --format onnx or onnx-twin with --int8" in err
+    assert ("int8 models are written as ONNX, ORT, ExecuTorch, LiteRT or ONNX twin: use --format onnx, ort, pte, "
+            "tflite or onnx-twin with --int8") in err
     assert list(tmp_path.iterdir()) == []
 
 
@@ -130,9 +132,11 @@ def test_eval_refuses_a_file_of_a_format_it_cannot_test(pruned_run, tmp_path, ca
     cdprune.export_run(pruned_run, "torchscript", tmp_path / "m.pt")
     code, _, err = run(capsys, "eval", pruned_run, "--onnx", tmp_path / "m.pt")
     assert code == 2 and len(err.strip().splitlines()) == 1
-    assert "m.pt is not a file eval can test: it tests ONNX (.onnx) files written by 'cdprune export'" in err
+    assert ("m.pt is not a file eval can test: it tests ONNX (.onnx), ORT (.ort), ExecuTorch (.pte) or LiteRT "
+            "(.tflite) files written by 'cdprune export'") in err
 
 
 def test_bench_int8_in_a_runtime_without_an_int8_format_names_the_one_that_has(capsys):
     code, _, err = run(capsys, "bench", "alexnet", "--runtime", "torch", "--int8")
-    assert code == 2 and "int8 models run in ONNX Runtime: add --runtime onnxruntime to --int8" in err
+    assert code == 2 and ("int8 models run in ONNX Runtime, ExecuTorch or LiteRT: add --runtime onnxruntime, executorch "
+                          "or litert to --int8") in err

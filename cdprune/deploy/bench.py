@@ -156,7 +156,7 @@ def bench(source: str, plan_path: str | None = None, runtime: str = "torch", bat
     dense_raw = dense_totals = None
     with scratch_folder("cdprune-bench-") as tmp:
         if fmt is not None:
-            spec["model_file"] = _model_file(fmt, net, input_shape, Path(tmp) / "model", images, output_name)
+            spec["model_file"] = _model_file(fmt, net, input_shape, Path(tmp) / "model", images, output_name, batch)
         del net  # the child loads its own copy
         raw = run_worker(spec)
         if pruned and against_dense:
@@ -165,7 +165,7 @@ def bench(source: str, plan_path: str | None = None, runtime: str = "torch", bat
             dense_spec = {**spec, "run_dir": None, "plan_path": None}
             if fmt is not None:
                 dense_spec["model_file"] = _model_file(fmt, dense, input_shape, Path(tmp) / "dense", images,
-                                                       output_name)
+                                                       output_name, batch)
             del dense
             dense_raw = run_worker(dense_spec)
 
@@ -209,11 +209,13 @@ def bench(source: str, plan_path: str | None = None, runtime: str = "torch", bat
         **against)
 
 
-def _model_file(fmt, net, input_shape, stem: Path, images, output: str) -> str:
-    """`net` exported as `fmt` next to `stem`; quantised to int8 (calibrated on `images`) when images are given."""
+def _model_file(fmt, net, input_shape, stem: Path, images, output: str, batch: int) -> str:
+    """`net` exported as `fmt` next to `stem`, for the timed batch size; quantised to int8 (calibrated on `images`)
+    when images are given."""
     precision = "fp32" if images is None else "int8"
     path = stem.with_name(stem.name + fmt.file_name(precision)[len("model"):])
-    return str(export_model(net, input_shape, fmt.name, path, output=output, precision=precision, images=images))
+    return str(export_model(net, input_shape, fmt.name, path, output=output, precision=precision, images=images,
+                            batch=batch))
 
 
 def _check_calibration(path, batch: int, device: str, sysfs_root) -> None:

@@ -1,4 +1,4 @@
-"""Test an exported ONNX file (fp32 or int8) on a run's test set through ONNX Runtime.
+"""Test an exported file (ONNX, ORT, ExecuTorch, LiteRT; fp32 or int8) on a run's test set through its runtime.
 
 This is what the device will compute: the file, not the PyTorch model it came from. The images
 are the run's test split, normalised as the run records (`RunMetrics.mean` / `std`). Which files
@@ -40,6 +40,7 @@ class OnnxEvalResult(Record):
     score: float | None = None
     recorded_score: float | None = None
     score_name: str = "accuracy"
+    runtime: str = "ONNX Runtime"  # the runtime that ran the file (its title)
 
 
 def run_task(metrics) -> Task:
@@ -72,7 +73,7 @@ def eval_onnx(run_dir: str | Path, onnx_path: str | Path, data_dir: str | None =
     """
     path = Path(onnx_path)
     if not path.is_file():
-        raise CdpruneError(f"ONNX file {path} not found: export one with 'cdprune export {run_dir}'")
+        raise CdpruneError(f"exported file {path} not found: export one with 'cdprune export {run_dir}'")
     fmt = eval_format(path)
     runtime = get_runtime(fmt.runtime)
     runtime.require()
@@ -105,4 +106,4 @@ def eval_onnx(run_dir: str | Path, onnx_path: str | Path, data_dir: str | None =
     precision = fmt.read_precision(path) if fmt.read_precision else "fp32"
     return OnnxEvalResult(path=str(path), precision=precision, test_acc=task.accuracy(score), test_loss=loss,
                           recorded_acc=metrics.test_acc, test_size=len(test_set), score=score,
-                          recorded_score=metrics.score, score_name=task.score.name)
+                          recorded_score=metrics.score, score_name=task.score.name, runtime=runtime.title)

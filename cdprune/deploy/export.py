@@ -29,8 +29,8 @@ import numpy as np
 import torch
 
 from ..errors import CdpruneError
-from ..storage import (HOLDER_FILE, LOCK_FILE, atomic_write_bytes, lock_directory, remove_stale_scratch,
-                       remove_stale_temps, scratch_folder)
+from ..storage import (HOLDER_FILE, LOCK_FILE, atomic_write_bytes, load_json_file, lock_directory, read_json_object,
+                       remove_stale_scratch, remove_stale_temps, scratch_folder)
 from ..measure.latency import ONNX_OPSET, onnx_bytes, require_module
 from ..measure.runtimes import get_runtime
 from ..pruning import PruningPlan
@@ -39,13 +39,14 @@ from ..runs import METRICS_FILE, PLAN_FILE, SETTINGS_FILE, WEIGHTS_FILE, load_ru
 from ..train import CHECKPOINT_NAME, HISTORY_NAME
 from ..tasks import DEFAULT_TASK, get_task, list_tasks
 from .evaluate import evaluate_file, run_task
-from .formats import ExportFormat, get_format, register_format
+from .formats import FORMATS, ExportFormat, get_format, register_format
 
 OPSET = ONNX_OPSET
 INPUT_NAME = "input"
 SCRATCH_PREFIXES = ("cdprune-export-", "cdprune-int8-")  # the system temp folders an int8 export works in
 # What a run directory holds besides its exported models (docs/design.md, "File formats").
-RUN_FILES = (SETTINGS_FILE, PLAN_FILE, WEIGHTS_FILE, METRICS_FILE, CHECKPOINT_NAME, HISTORY_NAME, LOCK_FILE, HOLDER_FILE)
+EXPORTS_FILE = "exports.json"  # the run's record of its exports, one entry per file
+RUN_FILES = (EXPORTS_FILE, SETTINGS_FILE, PLAN_FILE, WEIGHTS_FILE, METRICS_FILE, CHECKPOINT_NAME, HISTORY_NAME, LOCK_FILE, HOLDER_FILE)
 DEFAULT_CALIBRATION_IMAGES = 256
 ONNX_METADATA_KEYS = ("cdprune_version", "model", "architecture", "plan_digest", "task", "input_name", "output_name",
                       "input_shape", "layout", "channel_order", "preprocess", "mean", "std", "class_names", "precision",
@@ -58,6 +59,10 @@ ONNX_METADATA_KEYS = ("cdprune_version", "model", "architecture", "plan_digest",
 # QLinearConv kernels QOperator names; QDQ is the format other execution providers (TensorRT,
 # XNNPACK, QNN, NNAPI) read.
 INT8_QUANT_FORMAT = "QDQ"
+# int8 through PyTorch's PT2E flow (ExecuTorch, LiteRT): the XNNPACK (and LiteRT) quantiser's symmetric
+# configuration, per-channel int8 weights and int8 activations observed by histograms of the calibration images.
+PT2E_INT8 = {"format": "PT2E", "per_channel": True, "activations": "int8", "weights": "int8",
+             "calibration": "Histogram"}
 INT8_PER_CHANNEL = True
 
 
@@ -83,30 +88,73 @@ def require_deploy(module: str):
 
 
 def export_model(model: torch.nn.Module, input_shape, format: str, path: str | Path, *, metadata: dict | None = None,
-                 output: str = OUTPUT_NAME, precision: str = "fp32", images: np.ndarray | None = None) -> Path:
+                 output: str = OUTPUT_NAME, precision: str = "fp32", images: np.ndarray | None = None,
+                 batch: int | None = 1) -> Path:
     """Write `model` for inputs of shape (C, H, W) to `path` as `format` (a row of `formats.FORMATS`).
 
-    metadata: entries the file carries where its format has a place for them (ONNX: key -> JSON-ready
-    value, stored as JSON text). precision: one the format writes; below fp32 it is calibrated on
-    `images` (float32 N×C×H×W, normalised). The model itself is left as it was (device and
-    train/eval mode): a CPU copy is exported.
+    metadata: entries the file carries (ONNX: key -> JSON-ready value, stored as JSON text); a format with
+    no place for them gets the sidecar `<path>.json` (`sidecar_path`), written before the file. precision:
+    one the format writes; below fp32 it is calibrated on `images` (float32 N×C×H×W, normalised). batch:
+    the input's fixed batch size, 1 by default as phones and boards run it; None: a dynamic batch axis,
+    for formats that write one. The model itself is left as it was (device and train/eval mode): a CPU
+    copy is exported.
     """
     fmt = get_format(format)
     fmt.check_precision(precision)
     if precision != "fp32" and (images is None or len(images) == 0):
         raise CdpruneError(f"a {precision} export is calibrated on images: pass some (images=, float32 N×C×H×W)")
+    extra = check_batch(fmt, batch)
+    fmt.require()
     model = copy.deepcopy(model).cpu().eval()
     data = fmt.export(model, tuple(input_shape), precision=precision, metadata=metadata or {}, output=output,
-                      images=images)
+                      images=images, **extra)
     path = Path(path)
+    if not fmt.metadata_in_file and metadata:
+        atomic_write_bytes(sidecar_path(path), sidecar_bytes(metadata, precision, batch, images))
     atomic_write_bytes(path, data)
     return path
 
 
-def _onnx_export(model, input_shape, *, precision, metadata, output, images) -> bytes:
-    """An ONNX file (opset OPSET, dynamic batch, metadata), statically quantised for int8."""
+def check_batch(fmt: ExportFormat, batch: int | None) -> dict:
+    """The exporter's batch argument for `fmt` ({} for a format that takes none), or a one-line refusal."""
+    if batch is None and not fmt.dynamic_batch:
+        able = [f.name for f in FORMATS.values() if f.dynamic_batch]
+        raise CdpruneError(f"{fmt.title} files have a fixed batch size: drop --dynamic-batch, or use --format "
+                           f"{' or '.join(able)}")
+    if batch is not None and (isinstance(batch, bool) or not isinstance(batch, numbers.Integral) or batch < 1):
+        raise CdpruneError(f"batch must be a whole number of at least 1, got {batch!r}")
+    return {"batch": batch} if fmt.takes_batch else {}
+
+
+def sidecar_path(path: str | Path) -> Path:
+    """The JSON file beside an exported file that carries its metadata, for formats with no place for them."""
+    path = Path(path)
+    return path.with_name(path.name + ".json")
+
+
+def sidecar_bytes(metadata: dict, precision: str, batch: int | None, images: np.ndarray | None) -> bytes:
+    entries = {**metadata, "precision": precision, "batch": batch}
+    if precision == "int8":
+        entries["quantization"] = {**PT2E_INT8, "calibration_images": int(len(images))}
+    return (json.dumps(entries, indent=1) + "\n").encode()
+
+
+def exported_metadata(path: str | Path) -> dict:
+    """The metadata of an exported file: from the file itself (ONNX), else from its sidecar `<file>.json`;
+    {} when it has none."""
+    path = Path(path)
+    if path.suffix == ".onnx":
+        return read_metadata(path)
+    sidecar = sidecar_path(path)
+    again = f"export {path.name} again with 'cdprune export'"
+    return load_json_file(sidecar, "export metadata", missing=again, fix=again) if sidecar.is_file() else {}
+
+
+def _onnx_export(model, input_shape, *, precision, metadata, output, images, batch=1) -> bytes:
+    """An ONNX file (opset OPSET, batch fixed or dynamic, metadata), statically quantised for int8."""
     onnx = require_deploy("onnx")
-    proto = onnx.load_from_string(onnx_bytes(model, input_shape, INPUT_NAME, output))
+    proto = onnx.load_from_string(onnx_bytes(model, input_shape, INPUT_NAME, output, dynamic_batch=batch is None,
+                                             batch=batch or 1))
     set_metadata(proto, metadata)
     onnx.checker.check_model(proto)  # fail here, not on the device
     if precision == "fp32":
@@ -118,8 +166,38 @@ def _onnx_export(model, input_shape, *, precision, metadata, output, images) -> 
 
 
 def _describe_onnx(path: Path, output: str) -> dict:
-    return {"opset": OPSET, "input": INPUT_NAME, "output": output, "dynamic_batch": True,
+    onnx = require_deploy("onnx")
+    first = onnx.load(str(path), load_external_data=False).graph.input[0].type.tensor_type.shape.dim[0]
+    return {"opset": OPSET, "input": INPUT_NAME, "output": output, "dynamic_batch": not first.HasField("dim_value"),
             "metadata": read_metadata(path)}
+
+
+def describe_sidecar(path: Path, output: str) -> dict:
+    metadata = exported_metadata(path)
+    return {"input": INPUT_NAME, "output": output, "dynamic_batch": metadata.get("batch", 1) is None,
+            "metadata": metadata}
+
+
+def sidecar_precision(path: Path) -> str:
+    return exported_metadata(path).get("precision", "fp32")
+
+
+def _ort_export(model, input_shape, *, precision, metadata, output, images, batch) -> bytes:
+    """ONNX Runtime's own format (what ONNX Runtime Mobile loads): the ONNX export, with the basic graph
+    optimisations that hold on every device applied, saved as ORT. Its metadata travel in the sidecar."""
+    ort = require_deploy("onnxruntime")
+    onnx_file = _onnx_export(model, input_shape, precision=precision, metadata=metadata, output=output,
+                             images=images, batch=batch)
+    with scratch_folder(SCRATCH_PREFIXES[1]) as tmp:
+        options = ort.SessionOptions()
+        # Basic optimisations only: the others are specific to this machine's execution providers, as the
+        # ORT format converter (onnxruntime.tools.convert_onnx_models_to_ort) also does by default.
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+        options.optimized_model_filepath = str(Path(tmp) / "model.ort")
+        options.add_session_config_entry("session.save_model_format", "ORT")
+        options.log_severity_level = 3
+        ort.InferenceSession(onnx_file, options, providers=["CPUExecutionProvider"])
+        return (Path(tmp) / "model.ort").read_bytes()
 
 
 def _torchscript_export(model, input_shape, *, precision, metadata, output, images) -> bytes:
@@ -214,9 +292,14 @@ def quantized_int8(fp32_path: str | Path, images: np.ndarray, metadata: dict | N
                                           quantize_static)
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
+    # Batches of 16, or of the file's fixed batch size.
+    size = onnx.load(str(fp32_path), load_external_data=False).graph.input[0].type.tensor_type.shape.dim[0].dim_value
+    size = size or 16
+    usable = len(images) - len(images) % size or len(images)  # whole batches only (all images when fewer than one)
+
     class Reader(CalibrationDataReader):
         def __init__(self):
-            self.batches = iter(images[i:i + 16] for i in range(0, len(images), 16))
+            self.batches = iter(images[i:i + size] for i in range(0, usable, size))
 
         def get_next(self):
             batch = next(self.batches, None)
@@ -273,6 +356,11 @@ class ExportResult(Record):
     precision: str = "fp32"
     metadata: dict = field(default_factory=dict)
     comparison: dict | None = None
+    # The file tested in its runtime: test_acc, recorded_acc, test_size, bytes, latency_ms by thread count
+    # ({"1": p50, "2": p50}, batch 1), runtime version. None for a format with no runtime, or a task that
+    # does not score exports; `unchecked` says why a check that was due did not happen.
+    check: dict | None = None
+    unchecked: str | None = None
 
 
 def check_not_a_run_file(out: str | Path) -> None:
@@ -287,9 +375,10 @@ def check_not_a_run_file(out: str | Path) -> None:
 def export_run(run_dir: str | Path, format: str, out: str | Path | None = None, *,
                model: str | torch.nn.Module | None = None, int8: bool = False,
                calibration_images: int = DEFAULT_CALIBRATION_IMAGES, data_dir: str | None = None,
-               latency_time_s: float = 1.0, allow_changed_source: bool = False) -> ExportResult:
+               latency_time_s: float = 1.0, allow_changed_source: bool = False, dynamic_batch: bool = False,
+               check: bool = True) -> ExportResult:
     """Export a finished run's model (rebuilt from plan + weights); default file: RUN_DIR/model<suffix>
-    (model.onnx, model.pt: the format's row in `formats.FORMATS`).
+    (model.onnx, model.pte, model.pt: the format's row in `formats.FORMATS`).
 
     model: the run's model reference (or unpruned instance) when it is not a registered model (see load_run).
     int8: write a statically quantised model instead (default file RUN_DIR/model.int8<suffix>), in a
@@ -297,13 +386,20 @@ def export_run(run_dir: str | Path, format: str, out: str | Path | None = None, 
         and compare it with the fp32 model in the format's runtime: the task's score on the run's test set,
         file size, latency for `latency_time_s` seconds each (batch 1, 1 thread). data_dir: where the
         run's data lives now, when it moved.
+    dynamic_batch: a dynamic batch axis instead of the fixed batch of 1 (formats whose row offers it).
+    check: test the written file in its runtime (`ExportResult.check`): its score on the run's test set
+        beside the run's own, its size, and its batch-1 latency at 1 and 2 threads (`latency_time_s` each),
+        for formats with a runtime and tasks that score exported files. The result is also kept in the
+        run's `exports.json`.
     """
     fmt = get_format(format)
     precision = "int8" if int8 else "fp32"
     fmt.check_precision(precision)
+    batch = None if dynamic_batch else 1
+    check_batch(fmt, batch)
+    fmt.require()
     if int8:
         calibration_images = check_calibration_images(calibration_images)
-        get_runtime(fmt.runtime).require()
     if out is not None:
         check_not_a_run_file(out)
     net, metrics = load_run(run_dir, model, allow_changed_source=allow_changed_source)
@@ -322,37 +418,81 @@ def export_run(run_dir: str | Path, format: str, out: str | Path | None = None, 
     shape = tuple(metrics.input_shape)
     output = run_output_name(metrics)
     path = Path(out or Path(run_dir) / fmt.file_name(precision))
+    checkable = check and fmt.runtime is not None and get_runtime(fmt.runtime).load is not None and task.scores_exports
+    # Everything the checks need is loaded before the first byte is written.
+    test_set, unchecked = None, None
+    if int8 or checkable:
+        try:
+            test_set, _ = run_data(run_dir, "test", data_dir)
+        except CdpruneError as exc:
+            if int8:
+                raise
+            unchecked = f"the run's test set could not be loaded ({exc})"
     if not int8:
-        export_model(net, shape, format, path, metadata=metadata, output=output)
-        return _result(fmt, path, output, precision)
+        export_model(net, shape, format, path, metadata=metadata, output=output, batch=batch)
+        figures = _check_file(path, fmt, test_set, task, shape, latency_time_s) if test_set is not None else None
+        return _keep(run_dir, _result(fmt, path, output, precision, check=_with_record(figures, metrics, test_set),
+                                      unchecked=unchecked if checkable else None))
 
-    # Everything the comparison needs is loaded before the first byte is written.
     images = calibration_set(run_dir, calibration_images, data_dir)
-    test_set, _ = run_data(run_dir, "test", data_dir)
-    runtime = get_runtime(fmt.runtime)
     with scratch_folder(SCRATCH_PREFIXES[0]) as tmp:
-        fp32 = export_model(net, shape, format, Path(tmp) / f"fp32{fmt.suffix}", metadata=metadata, output=output)
-        export_model(net, shape, format, path, metadata=metadata, output=output, precision=precision, images=images)
-        figures = {}
-        for name, file in (("fp32", fp32), (precision, path)):
-            loss, score = evaluate_file(file, test_set, runtime.name, task=task)
-            # In this process: both files see the same conditions, and a fresh interpreter per file
-            # would cost more than the timing itself.
-            timed = runtime.latency(str(file), shape, threads=1, min_time_s=latency_time_s)
-            figures[name] = {"test_acc": task.accuracy(score), "score": score, "test_loss": loss,
-                             "bytes": file.stat().st_size, "latency_ms": timed.p50_ms}
+        fp32 = export_model(net, shape, format, Path(tmp) / f"fp32{fmt.suffix}", metadata=metadata, output=output,
+                            batch=batch)
+        export_model(net, shape, format, path, metadata=metadata, output=output, precision=precision, images=images,
+                     batch=batch)
+        figures = {name: _check_file(file, fmt, test_set, task, shape, latency_time_s, threads=(1,) if name == "fp32"
+                                     else CHECK_THREADS) for name, file in (("fp32", fp32), (precision, path))}
+    flat = {name: {key: f[key] for key in ("test_acc", "score", "test_loss", "bytes")} | {"latency_ms": f["latency_ms"]["1"]}
+            for name, f in figures.items()}
     # test_acc and recorded_acc: the score of classify runs, null for others (as in the run records).
-    comparison = {**figures, "score_name": task.score.name, "test_size": len(test_set),
-                  "recorded_score": metrics.score, "recorded_acc": metrics.test_acc, "batch": 1, "threads": 1,
-                  "size_ratio": figures["int8"]["bytes"] / figures["fp32"]["bytes"],
-                  "speedup": figures["fp32"]["latency_ms"] / figures["int8"]["latency_ms"]}
-    return _result(fmt, path, output, precision, comparison)
+    comparison = {**flat, "score_name": task.score.name, "test_size": len(test_set), "recorded_score": metrics.score,
+                  "recorded_acc": metrics.test_acc, "batch": 1, "threads": 1,
+                  "size_ratio": flat["int8"]["bytes"] / flat["fp32"]["bytes"],
+                  "speedup": flat["fp32"]["latency_ms"] / flat["int8"]["latency_ms"]}
+    return _keep(run_dir, _result(fmt, path, output, precision, comparison,
+                                  check=_with_record(figures[precision], metrics, test_set)))
 
 
-def _result(fmt: ExportFormat, path: Path, output: str, precision: str, comparison: dict | None = None) -> ExportResult:
+CHECK_THREADS = (1, 2)
+
+
+def _check_file(path: Path, fmt: ExportFormat, test_set, task, shape, latency_time_s: float,
+                threads: tuple[int, ...] = CHECK_THREADS) -> dict:
+    """A written file in its runtime: the task's score on `test_set`, its size, its batch-1 p50 latency at each
+    thread count. In this process: every file sees the same conditions, and a fresh interpreter per file would
+    cost more than the timing itself."""
+    runtime = get_runtime(fmt.runtime)
+    loss, score = evaluate_file(path, test_set, runtime.name, task=task)
+    latency = {str(n): runtime.latency(str(path), shape, threads=n, min_time_s=latency_time_s).p50_ms for n in threads}
+    return {"score_name": task.score.name, "score": score, "test_acc": task.accuracy(score), "test_loss": loss,
+            "bytes": path.stat().st_size, "latency_ms": latency, "runtime": runtime.version()}
+
+
+def _with_record(figures: dict | None, metrics, test_set) -> dict | None:
+    if figures is None:
+        return None
+    return {**figures, "recorded_score": metrics.score, "recorded_acc": metrics.test_acc, "test_size": len(test_set),
+            "batch": 1}
+
+
+def _keep(run_dir: str | Path, result: "ExportResult") -> "ExportResult":
+    """Add the export to the run's record of its exports (EXPORTS_FILE, one entry per file)."""
+    record = Path(run_dir) / EXPORTS_FILE
+    with lock_directory(run_dir):
+        try:
+            kept = read_json_object(record, "export record") or {}
+        except CdpruneError:
+            kept = {}  # a damaged record of earlier exports is replaced, not a reason to refuse this one
+        kept[str(Path(result.path).resolve())] = result.to_dict()
+        atomic_write_bytes(record, (json.dumps(kept, indent=1) + "\n").encode())
+    return result
+
+
+def _result(fmt: ExportFormat, path: Path, output: str, precision: str, comparison: dict | None = None, *,
+            check: dict | None = None, unchecked: str | None = None) -> ExportResult:
     described = fmt.describe(path, output) if fmt.describe else {}
     return ExportResult(path=str(path), format=fmt.name, bytes=path.stat().st_size, precision=precision,
-                        comparison=comparison, **described)
+                        comparison=comparison, check=check, unchecked=unchecked, **described)
 
 
 def _onnx_precision(path: Path) -> str:
@@ -365,5 +505,8 @@ def _onnx_precision(path: Path) -> str:
 # The export-format table's built-in rows (formats.py; docs/design.md §6.3).
 register_format(ExportFormat("onnx", "ONNX", ".onnx", _onnx_export, runtime="onnxruntime",
                              precisions=("fp32", "int8"), bench=True, eval=True, describe=_describe_onnx,
-                             read_precision=_onnx_precision))
+                             read_precision=_onnx_precision, takes_batch=True, dynamic_batch=True))
+register_format(ExportFormat("ort", "ORT", ".ort", _ort_export, runtime="onnxruntime", precisions=("fp32", "int8"),
+                             eval=True, describe=describe_sidecar, read_precision=sidecar_precision,
+                             metadata_in_file=False, takes_batch=True, dynamic_batch=True))
 register_format(ExportFormat("torchscript", "TorchScript", ".pt", _torchscript_export))

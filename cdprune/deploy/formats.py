@@ -4,7 +4,8 @@ A row names the format's file suffix, its exporter, the runtime that loads its f
 (`cdprune.measure.runtimes`), the precisions it writes, and whether `bench` and `eval` work with
 it. `export`, `bench`, `eval` and the CLI's choices read the rows, and their refusals of an
 unsupported combination (int8 TorchScript, bench --int8 in torch) come from here. A new format is one
-`register_format` call plus its exporter; `export.py` registers ONNX and TorchScript.
+`register_format` call plus its exporter; `export.py` registers ONNX, ORT and TorchScript, `edge.py`
+ExecuTorch and LiteRT.
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..errors import CdpruneError
+from ..measure.latency import require_module
 from ..measure.runtimes import RUNTIMES, get_runtime
 
 PRECISIONS = ("fp32", "int8")  # what export, bench and eval can ask for (int8: --int8)
@@ -26,8 +28,10 @@ class ExportFormat:
     export(model, input_shape, *, precision, metadata, output, images) -> bytes: the file's content for
     a CPU copy of `model` in eval mode, for inputs of shape (C, H, W); `metadata` are the entries the
     file should carry where the format has a place for them, `output` the output's name, `images`
-    calibration inputs (float32 N×C×H×W) for a precision below fp32, else None. `export_model` writes
-    the bytes atomically.
+    calibration inputs (float32 N×C×H×W) for a precision below fp32, else None. A row with
+    `takes_batch` also gets `batch`: the batch axis's fixed size, or None for a dynamic axis (rows with
+    `dynamic_batch` only). `export_model` writes the bytes atomically, and beside them, for a format
+    with no place for metadata, the sidecar `<file>.json`.
     """
 
     name: str  # the --format choice
@@ -41,6 +45,11 @@ class ExportFormat:
     # (path, output name) -> ExportResult fields a file of this format adds (ONNX: opset, input, output, metadata)
     describe: Callable[[Path, str], dict] | None = None
     read_precision: Callable[[Path], str] | None = None  # the precision a file holds, for eval (default fp32)
+    packages: tuple[str, ...] = ()  # what the exporter imports besides its runtime's packages
+    extra: str = "deploy"  # the cdprune extra that installs them
+    metadata_in_file: bool = True  # False: the metadata travels in the JSON sidecar <file>.json
+    takes_batch: bool = False  # the exporter takes `batch` (a fixed size, or None for a dynamic axis)
+    dynamic_batch: bool = False  # it can write a dynamic batch axis (export --dynamic-batch)
 
     def file_name(self, precision: str = "fp32") -> str:
         """The file's default name in a run directory: model.onnx, model.int8.onnx, model.pt."""
@@ -51,6 +60,13 @@ class ExportFormat:
         """Whether its runtime times per-layer latency tables (mode la, latency budgets)."""
         return self.runtime is not None and RUNTIMES[self.runtime].time_module is not None
 
+    def require(self) -> None:
+        """Import what exporting and loading files of this format needs, or say in one line which extra brings it."""
+        for package in self.packages:
+            require_module(package, self.extra)
+        if self.runtime is not None:
+            get_runtime(self.runtime).require()
+
     def check_precision(self, precision: str) -> None:
         """Refuse, in one line, a precision this format does not write, naming the formats that do."""
         if precision in self.precisions:
@@ -59,11 +75,17 @@ class ExportFormat:
         if not able:
             raise CdpruneError(f"no export format writes {precision} models")
         flag = f" with --{precision}" if precision != "fp32" else ""
-        raise CdpruneError(f"{precision} models are written as {' or '.join(f.title for f in able)}: use --format "
-                           f"{' or '.join(f.name for f in able)}{flag}")
+        raise CdpruneError(f"{precision} models are written as {either(f.title for f in able)}: use --format "
+                           f"{either(f.name for f in able)}{flag}")
 
 
 FORMATS: dict[str, ExportFormat] = {}
+
+
+def either(names) -> str:
+    """'a', 'a or b', 'a, b or c'."""
+    names = list(names)
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
 
 
 def register_format(fmt: ExportFormat) -> ExportFormat:
@@ -75,6 +97,9 @@ def register_format(fmt: ExportFormat) -> ExportFormat:
                                f"evaluate or compare them")
     elif fmt.bench or fmt.eval:
         raise CdpruneError(f"format '{fmt.name}' names no runtime, so bench and eval cannot load its files")
+    if fmt.dynamic_batch and not fmt.takes_batch:
+        raise CdpruneError(f"format '{fmt.name}': a dynamic batch axis needs an exporter that takes `batch` "
+                           f"(takes_batch=True)")
     unknown = set(fmt.precisions) - set(PRECISIONS)
     if unknown:
         raise CdpruneError(f"format '{fmt.name}': unknown precision {sorted(unknown)[0]}; choose from "
@@ -114,8 +139,8 @@ def bench_format(runtime: str, precision: str = "fp32") -> ExportFormat | None:
             return fmt
     able = [RUNTIMES[f.runtime] for f in FORMATS.values() if f.bench and precision in f.precisions]
     if precision != "fp32" and able:
-        raise CdpruneError(f"{precision} models run in {' or '.join(r.title for r in able)}: add --runtime "
-                           f"{' or '.join(r.name for r in able)} to --{precision}")
+        raise CdpruneError(f"{precision} models run in {either(r.title for r in able)}: add --runtime "
+                           f"{either(r.name for r in able)} to --{precision}")
     raise CdpruneError(f"bench cannot time {precision} models in runtime '{runtime}': choose one of "
                        f"{', '.join(bench_runtimes())} (--runtime)")
 
@@ -127,5 +152,5 @@ def eval_format(path: str | Path) -> ExportFormat:
     for fmt in sorted(able, key=lambda f: -len(f.suffix)):  # the longest suffix that fits: .int8.onnx before .onnx
         if name.endswith(fmt.suffix):
             return fmt
-    kinds = " or ".join(f"{f.title} ({f.suffix})" for f in able)
+    kinds = either(f"{f.title} ({f.suffix})" for f in able)
     raise CdpruneError(f"{path} is not a file eval can test: it tests {kinds} files written by 'cdprune export'")

@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import functools
+import importlib
 import io
+import os
 import platform
 import time
 import warnings
@@ -81,19 +83,36 @@ def cpu_description() -> str:
 ONNX_OPSET = 17
 
 
-def require_module(module: str):
-    """Import `module` (onnx, onnxruntime) or say, in one line, how to install it."""
+def require_module(module: str, extra: str = "deploy"):
+    """Import `module` (onnx, onnxruntime, executorch, ...) or say, in one line, how to install it: the cdprune
+    extra that brings it."""
     try:
-        return __import__(module)
+        with quiet_native_stderr():  # torchao and LiteRT print notes about optional kernels as they load
+            return importlib.import_module(module)
     except ImportError:
-        raise CdpruneError(f"{module} is not installed", "pip install 'cdprune[deploy]'") from None
+        raise CdpruneError(f"{module} is not installed", f"pip install 'cdprune[{extra}]'") from None
+
+
+@contextmanager
+def quiet_native_stderr():
+    """Keep what native libraries print on file descriptor 2 (ExecuTorch's and LiteRT's start-up notes) off the
+    terminal; Python errors still surface as exceptions."""
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def onnx_bytes(model: torch.nn.Module, input_shape, input_name: str = "input", output_name: str = "output",
-               dynamic_batch: bool = True) -> bytes:
-    """`model` (on the CPU, in eval mode) as an ONNX file at opset ONNX_OPSET, for inputs (N, *input_shape)."""
+               dynamic_batch: bool = True, batch: int = 1) -> bytes:
+    """`model` (on the CPU, in eval mode) as an ONNX file at opset ONNX_OPSET, for inputs (N, *input_shape): N
+    dynamic, or fixed at `batch`."""
     require_module("onnx")
-    example = torch.randn(1, *input_shape)
+    example = torch.randn(batch, *input_shape)
     buffer = io.BytesIO()
     axes = {input_name: {0: "batch"}, output_name: {0: "batch"}} if dynamic_batch else None
     # The TorchScript-based exporter is deprecated in favour of torch.export, but it is the one that

@@ -8,15 +8,18 @@ the files (`cdprune.deploy.formats`) name their runtime by its row's name. A new
 """
 from __future__ import annotations
 
+import importlib.metadata
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import torch
 
 from ..errors import CdpruneError
-from .latency import LatencyStats, fastest_ms, measure_latency, onnx_bytes, ort_session, require_module, step_latency
+from .latency import (LatencyStats, fastest_ms, measure_latency, onnx_bytes, ort_session, quiet_native_stderr,
+                      require_module, step_latency)
 
 
 @dataclass(frozen=True)
@@ -35,6 +38,7 @@ class Runtime:
     name: str  # the --runtime choice
     title: str  # "ONNX Runtime", in messages
     packages: tuple[str, ...]  # what its adapters import; the first names its version
+    extra: str = "deploy"  # the cdprune extra that installs the packages: pip install 'cdprune[<extra>]'
     devices: tuple[str, ...] = ("cpu",)  # torch.device types it measures on
     # (file path or bytes, intra-op threads) -> LoadedModel
     load: Callable[[str | bytes, int], LoadedModel] | None = None
@@ -47,12 +51,14 @@ class Runtime:
     def require(self) -> None:
         """Import every package the runtime needs, or say in one line how to install the missing one."""
         for package in self.packages:
-            require_module(package)
+            require_module(package, self.extra)
 
     def version(self) -> str:
         """'torch 2.13.0', 'onnxruntime 1.20.1': what timings in this runtime depend on besides the device."""
         self.require()
-        return f"{self.packages[0]} {require_module(self.packages[0]).__version__}"
+        package = self.packages[0]
+        version = getattr(require_module(package, self.extra), "__version__", None)
+        return f"{package} {version or importlib.metadata.version(package)}"
 
     def latency(self, model_file: str | bytes, input_shape, threads: int = 1, min_time_s: float = 1.0) -> LatencyStats:
         """Batch-1 latency of a file in this runtime, in this process (10 warm-up runs, at least 20 timed)."""
@@ -83,6 +89,27 @@ def table_runtimes() -> list[str]:
     return [name for name, runtime in RUNTIMES.items() if runtime.time_module is not None]
 
 
+def in_fixed_batches(run: Callable[[np.ndarray], np.ndarray], batch) -> Callable[[np.ndarray], np.ndarray]:
+    """`run` for a file whose batch axis is fixed at `batch`: any batch is cut into runs of that size (the last one
+    padded with zeros, its padding dropped from the output). A dynamic axis (text or None) runs batches whole."""
+    if not isinstance(batch, int) or batch < 1:
+        return run
+
+    def run_any(x: np.ndarray) -> np.ndarray:
+        if len(x) == batch:
+            return run(x)
+        outputs = []
+        for start in range(0, len(x), batch):
+            part = x[start:start + batch]
+            short = batch - len(part)
+            if short:
+                part = np.concatenate([part, np.zeros((short, *part.shape[1:]), dtype=part.dtype)])
+            outputs.append(run(np.ascontiguousarray(part))[:batch - short])
+        return np.concatenate(outputs)
+
+    return run_any
+
+
 # ---- torch: the PyTorch model itself, eager ----------------------------------------------------
 
 def _torch_time_module(module, input_shape, threads, warmup, repeats, min_time_s) -> float:
@@ -94,11 +121,11 @@ def _torch_time_module(module, input_shape, threads, warmup, repeats, min_time_s
 # ---- onnxruntime: ONNX files on the CPU -----------------------------------------------------------
 
 def _onnxruntime_load(model_file: str | bytes, threads: int) -> LoadedModel:
-    session = ort_session(model_file, threads)
+    session = ort_session(model_file, threads)  # ONNX files and ORT-format (.ort) files alike
     (given,), (output,) = session.get_inputs(), session.get_outputs()
     name = given.name
-    return LoadedModel(run=lambda x: session.run(None, {name: x})[0], input_shape=list(given.shape[1:]),
-                       output_shape=list(output.shape[1:]))
+    return LoadedModel(run=in_fixed_batches(lambda x: session.run(None, {name: x})[0], given.shape[0]),
+                       input_shape=list(given.shape[1:]), output_shape=list(output.shape[1:]))
 
 
 def _onnxruntime_time_module(module, input_shape, threads, warmup, repeats, min_time_s) -> float:
@@ -110,3 +137,69 @@ def _onnxruntime_time_module(module, input_shape, threads, warmup, repeats, min_
 register_runtime(Runtime("torch", "PyTorch", ("torch",), devices=("cpu", "cuda"), time_module=_torch_time_module))
 register_runtime(Runtime("onnxruntime", "ONNX Runtime", ("onnxruntime", "onnx"), load=_onnxruntime_load,
                          time_module=_onnxruntime_time_module, layers_as_deployed=True))
+
+
+# ---- executorch: ExecuTorch programs (.pte), XNNPACK-delegated -----------------------------------
+
+def _executorch_load(model_file: str | bytes, threads: int) -> LoadedModel:
+    require_module("executorch", "executorch")
+    from executorch.extension.pybindings import portable_lib
+    from executorch.runtime import Runtime as ExecuTorchRuntime
+
+    with quiet_native_stderr():
+        # One thread pool serves every program of the process (XNNPACK's); the newest load sets its size.
+        portable_lib._unsafe_reset_threadpool(threads)
+        source = model_file if isinstance(model_file, bytes) else Path(model_file)
+        program = ExecuTorchRuntime.get().load_program(source)
+        method = program.load_method("forward")
+    meta = method.metadata
+    given, output = list(meta.input_tensor_meta(0).sizes()), list(meta.output_tensor_meta(0).sizes())
+
+    def run(x: np.ndarray, _program=program) -> np.ndarray:  # _program: the method's memory lives as long as `run`
+        return method.execute([torch.from_numpy(x)])[0].numpy()
+
+    return LoadedModel(run=in_fixed_batches(run, given[0]), input_shape=given[1:], output_shape=output[1:])
+
+
+# ---- litert: LiteRT (TensorFlow Lite) flatbuffers (.tflite), XNNPACK delegate ------------------------
+
+def _litert_load(model_file: str | bytes, threads: int) -> LoadedModel:
+    require_module("ai_edge_litert", "litert")
+    from ai_edge_litert.interpreter import Interpreter
+
+    source = {"model_content": model_file} if isinstance(model_file, bytes) else {"model_path": str(model_file)}
+    with quiet_native_stderr():  # the default op resolver applies the XNNPACK delegate, and says so
+        interpreter = Interpreter(**source, num_threads=threads)
+        interpreter.allocate_tensors()
+    (given,), (output,) = interpreter.get_input_details(), interpreter.get_output_details()
+    to_input, from_output = _quantizer(given), _dequantizer(output)
+
+    def run(x: np.ndarray) -> np.ndarray:
+        interpreter.set_tensor(given["index"], to_input(x))
+        interpreter.invoke()
+        return from_output(interpreter.get_tensor(output["index"]))
+
+    shape, out_shape = [int(d) for d in given["shape"]], [int(d) for d in output["shape"]]
+    return LoadedModel(run=in_fixed_batches(run, shape[0]), input_shape=shape[1:], output_shape=out_shape[1:])
+
+
+def _quantizer(detail: dict) -> Callable[[np.ndarray], np.ndarray]:
+    """Float inputs as a tensor of `detail` takes them: as they are, or quantised with its scale and zero point
+    (a fully int8 LiteRT model takes int8 inputs)."""
+    dtype = np.dtype(detail["dtype"])
+    if dtype == np.float32:
+        return lambda x: x
+    scale, zero = detail["quantization"]
+    info = np.iinfo(dtype)
+    return lambda x: np.clip(np.round(x / scale) + zero, info.min, info.max).astype(dtype)
+
+
+def _dequantizer(detail: dict) -> Callable[[np.ndarray], np.ndarray]:
+    if np.dtype(detail["dtype"]) == np.float32:
+        return lambda y: y
+    scale, zero = detail["quantization"]
+    return lambda y: (y.astype(np.float32) - zero) * np.float32(scale)
+
+
+register_runtime(Runtime("executorch", "ExecuTorch", ("executorch",), extra="executorch", load=_executorch_load))
+register_runtime(Runtime("litert", "LiteRT", ("ai_edge_litert",), extra="litert", load=_litert_load))
