@@ -139,11 +139,11 @@ def _build(args) -> tuple:
     if args.data:
         info = dataset_info(args.data, args.data_dir, input_shape=shape)
         if num_classes is not None and num_classes != info.num_classes:
-            raise CdpruneError(f"--num-classes {num_classes} contradicts the {info.num_classes} classes of {args.data}: "
+            raise CdpruneError(f"--num-classes {num_classes} contradicts the {info.num_classes} classes of {args.data}",
                                "drop --num-classes, --data gives it")
         shape, num_classes = info.input_shape, info.num_classes
     elif args.data_dir:
-        raise CdpruneError("--data-dir says where --data lives: add --data")
+        raise CdpruneError("--data-dir says where --data lives", "add --data")
     shape, num_classes = shape or (3, 32, 32), 10 if num_classes is None else num_classes
     model = models.create(args.model, num_classes=num_classes, in_channels=shape[0],
                           model_args=models.parse_model_args(args.model_args))
@@ -351,10 +351,10 @@ def _(p):
 
 def run_eval(args) -> None:
     if args.samples_dir is not None and args.samples is None:
-        raise CdpruneError("--samples-dir says where --samples writes its pictures: add --samples N")
+        raise CdpruneError("--samples-dir says where --samples writes its pictures", "add --samples N")
     if args.onnx:
         if args.model or args.device:
-            raise CdpruneError("--file tests the exported file in its runtime on the CPU: drop --model and --device")
+            raise CdpruneError("--file tests the exported file in its runtime on the CPU", "drop --model and --device")
         result = eval_onnx(args.run, args.onnx, data_dir=args.data_dir)
         text = report.onnx_eval_text(result)
     else:
@@ -391,7 +391,7 @@ def _(p):
 
 def run_main(args) -> None:
     if args.samples_dir is not None and args.samples is None:
-        raise CdpruneError("--samples-dir says where --samples writes its pictures: add --samples N")
+        raise CdpruneError("--samples-dir says where --samples writes its pictures", "add --samples N")
     settings = _settings(args, args.model)
     if args.samples is not None:  # refused before any training
         check_job_samples(settings, args.samples, args.download)
@@ -502,7 +502,7 @@ def _csv(text: str, kind=str) -> list:
     try:
         return [kind(part.strip()) for part in text.split(",") if part.strip()]
     except ValueError:
-        raise CdpruneError(f"bad list '{text}': give comma-separated values, e.g. 0.3,0.5,0.7") from None
+        raise CdpruneError(f"bad list '{text}'", "give comma-separated values, e.g. 0.3,0.5,0.7") from None
 
 
 def _backend_arguments(p: argparse.ArgumentParser) -> None:
@@ -517,7 +517,7 @@ def _backend_arguments(p: argparse.ArgumentParser) -> None:
 
 def _resources(args) -> Resources:
     if args.backend == "local" and (args.address or args.task_cpus != 1 or args.task_gpus):
-        raise CdpruneError("--address, --task-cpus and --task-gpus apply to --backend ray only: add --backend ray")
+        raise CdpruneError("--address, --task-cpus and --task-gpus apply to --backend ray only", "add --backend ray")
     if args.task_cpus < 1 or args.task_gpus < 0:
         raise CdpruneError(f"--task-cpus must be >= 1 and --task-gpus >= 0 (got {args.task_cpus:g}, {args.task_gpus:g})")
     return Resources(cpus=args.task_cpus, gpus=args.task_gpus, address=args.address)

@@ -89,11 +89,11 @@ def test_export_formats_lists_every_row(toy_format):
 
 def test_registering_a_name_again_warns_and_replaces(toy_format):
     again = cdprune.ExportFormat("toy", "toy again", ".again", weights_only)
-    with pytest.warns(UserWarning, match="export format 'toy' is registered again"):
+    with pytest.warns(UserWarning, match="export format 'toy' is registered twice"):
         cdprune.register_format(again)
     assert cdprune.FORMATS["toy"] is again
     runtime = cdprune.RUNTIMES["onnxruntime"]
-    with pytest.warns(UserWarning, match="runtime 'onnxruntime' is registered again"):
+    with pytest.warns(UserWarning, match="runtime 'onnxruntime' is registered twice"):
         cdprune.register_runtime(runtime)
     assert cdprune.RUNTIMES["onnxruntime"] is runtime
 

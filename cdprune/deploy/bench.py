@@ -111,7 +111,7 @@ def bench(source: str, plan_path: str | None = None, runtime: str = "torch", bat
     images = None
     if source_dir.is_dir():
         if plan_path is not None:
-            raise CdpruneError(f"{source} is a run directory, which holds its own plan: drop the plan (--plan)")
+            raise CdpruneError(f"{source} is a run directory, which holds its own plan", "drop the plan (--plan)")
         metrics = read_metrics(source_dir)
         ref = trusted_reference(metrics.model, model, source_dir)  # before the child imports anything
         name, method, run_dir = metrics.model, metrics.method, str(source_dir)
@@ -134,7 +134,7 @@ def bench(source: str, plan_path: str | None = None, runtime: str = "torch", bat
             raise CdpruneError(f"'{source}' is neither a run directory nor a registered model "
                                f"({', '.join(models.names())}) nor a reference module:callable")
         if int8:
-            raise CdpruneError("an int8 model is calibrated on a run's training images: give a run directory "
+            raise CdpruneError("an int8 model is calibrated on a run's training images", "give a run directory "
                                "('cdprune train') instead of a model")
         input_shape = tuple(input_shape or DEFAULT_INPUT)
         plan = PruningPlan.load(plan_path) if plan_path else None
@@ -221,19 +221,19 @@ def _model_file(fmt, net, input_shape, stem: Path, images, output: str, batch: i
 def _check_calibration(path, batch: int, device: str, sysfs_root) -> None:
     """Refuse a calibration that cannot happen, before anything runs or is written."""
     if batch != 1:
-        raise CdpruneError(f"energy calibration (--calibrate-energy) prices batch-1 inference, as the energy model "
-                           f"counts it: drop --batch {batch}")
+        raise CdpruneError("energy calibration (--calibrate-energy) prices batch-1 inference, as the energy model "
+                           "counts it", f"drop --batch {batch}")
     if discover_meter(device, sysfs_root) is None:
         raise CdpruneError(f"no energy meter here to calibrate against (--calibrate-energy): {METERS_LOOKED_FOR}")
     parent = Path(path).parent
     if not parent.is_dir():
-        raise CdpruneError(f"cannot write the energy model to {path}: folder {parent} does not exist; create it or "
+        raise CdpruneError(f"cannot write the energy model to {path}", f"folder {parent} does not exist; create it or "
                            f"choose another path (--calibrate-energy)")
 
 
 def _check_arguments(runtime, batch, threads, min_time_s, min_repeats, device) -> None:
     if runtime not in bench_runtimes():
-        raise CdpruneError(f"unknown runtime '{runtime}': choose one of {', '.join(bench_runtimes())}")
+        raise CdpruneError(f"unknown runtime '{runtime}'", f"choose one of {', '.join(bench_runtimes())}")
     if batch < 1:
         raise CdpruneError(f"batch must be at least 1, got {batch}")
     if threads is not None and threads < 1:
@@ -243,12 +243,12 @@ def _check_arguments(runtime, batch, threads, min_time_s, min_repeats, device) -
     try:
         kind = torch.device(device).type
     except RuntimeError:
-        raise CdpruneError(f"unknown device '{device}': use cpu, cuda or cuda:N") from None
+        raise CdpruneError(f"unknown device '{device}'", "use cpu, cuda or cuda:N") from None
     devices = get_runtime(runtime).devices
     others = [name for name in bench_runtimes() if kind in get_runtime(name).devices]
     if kind not in devices and others:
         where = " or ".join({"cpu": "the CPU"}.get(d, d.upper()) for d in devices)
-        raise CdpruneError(f"the {runtime} runtime measures on {where} only: use --runtime {' or '.join(others)} "
+        raise CdpruneError(f"the {runtime} runtime measures on {where} only", f"use --runtime {' or '.join(others)} "
                            f"for {device}")
     if kind not in ("cpu", "cuda") or (kind == "cuda" and not torch.cuda.is_available()):
-        raise CdpruneError(f"device '{device}' is not available here: use --device cpu")
+        raise CdpruneError(f"device '{device}' is not available here", "use --device cpu")

@@ -49,6 +49,22 @@ def run_task(metrics) -> Task:
     return create(metrics.task or DEFAULT_TASK, **{key: recorded.get(key) for key in RUN_OPTIONS})
 
 
+def open_exported(path: Path, run_dir, threads: int = 1):
+    """(format row, runtime row, loaded file) of an exported file, in the runtime its suffix names; a missing,
+    foreign or damaged file is one line."""
+    if not path.is_file():
+        raise CdpruneError(f"exported file {path} not found", f"export one with 'cdprune export {run_dir}'")
+    fmt = eval_format(path)
+    runtime = get_runtime(fmt.runtime)
+    runtime.require()
+    try:
+        return fmt, runtime, runtime.load(str(path), threads)
+    except Exception as exc:  # the runtime's own error types: a damaged or foreign file
+        first = " ".join(str(exc).split())[:160]
+        raise CdpruneError(f"{runtime.title} cannot load {path} ({first})",
+                           "export it again with 'cdprune export'") from None
+
+
 def evaluate_file(path: str | Path, dataset, runtime: str, batch: int = EVAL_BATCH,
                   threads: int | None = None, task: Task = CLASSIFY) -> tuple[float, float]:
     """(mean loss, mean score) of the exported file `path`, run in `runtime`, on `dataset` (a run's split as
@@ -72,23 +88,13 @@ def eval_onnx(run_dir: str | Path, onnx_path: str | Path, data_dir: str | None =
     (default torch's thread count).
     """
     path = Path(onnx_path)
-    if not path.is_file():
-        raise CdpruneError(f"exported file {path} not found: export one with 'cdprune export {run_dir}'")
-    fmt = eval_format(path)
-    runtime = get_runtime(fmt.runtime)
-    runtime.require()
+    fmt, runtime, loaded = open_exported(path, run_dir)
     test_set, metrics = run_data(run_dir, "test", data_dir)
     task = run_task(metrics)
     if not task.scores_exports:
         scored = " and ".join(n for n in list_tasks() if get_task(n).scores_exports)
-        raise CdpruneError(f"--onnx evaluates {scored} runs; {run_dir} is a {metrics.task} run: "
+        raise CdpruneError(f"--onnx evaluates {scored} runs; {run_dir} is a {metrics.task} run",
                            "use cdprune eval without --onnx")
-    try:
-        loaded = runtime.load(str(path), 1)
-    except Exception as exc:  # the runtime's own error types: a damaged or foreign file
-        first = " ".join(str(exc).split())[:160]
-        raise CdpruneError(f"{runtime.title} cannot load {path} ({first}): export it again with "
-                           "'cdprune export'") from None
     shape, output = loaded.input_shape, loaded.output_shape
     fits = shape == list(metrics.input_shape)
     if fits and all(isinstance(d, int) for d in output):  # a dimension the file leaves open fits any
@@ -99,7 +105,7 @@ def eval_onnx(run_dir: str | Path, onnx_path: str | Path, data_dir: str | None =
     if not fits:
         raise CdpruneError(f"{path} takes inputs {'×'.join(map(str, shape))} and gives outputs "
                            f"{'×'.join(map(str, output))}, which do not fit {run_dir} ({task.name} on "
-                           f"{'×'.join(map(str, metrics.input_shape))} images of {metrics.num_classes} classes): "
+                           f"{'×'.join(map(str, metrics.input_shape))} images of {metrics.num_classes} classes)",
                            "evaluate a file exported from this run")
     del loaded
     loss, score = evaluate_file(path, test_set, runtime.name, threads=threads, task=task)

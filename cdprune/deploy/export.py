@@ -70,7 +70,7 @@ def output_name(task: str = DEFAULT_TASK) -> str:
     """The name of an exported model's output, as `task` names it ("logits" for classify, "image" for denoise
     and sr)."""
     if task not in list_tasks():
-        raise CdpruneError(f"unknown task '{task}': choose one of {', '.join(list_tasks())}")
+        raise CdpruneError(f"unknown task '{task}'", f"choose one of {', '.join(list_tasks())}")
     return get_task(task).output_name
 
 
@@ -119,7 +119,7 @@ def check_batch(fmt: ExportFormat, batch: int | None) -> dict:
     """The exporter's batch argument for `fmt` ({} for a format that takes none), or a one-line refusal."""
     if batch is None and not fmt.dynamic_batch:
         able = [f.name for f in FORMATS.values() if f.dynamic_batch]
-        raise CdpruneError(f"{fmt.title} files have a fixed batch size: drop --dynamic-batch, or use --format "
+        raise CdpruneError(f"{fmt.title} files have a fixed batch size", "drop --dynamic-batch, or use --format "
                            f"{' or '.join(able)}")
     if batch is not None and (isinstance(batch, bool) or not isinstance(batch, numbers.Integral) or batch < 1):
         raise CdpruneError(f"batch must be a whole number of at least 1, got {batch!r}")
@@ -285,7 +285,7 @@ def quantized_int8(fp32_path: str | Path, images: np.ndarray, metadata: dict | N
                    quant_format: str = INT8_QUANT_FORMAT, per_channel: bool = INT8_PER_CHANNEL) -> bytes:
     """The content of `quantize_int8`'s file."""
     if quant_format not in ("QDQ", "QOperator"):
-        raise CdpruneError(f"unknown int8 format '{quant_format}': choose QDQ or QOperator")
+        raise CdpruneError(f"unknown int8 format '{quant_format}'", "choose QDQ or QOperator")
     onnx = require_deploy("onnx")
     require_deploy("onnxruntime")
     from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
@@ -368,7 +368,7 @@ def check_not_a_run_file(out: str | Path) -> None:
     path = Path(out).expanduser().resolve()
     in_a_run = any((path.parent / name).exists() for name in (SETTINGS_FILE, METRICS_FILE))
     if in_a_run and path.name in RUN_FILES:
-        raise CdpruneError(f"{out} is a file of the run in {path.parent}, which writing there would destroy: "
+        raise CdpruneError(f"{out} is a file of the run in {path.parent}, which writing there would destroy",
                            f"choose another file (--out), e.g. {path.parent / get_format('onnx').file_name('fp32')}")
 
 

@@ -9,11 +9,11 @@ ExecuTorch and LiteRT.
 """
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from .. import registry
 from ..errors import CdpruneError
 from ..measure.latency import require_module
 from ..measure.runtimes import RUNTIMES, get_runtime
@@ -75,7 +75,7 @@ class ExportFormat:
         if not able:
             raise CdpruneError(f"no export format writes {precision} models")
         flag = f" with --{precision}" if precision != "fp32" else ""
-        raise CdpruneError(f"{precision} models are written as {either(f.title for f in able)}: use --format "
+        raise CdpruneError(f"{precision} models are written as {either(f.title for f in able)}", "use --format "
                            f"{either(f.name for f in able)}{flag}")
 
 
@@ -93,26 +93,23 @@ def register_format(fmt: ExportFormat) -> ExportFormat:
     if fmt.runtime is not None:
         runtime = get_runtime(fmt.runtime)
         if (fmt.bench or fmt.eval or set(fmt.precisions) - {"fp32"}) and runtime.load is None:
-            raise CdpruneError(f"format '{fmt.name}': runtime '{fmt.runtime}' loads no files, so it cannot bench, "
+            raise CdpruneError(f"format '{fmt.name}'", f"runtime '{fmt.runtime}' loads no files, so it cannot bench, "
                                f"evaluate or compare them")
     elif fmt.bench or fmt.eval:
         raise CdpruneError(f"format '{fmt.name}' names no runtime, so bench and eval cannot load its files")
     if fmt.dynamic_batch and not fmt.takes_batch:
-        raise CdpruneError(f"format '{fmt.name}': a dynamic batch axis needs an exporter that takes `batch` "
-                           f"(takes_batch=True)")
+        raise CdpruneError(f"format '{fmt.name}' offers a dynamic batch axis, which needs an exporter that takes "
+                           "`batch`", "set takes_batch=True")
     unknown = set(fmt.precisions) - set(PRECISIONS)
     if unknown:
-        raise CdpruneError(f"format '{fmt.name}': unknown precision {sorted(unknown)[0]}; choose from "
+        raise CdpruneError(f"format '{fmt.name}'", f"unknown precision {sorted(unknown)[0]}; choose from "
                            f"{', '.join(PRECISIONS)}")
-    if fmt.name in FORMATS:
-        warnings.warn(f"export format '{fmt.name}' is registered again; the new row replaces the old", stacklevel=2)
-    FORMATS[fmt.name] = fmt
-    return fmt
+    return registry.add(FORMATS, fmt.name, fmt, "export format")
 
 
 def get_format(name: str) -> ExportFormat:
     if name not in FORMATS:
-        raise CdpruneError(f"unknown export format '{name}': choose one of {', '.join(FORMATS)}")
+        raise CdpruneError(f"unknown export format '{name}'", f"choose one of {', '.join(FORMATS)}")
     return FORMATS[name]
 
 
@@ -139,9 +136,9 @@ def bench_format(runtime: str, precision: str = "fp32") -> ExportFormat | None:
             return fmt
     able = [RUNTIMES[f.runtime] for f in FORMATS.values() if f.bench and precision in f.precisions]
     if precision != "fp32" and able:
-        raise CdpruneError(f"{precision} models run in {either(r.title for r in able)}: add --runtime "
+        raise CdpruneError(f"{precision} models run in {either(r.title for r in able)}", "add --runtime "
                            f"{either(r.name for r in able)} to --{precision}")
-    raise CdpruneError(f"bench cannot time {precision} models in runtime '{runtime}': choose one of "
+    raise CdpruneError(f"bench cannot time {precision} models in runtime '{runtime}'", "choose one of "
                        f"{', '.join(bench_runtimes())} (--runtime)")
 
 
@@ -153,4 +150,4 @@ def eval_format(path: str | Path) -> ExportFormat:
         if name.endswith(fmt.suffix):
             return fmt
     kinds = either(f"{f.title} ({f.suffix})" for f in able)
-    raise CdpruneError(f"{path} is not a file eval can test: it tests {kinds} files written by 'cdprune export'")
+    raise CdpruneError(f"{path} is not a file eval can test", f"it tests {kinds} files written by 'cdprune export'")

@@ -18,13 +18,11 @@ import torch
 from PIL import Image
 
 from ..errors import CdpruneError
-from ..measure.runtimes import get_runtime
 from ..records import Record
 from ..runs import load_run, read_metrics, run_data
 from ..storage import atomic_write_bytes
 from ..tasks import Task, get_task, list_tasks
-from .evaluate import run_task
-from .formats import eval_format
+from .evaluate import open_exported, run_task
 
 SAMPLES_FOLDER = "samples"  # under the run directory, by default
 PNG_MODES = {1: "L", 3: "RGB"}  # channels -> Pillow mode: PNG holds grey or RGB images
@@ -54,13 +52,13 @@ def check_sample_task(task: Task, subject: str) -> None:
     if not task.shows_samples:
         shown = " and ".join(n for n in list_tasks() if get_task(n).shows_samples)
         raise CdpruneError(f"--samples writes the input, output and target images of {shown} runs; {subject} "
-                           f"{task.name}, whose outputs are not images: drop --samples")
+                           f"{task.name}, whose outputs are not images", "drop --samples")
 
 
 def check_sample_fits(count: int, test_size: int, run: str | Path) -> None:
     """Refuse more samples than the run has test images."""
     if count > test_size:
-        raise CdpruneError(f"--samples {count} asks for more pictures than the {test_size} test images of {run}: "
+        raise CdpruneError(f"--samples {count} asks for more pictures than the {test_size} test images of {run}",
                            f"ask for at most {test_size}")
 
 
@@ -90,7 +88,7 @@ def write_samples(run_dir: str | Path, count: int, out: str | Path | None = None
     _check_channels(metrics.input_shape[0], run_dir)
     folder = Path(out) if out is not None else Path(run_dir) / SAMPLES_FOLDER
     if folder.exists() and not folder.is_dir():
-        raise CdpruneError(f"{folder} is a file, not a folder for the samples: choose another (--samples-dir)")
+        raise CdpruneError(f"{folder} is a file, not a folder for the samples", "choose another (--samples-dir)")
     test_set, _ = run_data(run_dir, "test", data_dir)
     check_sample_fits(count, len(test_set), run_dir)
     predict, source = _predictor(run_dir, model, onnx, allow_changed_source)
@@ -107,7 +105,7 @@ def write_samples(run_dir: str | Path, count: int, out: str | Path | None = None
 
 def _check_channels(channels: int, where) -> None:
     if channels not in PNG_MODES:
-        raise CdpruneError(f"{where} has {channels}-channel images, which PNG cannot hold (1 or 3 channels): "
+        raise CdpruneError(f"{where} has {channels}-channel images, which PNG cannot hold (1 or 3 channels)",
                            "drop --samples")
 
 
@@ -122,16 +120,7 @@ def _predictor(run_dir, model, onnx, allow_changed_source):
 
         return predict, "pytorch"
     path = Path(onnx)
-    if not path.is_file():
-        raise CdpruneError(f"exported file {path} not found: export one with 'cdprune export {run_dir}'")
-    runtime = get_runtime(eval_format(path).runtime)
-    runtime.require()
-    try:
-        loaded = runtime.load(str(path), 1)
-    except Exception as exc:  # the runtime's own error types: a damaged or foreign file
-        first = " ".join(str(exc).split())[:160]
-        raise CdpruneError(f"{runtime.title} cannot load {path} ({first}): export it again with "
-                           "'cdprune export'") from None
+    _, _, loaded = open_exported(path, run_dir)
     return (lambda x: torch.from_numpy(np.asarray(loaded.run(x.numpy())))), str(path)
 
 

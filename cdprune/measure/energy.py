@@ -154,7 +154,7 @@ def calibrate(model: EnergyModel, measured_mj: float, estimated_dynamic_mj: floa
     if not dynamic > 0 or not estimated_dynamic_mj > 0:
         raise CdpruneError(f"the measured {measured_mj:.4g} mJ per inference leaves nothing for MACs and bytes after the "
                            f"static {model.static_w:g} W × {latency_ms:.3g} ms", "lower static_w in the energy model "
-                           f"(--energy-model)")
+                           "(--energy-model)")
     factor = dynamic / estimated_dynamic_mj
     return EnergyModel(model.pj_per_mac * factor, model.pj_per_byte * factor, model.static_w,
                        f"{description}, {factor:.4g} × {model.source}")

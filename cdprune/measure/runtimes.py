@@ -9,7 +9,6 @@ the files (`cdprune.deploy.formats`) name their runtime by its row's name. A new
 from __future__ import annotations
 
 import importlib.metadata
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -17,6 +16,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from .. import registry
 from ..errors import CdpruneError
 from .latency import (LatencyStats, fastest_ms, measure_latency, onnx_bytes, ort_session, quiet_native_stderr,
                       require_module, step_latency)
@@ -72,15 +72,12 @@ RUNTIMES: dict[str, Runtime] = {}
 
 def register_runtime(runtime: Runtime) -> Runtime:
     """Add a runtime to the table; registering a name again replaces it, with a warning."""
-    if runtime.name in RUNTIMES:
-        warnings.warn(f"runtime '{runtime.name}' is registered again; the new row replaces the old", stacklevel=2)
-    RUNTIMES[runtime.name] = runtime
-    return runtime
+    return registry.add(RUNTIMES, runtime.name, runtime, "runtime")
 
 
 def get_runtime(name: str) -> Runtime:
     if name not in RUNTIMES:
-        raise CdpruneError(f"unknown runtime '{name}': choose one of {', '.join(RUNTIMES)} (--runtime)")
+        raise CdpruneError(f"unknown runtime '{name}'", f"choose one of {', '.join(RUNTIMES)} (--runtime)")
     return RUNTIMES[name]
 
 

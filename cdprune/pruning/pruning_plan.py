@@ -104,7 +104,7 @@ class PruningPlan:
         where = _non_finite(body)
         if where:
             raise CdpruneError(f"the plan's {where} is not a finite number and JSON has none", "make the plan again "
-                               f"with finite settings")
+                               "with finite settings")
         body["digest"] = _digest(body)
         return body
 

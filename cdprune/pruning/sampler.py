@@ -269,7 +269,7 @@ class Sampler:
             if need > top:
                 raise CdpruneError(f"floor (--floor) {self.floor:g} keeps {need} of unit {unit.name}'s {n} channels, more "
                                    f"than {top}, the largest multiple of round_to (--round-to) {r} that fits", "lower the "
-                                   f"floor or round_to")
+                                   "floor or round_to")
             gone = self.rng.choice(n, size=n - top, replace=False)
             self.keep(u, np.setdiff1d(np.arange(n), gone))
 

@@ -99,7 +99,7 @@ class Task:
         if self.loss is None:
             object.__setattr__(self, "loss", self.losses[0])
         elif self.loss not in self.losses:
-            raise CdpruneError(f"unknown loss {self.loss!r} for task {self.name}: choose one of "
+            raise CdpruneError(f"unknown loss {self.loss!r} for task {self.name}", "choose one of "
                                f"{', '.join(self.losses)} (--loss)")
 
     @property

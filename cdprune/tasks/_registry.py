@@ -24,7 +24,7 @@ def list_tasks() -> list[str]:
 def get_task(name: str) -> type[Task]:
     """The class registered as `name`."""
     if name not in _TASKS:
-        raise CdpruneError(f"unknown task {name!r}: choose one of {', '.join(_TASKS)} (--task)")
+        raise CdpruneError(f"unknown task {name!r}", f"choose one of {', '.join(_TASKS)} (--task)")
     return _TASKS[name]
 
 
@@ -34,7 +34,7 @@ def by_score(score_name: str) -> Task:
     for cls in _TASKS.values():
         if cls.score.name == score_name:
             return cls()
-    raise CdpruneError(f"no registered task scores {score_name!r}: register the task that wrote this record")
+    raise CdpruneError(f"no registered task scores {score_name!r}", "register the task that wrote this record")
 
 
 def create(name: str = DEFAULT_TASK, *, noise: float | None = None, scale: int | None = None,
@@ -47,12 +47,12 @@ def create(name: str = DEFAULT_TASK, *, noise: float | None = None, scale: int |
     for option, value in given.items():
         if value is not None and option not in cls.options:
             owners = [n for n, c in _TASKS.items() if option in c.options]
-            raise CdpruneError(f"{option} (--{option}) applies to task {' or '.join(owners)}, not {name}: drop it or "
+            raise CdpruneError(f"{option} (--{option}) applies to task {' or '.join(owners)}, not {name}", "drop it or "
                                f"add --task {owners[0]}")
     if loss is not None and loss not in cls.losses and len(cls.losses) == 1:
         owners = [n for n, c in _TASKS.items() if loss in c.losses] or \
                  [n for n, c in _TASKS.items() if len(c.losses) > 1]
         raise CdpruneError(f"loss (--loss) {loss!r} does not apply to task {name}, which trains with "
-                           f"{cls.losses[0]}: drop it, or choose --task {' or '.join(owners)}")
+                           f"{cls.losses[0]}", f"drop it, or choose --task {' or '.join(owners)}")
     return cls(loss=loss, **{k: v for k, v in given.items() if v is not None})
 

@@ -53,7 +53,7 @@ class RestorationTask(Task):
         if shape != tuple(input_shape):
             shown = "×".join(map(str, shape)) if shape else "not a tensor"
             raise CdpruneError(f"the model's output ({shown} per input) does not fit task {self.name}, which needs "
-                               f"an image of the input's shape {'×'.join(map(str, input_shape))}: use an "
+                               f"an image of the input's shape {'×'.join(map(str, input_shape))}", "use an "
                                "image-to-image model such as dncnn or unet, or --task classify for a classifier")
 
     def _check_batch(self, output: torch.Tensor, target: torch.Tensor) -> None:
@@ -61,7 +61,7 @@ class RestorationTask(Task):
             return
         if not target.is_floating_point():
             raise CdpruneError(f"the data gives class labels, but task {self.name} needs clean images as "
-                               "targets: wrap the images with cdprune.tasks.create(...).wrap, or use --task classify")
+                               "targets", "wrap the images with cdprune.tasks.create(...).wrap, or use --task classify")
         self.check_output(tuple(output.shape[1:]), tuple(target.shape[1:]))
 
     # ---- loss and scores ----------------------------------------------------------------------

@@ -29,7 +29,7 @@ class Classify(Task):
             shown = "×".join(map(str, shape)) if shape else "not a tensor"
             want = f"{num_classes} class scores" if num_classes else "one score per class"
             raise CdpruneError(f"the model's output ({shown} per input) does not fit task {self.name}, which needs "
-                               f"{want}: use a classifier, or --task denoise or sr for an image-to-image model")
+                               f"{want}", "use a classifier, or --task denoise or sr for an image-to-image model")
 
     def check_data(self, info, data: str) -> None:
         if info.num_classes < 2:  # every prediction would be right: a "100 %" classifier
@@ -40,7 +40,7 @@ class Classify(Task):
     def _check_batch(self, output: torch.Tensor, target: torch.Tensor) -> None:
         if target.is_floating_point() or target.dim() != 1:
             raise CdpruneError(f"the data gives {'×'.join(map(str, target.shape[1:]))} images as targets, not class "
-                               "labels: train it with --task denoise or sr (task=...), which take (input, clean image) "
+                               "labels", "train it with --task denoise or sr (task=...), which take (input, clean image) "
                                "pairs")
         if output.dim() != 2:
             self.check_output(tuple(output.shape[1:]), None)
