@@ -15,7 +15,7 @@ from .data import AUGMENTATIONS, DATASETS
 from .deploy import (FORMATS, RUNTIMES, BenchResult, ExportFormat, ExportResult, OnnxEvalResult, Runtime,
                      SamplesResult, bench, bench_runtimes, eval_onnx, export_formats, export_run, register_format,
                      register_runtime, write_samples)
-from .errors import CdpruneError, UnreachableTarget
+from .errors import CdpruneError, CheckFailed, UnreachableTarget
 from .measure import DEFAULT_ENERGY_MODEL, EnergyModel
 from .measure.layer_latency import LatencyTable, build_latency_table
 from .measure.runtimes import table_runtimes
@@ -35,7 +35,7 @@ __all__ = ["data", "distributed", "models", "report", "tasks", "TASKS", "Task", 
            "Totals", "parse_shape", "profile", "AUGMENTATIONS", "DATASETS", "FORMATS", "RUNTIMES", "BenchResult",
            "ExportResult", "OnnxEvalResult", "SamplesResult", "bench", "eval_onnx", "export_run", "write_samples", "ExportFormat", "export_formats",
            "register_format", "Runtime", "register_runtime", "bench_runtimes", "table_runtimes",
-           "DEFAULT_ENERGY_MODEL", "EnergyModel", "CdpruneError", "UnreachableTarget", "LatencyTable",
+           "DEFAULT_ENERGY_MODEL", "EnergyModel", "CdpruneError", "CheckFailed", "UnreachableTarget", "LatencyTable",
            "build_latency_table", "DEFAULT_ROUND_TO", "PlannerConfig", "METRICS", "Metric", "register_metric",
            "DEFAULT_JOB", "CompareResult", "RunComparison", "SweepResult",
            "compare", "main_job", "sweep", "METHODS", "MODES", "PruningPlan", "apply_plan", "make_plan",

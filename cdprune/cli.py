@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Callable
 
 from . import (AUGMENTATIONS, BACKENDS, DATASETS, DEFAULT_ENERGY_MODEL, DEFAULT_JOB, DEFAULT_ROUND_TO, FORMATS,
-               METHODS, METRICS, MODES, CdpruneError, EnergyModel, PlannerConfig, PruningPlan,
+               METHODS, METRICS, MODES, CdpruneError, CheckFailed, EnergyModel, PlannerConfig, PruningPlan,
                Resources, RunSettings, TrainingInterrupted, bench, build_latency_table, compare, distributed, eval_onnx,
                eval_run, export_run, main_job, make_plan, models, parse_budget, parse_shape, profile, prunable_units,
                report, sweep, tasks, train_run, write_samples)
@@ -616,6 +616,9 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # output piped into `head` and the like (an OSError: caught before them)
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
+    except CheckFailed as exc:
+        print(f"cdprune: error: {exc}", file=sys.stderr)
+        return 3
     except TrainingInterrupted as exc:
         if args.command in RESUMING_COMMANDS:  # they take no --resume: the same command continues
             exc = f"training interrupted after epoch {exc.last_epoch}; run the same command again to continue " \

@@ -27,3 +27,13 @@ class UnreachableTarget(CdpruneError):
     Callers that sweep over targets (`sweep`) catch this type to record the point as
     unreachable instead of failing the whole job.
     """
+
+
+class CheckFailed(CdpruneError):
+    """A file was written but fails the check that follows it (an export whose fp32 file does not compute
+    what the run's model computed). `result` holds what was written and measured; the CLI exits with code 3.
+    """
+
+    def __init__(self, problem: str, hint: str | None = None, *, result=None):
+        super().__init__(problem, hint)
+        self.result = result

@@ -202,6 +202,23 @@ def test_a_model_file_with_another_forward_is_refused_or_loudly_allowed(tmp_path
     assert tree(tmp_path / "run") == before and not (tmp_path / "m.onnx").exists()
     code, out, err = run_cli(capsys, "eval", tmp_path / "run", "--model", net, "--allow-changed-source")
     assert code == 0 and "WARNING" in err, err
+    # Allowed through, the export is written and checked, and its check fails: exit 3, said in one line.
+    code, out, err = run_cli(capsys, "export", tmp_path / "run", "--model", net, "--allow-changed-source",
+                             "--out", tmp_path / "m.onnx")
+    errors = [line for line in err.splitlines() if line.startswith("cdprune: error:")]
+    assert code == 3 and len(errors) == 1 and "does not compute what the run's model computes" in errors[0], err
+    kept = json.loads((tmp_path / "run" / "exports.json").read_text())[str((tmp_path / "m.onnx").resolve())]
+    assert kept["check"]["reproduces_run"] is False
+
+
+def test_an_fp32_export_reproduces_its_run(tmp_path, capsys):
+    code, _, err = run_cli(capsys, "train", "alexnet", "--out", tmp_path / "run", *TINY_TRAIN)
+    assert code == 0, err
+    code, out, err = run_cli(capsys, "export", tmp_path / "run", "--json")
+    check = json.loads(out)["check"]
+    assert code == 0 and check["reproduces_run"] is True, err
+    recorded = json.loads((tmp_path / "run" / "metrics.json").read_text())["test_loss"]
+    assert abs(check["test_loss"] - recorded) <= 1e-4 * recorded
 
 
 def test_a_small_network_lands_near_its_target_and_says_how_far(tmp_path, capsys):

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import CdpruneError
+from ..errors import CdpruneError, CheckFailed
 from ..storage import (HOLDER_FILE, LOCK_FILE, atomic_write_bytes, load_json_file, lock_directory, read_json_object,
                        remove_stale_scratch, remove_stale_temps, scratch_folder)
 from ..measure.latency import ONNX_OPSET, onnx_bytes, require_module
@@ -431,8 +431,16 @@ def export_run(run_dir: str | Path, format: str, out: str | Path | None = None, 
     if not int8:
         export_model(net, shape, format, path, metadata=metadata, output=output, batch=batch)
         figures = _check_file(path, fmt, test_set, task, shape, latency_time_s) if test_set is not None else None
-        return _keep(run_dir, _result(fmt, path, output, precision, check=_with_record(figures, metrics, test_set),
-                                      unchecked=unchecked if checkable else None))
+        if figures is not None and metrics.test_loss is not None:  # runs from before it record no loss
+            figures["reproduces_run"] = reproduces(figures["test_loss"], metrics.test_loss, metrics.device)
+        result = _keep(run_dir, _result(fmt, path, output, precision, check=_with_record(figures, metrics, test_set),
+                                        unchecked=unchecked if checkable else None))
+        if figures is not None and figures.get("reproduces_run") is False:
+            raise CheckFailed(f"{path} was written, but on the run's test set its loss is {figures['test_loss']:.6g} "
+                              f"where the run's model had {metrics.test_loss:.6g}, so it does not compute what the "
+                              "run's model computes", "do not ship it; export with the model reference and arguments "
+                              "the run was trained with", result=result)
+        return result
 
     images = calibration_set(run_dir, calibration_images, data_dir)
     with scratch_folder(SCRATCH_PREFIXES[0]) as tmp:
@@ -454,6 +462,17 @@ def export_run(run_dir: str | Path, format: str, out: str | Path | None = None, 
 
 
 CHECK_THREADS = (1, 2)
+# An fp32 file computes what the PyTorch model computes up to float rounding (1e-4 on the outputs, tested), so on
+# the CPU its mean test loss matches the run's to about 1e-6; an untrained net whose forward lost a residual add
+# still missed it by 4e-4. A run evaluated on a GPU used mixed precision (bf16 or fp16), good to about 1e-2.
+REPRODUCE_RTOL = {"cpu": 1e-4, "cuda": 2e-2}
+
+
+def reproduces(file_loss: float, run_loss: float, device: str = "cpu") -> bool:
+    """Whether an fp32 file's mean test loss is the run's own, within the relative tolerance of the device the run
+    was evaluated on (REPRODUCE_RTOL)."""
+    rtol = REPRODUCE_RTOL["cuda" if device.startswith("cuda") else "cpu"]
+    return abs(file_loss - run_loss) <= rtol * max(abs(run_loss), 1e-6)
 
 
 def _check_file(path: Path, fmt: ExportFormat, test_set, task, shape, latency_time_s: float,
