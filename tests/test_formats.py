@@ -1,4 +1,5 @@
 """The export-format and runtime tables: a new format is one registration, and every refusal comes from its row."""
+import dataclasses
 import warnings
 
 import pytest
@@ -93,9 +94,16 @@ def test_registering_a_name_again_warns_and_replaces(toy_format):
         cdprune.register_format(again)
     assert cdprune.FORMATS["toy"] is again
     runtime = cdprune.RUNTIMES["onnxruntime"]
-    with pytest.warns(UserWarning, match="runtime 'onnxruntime' is registered twice"):
-        cdprune.register_runtime(runtime)
-    assert cdprune.RUNTIMES["onnxruntime"] is runtime
+    twin = dataclasses.replace(runtime)
+    try:
+        with pytest.warns(UserWarning, match="runtime 'onnxruntime' is registered twice"):
+            cdprune.register_runtime(twin)
+        assert cdprune.RUNTIMES["onnxruntime"] is twin
+    finally:
+        cdprune.RUNTIMES["onnxruntime"] = runtime
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        cdprune.register_runtime(runtime)  # the same row again changes nothing and says nothing
 
 
 def test_a_new_format_registers_without_a_warning():
