@@ -89,9 +89,7 @@ def register_method(m: Method) -> Method:
 
 
 def get_method(name: str) -> Method:
-    if name not in METHODS:
-        raise CdpruneError(f"unknown method '{name}'", f"choose from {', '.join(METHODS)}")
-    return METHODS[name]
+    return registry.get(METHODS, name, "method", option="methods")
 
 
 def check_goal(goal: Goal) -> Goal:

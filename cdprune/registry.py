@@ -8,6 +8,8 @@ from __future__ import annotations
 import warnings
 from typing import TypeVar
 
+from .errors import CdpruneError
+
 T = TypeVar("T")
 
 
@@ -18,6 +20,13 @@ def add(table: dict[str, T], name: str, entry: T, kind: str) -> T:
                       f"{_named(table[name], 'the earlier one')}", stacklevel=3)
     table[name] = entry
     return entry
+
+
+def get(table: dict[str, T], name: str, kind: str, option: str | None = None) -> T:
+    """The entry registered under `name`; an unknown name is a one-line error that lists the registered ones."""
+    if name not in table:
+        raise CdpruneError(f"unknown {kind} '{name}'", f"choose one of {', '.join(table)}", option=option)
+    return table[name]
 
 
 def _named(entry, otherwise: str) -> str:

@@ -108,9 +108,7 @@ def register_format(fmt: ExportFormat) -> ExportFormat:
 
 
 def get_format(name: str) -> ExportFormat:
-    if name not in FORMATS:
-        raise CdpruneError(f"unknown export format '{name}'", f"choose one of {', '.join(FORMATS)}")
-    return FORMATS[name]
+    return registry.get(FORMATS, name, "export format", option="format")
 
 
 def export_formats() -> list[dict]:

@@ -17,7 +17,6 @@ import numpy as np
 import torch
 
 from .. import registry
-from ..errors import CdpruneError
 from .latency import (LatencyStats, fastest_ms, measure_latency, onnx_bytes, ort_session, quiet_native_stderr,
                       require_module, step_latency)
 
@@ -76,9 +75,7 @@ def register_runtime(runtime: Runtime) -> Runtime:
 
 
 def get_runtime(name: str) -> Runtime:
-    if name not in RUNTIMES:
-        raise CdpruneError(f"unknown runtime '{name}'", f"choose one of {', '.join(RUNTIMES)} (--runtime)")
-    return RUNTIMES[name]
+    return registry.get(RUNTIMES, name, "runtime", option="runtime")
 
 
 def table_runtimes() -> list[str]:
