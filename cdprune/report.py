@@ -6,7 +6,9 @@ how their scores read.
 """
 from __future__ import annotations
 
+import json
 import shlex
+from pathlib import Path
 
 from . import tasks
 from .complexity import METRICS, Profile, Totals
@@ -242,6 +244,20 @@ def latency_table_text(table, model_name: str, path, model_flags: str = "") -> s
         f"(calibration {table.calibration:.3f})",
         f"latency table written to {path}: plan with it anywhere, "
         f"cdprune prune {shlex.quote(model_name)}{model_flags} --mode la --latency-table {shlex.quote(str(path))}"])
+
+
+def latency_pack_text(folder, model_name: str, model_flags: str = "") -> str:
+    """What `cdprune latency-table --pack` prints: what the pack holds and the two commands that finish the job."""
+    manifest = json.loads((Path(folder) / "manifest.json").read_text())
+    t = manifest["table"]
+    return "\n".join([
+        f"{model_name} · {t['runtime']}, {t['precision']}, {t['threads']} thread{'s' if t['threads'] != 1 else ''} · "
+        f"input {'×'.join(map(str, t['input_shape']))} · batch 1",
+        f"latency-table pack written to {folder}: {len(manifest['files'])} layer files for {len(manifest['grids'])} "
+        f"layers, the dense network, manifest.json and measure_table.py",
+        "on the board (Python with onnxruntime and numpy): python measure_table.py --out table.json",
+        f"then plan with it anywhere: cdprune prune {shlex.quote(model_name)}{model_flags} --mode la "
+        f"--latency-table table.json"])
 
 
 def units_text(units) -> str:
