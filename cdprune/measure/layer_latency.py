@@ -13,8 +13,11 @@ calibration factor, the dense network's measured latency over the sum of its lay
   (which ONNX Runtime folds into the conv) and the activation module after that (which it fuses),
   exported to ONNX and run in an ONNX Runtime session with the table's thread count.
 
-Which runtimes time tables, and how, is their row in `measure/runtimes.py` (`time_module`,
-`layers_as_deployed`).
+Which runtimes time tables, and how, is their row in `measure/runtimes.py` (`module_step`,
+`layers_as_deployed`, `table_precisions`). An int8 table (onnxruntime) quantises every layer variant and
+the network as `export --int8` does (measure/quantize.py). The dense network is timed by the protocol
+of measure/timing.py and recorded as its median; grid entries stay the fastest run, the figure that
+is stable for microsecond layers.
 
 A table is a portable JSON file (`LatencyTable.save`, format TABLE_FORMAT): `cdprune latency-table`
 measures one on the target device and `make_plan(..., latency_table=...)` plans with it on another
