@@ -15,7 +15,7 @@
    exported as fp32 and int8 ONNX. Goals: int8 accuracy within 1 point of fp32, file <= 0.3× fp32.
 4. int8-formats: the same run quantised four ways (QDQ or QOperator, per-channel or per-tensor
    weights): accuracy, size and ONNX Runtime latency of each, the evidence for INT8_QUANT_FORMAT and
-   INT8_PER_CHANNEL (cdprune/deploy/export.py).
+   INT8_PER_CHANNEL (cdprune/measure/quantize.py).
 
 Every timing runs in a fresh process (cdprune bench), except the export's own fp32/int8 comparison.
 Training runs are kept in benchmarks/runs/, so a second run reuses them.

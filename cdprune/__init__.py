@@ -18,6 +18,7 @@ from .deploy import (FORMATS, RUNTIMES, BenchResult, ExportFormat, ExportResult,
 from .errors import CdpruneError, CheckFailed, UnreachableTarget
 from .measure import DEFAULT_ENERGY_MODEL, EnergyModel
 from .measure.layer_latency import LatencyTable, build_latency_table
+from .measure.pack import write_latency_pack
 from .measure.runtimes import table_runtimes
 from .experiment import DEFAULT_JOB, CompareResult, RunComparison, SweepResult, compare, main_job, sweep
 from .methods import METHODS
@@ -36,7 +37,7 @@ __all__ = ["data", "distributed", "models", "report", "tasks", "TASKS", "Task", 
            "ExportResult", "OnnxEvalResult", "SamplesResult", "bench", "eval_onnx", "export_run", "write_samples", "ExportFormat", "export_formats",
            "register_format", "Runtime", "register_runtime", "bench_runtimes", "table_runtimes",
            "DEFAULT_ENERGY_MODEL", "EnergyModel", "CdpruneError", "CheckFailed", "UnreachableTarget", "LatencyTable",
-           "build_latency_table", "DEFAULT_ROUND_TO", "PlannerConfig", "METRICS", "Metric", "register_metric",
+           "build_latency_table", "write_latency_pack", "DEFAULT_ROUND_TO", "PlannerConfig", "METRICS", "Metric", "register_metric",
            "DEFAULT_JOB", "CompareResult", "RunComparison", "SweepResult",
            "compare", "main_job", "sweep", "METHODS", "MODES", "PruningPlan", "apply_plan", "make_plan",
            "parse_budget", "EvalResult", "RunMetrics", "RunSettings", "eval_run", "load_run", "train_run",

@@ -25,7 +25,9 @@ from . import (AUGMENTATIONS, BACKENDS, DATASETS, DEFAULT_ENERGY_MODEL, DEFAULT_
                eval_run, export_run, main_job, make_plan, models, parse_budget, parse_shape, profile, prunable_units,
                report, sweep, tasks, train_run, write_samples)
 from .deploy.samples import check_job_samples
-from . import bench_runtimes, table_runtimes
+from . import bench_runtimes, table_runtimes, write_latency_pack
+
+TABLE_PRECISIONS = ("fp32", "int8")  # what latency tables time (int8: onnxruntime, measure/runtimes.py)
 from .data import dataset_info
 
 _COMMANDS: dict[str, tuple[Callable, Callable, str]] = {}
@@ -183,7 +185,7 @@ def run_prune(args) -> None:
         print(report.units_text(units), file=sys.stderr)  # why make_plan is about to refuse
     plan = make_plan(model, shape, mode, target, budget=budget, target_metric=args.target_metric, seed=args.seed,
                      **_planner(args).to_dict(), refresh_latency=args.refresh, latency_table=args.latency_table,
-                     latency_runtime=args.runtime, energy_model=energy_model)
+                     latency_runtime=args.runtime, latency_precision=args.precision, energy_model=energy_model)
     plan_path = plan.save(args.out)
     if args.json:
         extra = {"excluded": units.to_dict()["excluded"]} if units is not None else {}
@@ -211,6 +213,9 @@ def _(p):
                         "and latency budgets (default: measure this machine, cached)")
     p.add_argument("--runtime", choices=table_runtimes(), default=None,
                    help="runtime whose latency mode la and latency budgets estimate (default: the table's, else torch)")
+    p.add_argument("--precision", choices=TABLE_PRECISIONS, default=None,
+                   help="precision the model ships in, whose latency mode la and latency budgets estimate (int8: "
+                        "onnxruntime; default: the table's, else fp32)")
     p.add_argument("--refresh", action="store_true", help="rebuild the cached per-layer latency table (mode la, latency budgets)")
     _energy_model_argument(p)
     p.add_argument("--out", default="plan.json", help="where to write the plan (default plan.json)")
@@ -221,9 +226,20 @@ def _(p):
 # ---- latency-table -----------------------------------------------------------------------------
 
 def run_latency_table(args) -> None:
+    if (args.out is None) == (args.pack is None):
+        raise CdpruneError("give either --out FILE (time the table here) or --pack DIR (files to time on the board)")
     model, shape, num_classes = _build(args)
+    progress = not (args.json or args.no_progress)
+    if args.pack is not None:
+        folder = write_latency_pack(model, shape, args.pack, args.runtime, args.threads, precision=args.precision,
+                                    repeats=args.repeats, min_time_s=args.min_time, progress=progress)
+        if args.json:
+            print_json({"pack": str(folder), "script": str(folder / "measure_table.py")})
+            return
+        print(report.latency_pack_text(folder, args.model, _model_flags(args)))
+        return
     table = build_latency_table(model, shape, args.runtime, args.threads, repeats=args.repeats,
-                                min_time_s=args.min_time, progress=not (args.json or args.no_progress))
+                                min_time_s=args.min_time, progress=progress, precision=args.precision)
     path = table.save(args.out)
     if args.json:
         print_json({**table.to_dict(), "path": str(path)})
@@ -237,12 +253,18 @@ def _(p):
     _model_arguments(p)
     p.add_argument("--runtime", choices=table_runtimes(), required=True,
                    help="the runtime the model will run in on this device (onnxruntime: layers as deployed, BN folded)")
+    p.add_argument("--precision", choices=TABLE_PRECISIONS, default="fp32",
+                   help="precision the model will ship in (int8: onnxruntime, each layer quantised as export --int8 "
+                        "quantises; default fp32)")
     p.add_argument("--threads", type=int, required=True, metavar="N", help="intra-op threads the model will run with")
     p.add_argument("--repeats", type=int, default=15, metavar="N", help="timed runs per grid entry, at least (default 15)")
     p.add_argument("--min-time", type=number, default=0.03, metavar="S",
                    help="seconds per grid entry, at least (default 0.03)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    p.add_argument("--out", required=True, metavar="FILE", help="where to write the table (JSON)")
+    p.add_argument("--out", default=None, metavar="FILE", help="where to write the table (JSON)")
+    p.add_argument("--pack", default=None, metavar="DIR",
+                   help="instead of timing here, write a new folder of ONNX files and a script that times them on a "
+                        "board with only onnxruntime and numpy ('python DIR/measure_table.py --out table.json')")
 
 
 # ---- train / eval / run -----------------------------------------------------------------------

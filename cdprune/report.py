@@ -6,7 +6,9 @@ how their scores read.
 """
 from __future__ import annotations
 
+import json
 import shlex
+from pathlib import Path
 
 from . import tasks
 from .complexity import METRICS, Profile, Totals
@@ -244,6 +246,20 @@ def latency_table_text(table, model_name: str, path, model_flags: str = "") -> s
         f"cdprune prune {shlex.quote(model_name)}{model_flags} --mode la --latency-table {shlex.quote(str(path))}"])
 
 
+def latency_pack_text(folder, model_name: str, model_flags: str = "") -> str:
+    """What `cdprune latency-table --pack` prints: what the pack holds and the two commands that finish the job."""
+    manifest = json.loads((Path(folder) / "manifest.json").read_text())
+    t = manifest["table"]
+    return "\n".join([
+        f"{model_name} · {t['runtime']}, {t['precision']}, {t['threads']} thread{'s' if t['threads'] != 1 else ''} · "
+        f"input {'×'.join(map(str, t['input_shape']))} · batch 1",
+        f"latency-table pack written to {folder}: {len(manifest['files'])} layer files for {len(manifest['grids'])} "
+        f"layers, the dense network, manifest.json and measure_table.py",
+        "on the board (Python with onnxruntime and numpy): python measure_table.py --out table.json",
+        f"then plan with it anywhere: cdprune prune {shlex.quote(model_name)}{model_flags} --mode la "
+        f"--latency-table table.json"])
+
+
 def units_text(units) -> str:
     """What `cdprune prune --verbose` adds: the coupled channels that cannot be pruned, with the reasons."""
     if not units.excluded:
@@ -299,7 +315,8 @@ def bench_text(r) -> str:
         f"{r.model} ({r.method}){task} · {r.runtime_version}{precision} · {r.device} ({r.device_name}) · "
         f"input {'×'.join(map(str, r.input_shape))} · batch {r.batch} · {_threads(r.threads)}",
         table(["", "value"], [
-            ["latency p50", f"{r.p50_ms:.2f} ms"], *against, ["latency p90", f"{r.p90_ms:.2f} ms"],
+            ["latency p50", f"{r.p50_ms:.2f} ms{_median_ci(r)}"], *against, ["latency p90", f"{r.p90_ms:.2f} ms"],
+            ["spread", f"p90/p50 {r.p90_ms / r.p50_ms:.2f}, " + (f"noisy: {r.noise}" if r.noisy else "not noisy")],
             ["latency p99", f"{r.p99_ms:.2f} ms"], ["throughput", f"{r.throughput_per_s:.1f} inputs/s"],
             ["peak memory (RSS)",
              f"{human_bytes(r.peak_rss_bytes)} (+{human_bytes(r.rss_increase_bytes)} to load and run the model)"],
@@ -307,12 +324,18 @@ def bench_text(r) -> str:
             ["energy / inference", f"{r.energy_mj:.3f} mJ ({r.energy['kind']})"]]
             + ([["energy, estimated", f"{r.energy['estimated_mj']:.3f} mJ"]] if "estimated_mj" in r.energy else [])
             + [["params", human_count(r.params)], ["FLOPs (MACs)", human_count(r.flops)],
-               ["timed runs", f"{r.repeats} in {r.timed_s:.1f} s"]]),
+               ["timed runs", f"{r.repeats} in {r.timed_s:.1f} s" + ("" if r.converged else
+                                                                     " (time limit reached before ±3 %)")]]),
         "", f"energy: {r.energy['source']}"]
         + ([f"estimate: {r.energy['estimated_source']}"] if "estimated_source" in r.energy else [])
         + ([f"energy model written to {r.calibrated['path']}: its estimate for this model is the measured "
             f"{r.calibrated['measured_mj']:.3f} mJ ({r.calibrated['model']['pj_per_mac']:.4g} pJ/MAC + "
             f"{r.calibrated['model']['pj_per_byte']:.4g} pJ/byte)"] if r.calibrated else []))
+
+
+def _median_ci(r) -> str:
+    """' ± 1.2 % (95 % CI of the median)', or '' when too few runs gave one."""
+    return "" if r.ci_rel is None else f" ± {100 * r.ci_rel:.1f} % (95 % CI of the median)"
 
 
 def _mj(value: float | None) -> str:

@@ -61,6 +61,12 @@ class BenchResult(Record):
     energy_mj: float  # per input
     energy: dict  # kind ("measured" or "estimated"), source and the details
     precision: str = "fp32"  # "int8" for a statically quantised model
+    # The timing protocol (measure/timing.py): the median's 95 % CI half-width over the median, whether it
+    # reached ±3 % before the time limit, and whether the figures are noisy (long tail or busy machine) and why.
+    ci_rel: float | None = None
+    converged: bool = False
+    noisy: bool = False
+    noise: str = ""
     # A pruned source is measured against the dense model of the same architecture, in the same way
     # (fresh weights, same runtime, threads, batch and precision); None for a dense source.
     dense_p50_ms: float | None = None
@@ -200,7 +206,8 @@ def bench(source: str, plan_path: str | None = None, runtime: str = "torch", bat
         device=device, device_name=raw["device_name"], batch=batch, threads=raw["threads"],
         input_shape=list(input_shape), num_classes=num_classes, params=totals.params, flops=totals.flops,
         memory_bytes=totals.memory_bytes, p50_ms=raw["p50_ms"], p90_ms=raw["p90_ms"], p99_ms=raw["p99_ms"],
-        mean_ms=raw["mean_ms"], repeats=raw["repeats"], timed_s=raw["timed_s"],
+        mean_ms=raw["mean_ms"], repeats=raw["repeats"], timed_s=raw["timed_s"], ci_rel=raw["ci_rel"],
+        converged=raw["converged"], noisy=raw["noisy"], noise=raw["noise"],
         throughput_per_s=batch * 1000.0 / raw["p50_ms"], peak_rss_bytes=raw["peak_rss_bytes"],
         rss_increase_bytes=raw["peak_rss_bytes"] - raw["rss_before_bytes"], peak_rss_scope=raw["peak_rss_scope"],
         cpu_percent=cpu_percent,

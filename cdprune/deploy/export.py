@@ -15,11 +15,9 @@ file next to their exporters; `export_model` and `export_run` work from the row.
 """
 from __future__ import annotations
 
-import contextlib
 import copy
 import io
 import json
-import logging
 import numbers
 import warnings
 from dataclasses import dataclass, field
@@ -32,6 +30,8 @@ from ..errors import CdpruneError, CheckFailed
 from ..storage import (HOLDER_FILE, LOCK_FILE, atomic_write_bytes, load_json_file, lock_directory, read_json_object,
                        remove_stale_scratch, remove_stale_temps, scratch_folder)
 from ..measure.latency import ONNX_OPSET, onnx_bytes, require_module
+from ..measure.quantize import INT8_PER_CHANNEL, INT8_QUANT_FORMAT, static_int8
+from ..measure.quantize import SCRATCH_PREFIX as INT8_SCRATCH
 from ..measure.runtimes import get_runtime
 from ..pruning import PruningPlan
 from ..records import VERSION, Record
@@ -43,7 +43,7 @@ from .formats import FORMATS, ExportFormat, get_format, register_format
 
 OPSET = ONNX_OPSET
 INPUT_NAME = "input"
-SCRATCH_PREFIXES = ("cdprune-export-", "cdprune-int8-")  # the system temp folders an int8 export works in
+SCRATCH_PREFIXES = ("cdprune-export-", INT8_SCRATCH)  # the system temp folders an int8 export works in
 # What a run directory holds besides its exported models (docs/design.md, "File formats").
 EXPORTS_FILE = "exports.json"  # the run's record of its exports, one entry per file
 RUN_FILES = (EXPORTS_FILE, SETTINGS_FILE, PLAN_FILE, WEIGHTS_FILE, METRICS_FILE, CHECKPOINT_NAME, HISTORY_NAME, LOCK_FILE, HOLDER_FILE)
@@ -51,19 +51,11 @@ DEFAULT_CALIBRATION_IMAGES = 256
 ONNX_METADATA_KEYS = ("cdprune_version", "model", "architecture", "plan_digest", "task", "input_name", "output_name",
                       "input_shape", "layout", "channel_order", "preprocess", "mean", "std", "class_names", "precision",
                       "quantization")
-# Static int8 in the QDQ format with per-channel weights, uint8 activations and int8 weights (ONNX
-# Runtime's U8S8 for x86). benchmarks/edge_latency.py (part int8-formats) measured all four variants
-# of VGG-16 FA-0.5 on a 2-core AMD EPYC Zen 3 (AVX2, no VNNI), ONNX Runtime 1.32, 1 thread: fp32
-# 6.93 ms; QDQ 2.26 / 2.36 ms and QOperator 2.15 / 2.31 ms (per-channel / per-tensor), per-channel
-# 0.3 pt more accurate. The variants run alike since ONNX Runtime fuses QDQ pairs into the same
-# QLinearConv kernels QOperator names; QDQ is the format other execution providers (TensorRT,
-# XNNPACK, QNN, NNAPI) read.
-INT8_QUANT_FORMAT = "QDQ"
+# The int8 settings (QDQ, per-channel int8 weights, uint8 activations, MinMax) and their evidence: measure/quantize.py.
 # int8 through PyTorch's PT2E flow (ExecuTorch, LiteRT): the XNNPACK (and LiteRT) quantiser's symmetric
 # configuration, per-channel int8 weights and int8 activations observed by histograms of the calibration images.
 PT2E_INT8 = {"format": "PT2E", "per_channel": True, "activations": "int8", "weights": "int8",
              "calibration": "Histogram"}
-INT8_PER_CHANNEL = True
 
 
 def output_name(task: str = DEFAULT_TASK) -> str:
@@ -274,7 +266,7 @@ def quantize_int8(fp32_path: str | Path, path: str | Path, images: np.ndarray, m
     """Write a statically quantised int8 copy of the ONNX file `fp32_path` to `path`, calibrated on `images`.
 
     images: float32 N×C×H×W inputs as the model receives them (normalised). quant_format ("QDQ" or
-    "QOperator") and per_channel default to the measured choice above (benchmarks/edge_latency.py
+    "QOperator") and per_channel default to the measured choice (measure/quantize.py; benchmarks/edge_latency.py
     compares all four); the quantisation is recorded in the file's metadata.
     """
     data = quantized_int8(fp32_path, images, metadata, quant_format=quant_format, per_channel=per_channel)
@@ -286,57 +278,15 @@ def quantize_int8(fp32_path: str | Path, path: str | Path, images: np.ndarray, m
 def quantized_int8(fp32_path: str | Path, images: np.ndarray, metadata: dict | None = None, *,
                    quant_format: str = INT8_QUANT_FORMAT, per_channel: bool = INT8_PER_CHANNEL) -> bytes:
     """The content of `quantize_int8`'s file."""
-    if quant_format not in ("QDQ", "QOperator"):
-        raise CdpruneError(f"unknown int8 format '{quant_format}'", "choose QDQ or QOperator")
     onnx = require_deploy("onnx")
-    require_deploy("onnxruntime")
-    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
-                                          quantize_static)
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-
-    # Batches of 16, or of the file's fixed batch size.
-    size = onnx.load(str(fp32_path), load_external_data=False).graph.input[0].type.tensor_type.shape.dim[0].dim_value
-    size = size or 16
-    usable = len(images) - len(images) % size or len(images)  # whole batches only (all images when fewer than one)
-
-    class Reader(CalibrationDataReader):
-        def __init__(self):
-            self.batches = iter(images[i:i + size] for i in range(0, usable, size))
-
-        def get_next(self):
-            batch = next(self.batches, None)
-            return None if batch is None else {INPUT_NAME: np.ascontiguousarray(batch, dtype=np.float32)}
-
-    quantization = {"format": quant_format, "per_channel": per_channel, "activations": "uint8",
-                    "weights": "int8", "calibration": "MinMax", "calibration_images": int(len(images))}
-    with scratch_folder(SCRATCH_PREFIXES[1]) as tmp, _quiet_quantizer():
-        prepared, quantized = Path(tmp) / "prepared.onnx", Path(tmp) / "int8.onnx"
-        # Shape inference and graph optimisation first, as ONNX Runtime's quantisation guide asks.
-        quant_pre_process(str(fp32_path), str(prepared))
-        quantize_static(str(prepared), str(quantized), Reader(), quant_format=getattr(QuantFormat, quant_format),
-                        per_channel=per_channel, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                        calibrate_method=CalibrationMethod.MinMax)
-        proto = onnx.load(str(quantized))
+    proto, quantization = static_int8(fp32_path, images, INPUT_NAME, quant_format=quant_format,
+                                      per_channel=per_channel)
     # The quantiser leaves markers of its own ("onnx.infer": "onnxruntime.quant"); dropped, so that every
     # entry a device reads is one of ours and JSON text.
     del proto.metadata_props[:]
     set_metadata(proto, {**(metadata or {}), "precision": "int8", "quantization": quantization})
     onnx.checker.check_model(proto)
     return proto.SerializeToString()
-
-
-@contextlib.contextmanager
-def _quiet_quantizer():
-    """ONNX Runtime's quantiser logs advice on the root logger and warns; keep both off the terminal."""
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        root.setLevel(level)
 
 
 @dataclass(frozen=True)

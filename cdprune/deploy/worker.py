@@ -7,6 +7,9 @@ measure/runtimes.py), warms it up, times a loop, and prints one JSON object on s
 
     p50_ms, p90_ms, p99_ms, mean_ms   latency of one batch, ms
     repeats, timed_s                  timed runs and the loop's wall time, s
+    ci_rel, converged                 the median's 95 % CI half-width over the median, and whether it
+                                      reached ±3 % (measure/timing.py)
+    noisy, noise                      a long tail (p90 > 1.5 p50) or a busy machine, and what was measured
     cpu_time_s                        process CPU time during the loop (all threads), s
     threads                           intra-op threads used
     rss_before_bytes                  RSS before the model was loaded
@@ -35,9 +38,12 @@ import torch
 from ..errors import CdpruneError
 from ..measure.meters import discover_meter
 from ..measure.runtimes import get_runtime
+from ..measure.timing import time_calls
 
 WARMUP_RUNS = 10
 WARMUP_FRACTION = 0.25  # of min_time_s, so clocks and caches settle before timing
+# While the median's interval is wider than ±3 %, timing goes on up to this many times min_time_s.
+BENCH_TIME_LIMIT = 4
 
 
 def peak_rss_bytes() -> int:
@@ -107,18 +113,16 @@ def file_step(spec: dict, threads: int):
     return (lambda: loaded.run(x)), runtime.version()
 
 
-def timed_loop(step, min_repeats: int, min_time_s: float) -> tuple[list[float], float, float]:
-    """Run `step` until both `min_repeats` runs and `min_time_s` seconds are done.
+def timed_loop(step, min_repeats: int, min_time_s: float) -> tuple[dict, float]:
+    """Time `step` by the protocol of measure/timing.py: at least `min_repeats` runs and `min_time_s` seconds, then
+    until the median's 95 % interval is within ±3 %, for at most BENCH_TIME_LIMIT times `min_time_s`.
 
-    Returns the per-run times (ms), the loop's wall time (s) and the process CPU time (s).
+    Returns the timing result (p50, p90, n, ci_rel, converged, noisy, timed_s, …) and the process CPU time (s).
     """
-    times: list[float] = []
-    cpu0, start = time.process_time(), time.perf_counter()
-    while len(times) < min_repeats or time.perf_counter() - start < min_time_s:
-        t0 = time.perf_counter()
-        step()
-        times.append((time.perf_counter() - t0) * 1000.0)
-    return times, time.perf_counter() - start, time.process_time() - cpu0
+    cpu0 = time.process_time()
+    result = time_calls(step, warmup=0, min_repeats=min_repeats, min_time_s=min_time_s,
+                        max_time_s=BENCH_TIME_LIMIT * min_time_s)
+    return result, time.process_time() - cpu0
 
 
 def measure(spec: dict) -> dict:
@@ -143,13 +147,12 @@ def measure(spec: dict) -> dict:
     meter = discover_meter(spec["device"], spec.get("sysfs_root", "/"))
     if meter:
         meter.start()
-    times, wall_s, cpu_s = timed_loop(step, spec["min_repeats"], spec["min_time_s"])
+    timing, cpu_s = timed_loop(step, spec["min_repeats"], spec["min_time_s"])
     energy_j = meter.stop() if meter else None
 
-    ms = np.array(times)
-    return {"p50_ms": float(np.percentile(ms, 50)), "p90_ms": float(np.percentile(ms, 90)),
-            "p99_ms": float(np.percentile(ms, 99)), "mean_ms": float(ms.mean()), "repeats": len(times),
-            "timed_s": wall_s, "cpu_time_s": cpu_s, "threads": threads, "rss_before_bytes": rss_before,
+    return {**{k: timing[k] for k in ("p50_ms", "p90_ms", "p99_ms", "mean_ms", "ci_rel", "converged", "noisy",
+                                      "noise", "timed_s")},
+            "repeats": timing["n"], "cpu_time_s": cpu_s, "threads": threads, "rss_before_bytes": rss_before,
             "peak_rss_bytes": peak_rss_bytes(), "peak_rss_scope": peak_scope, "energy_j": energy_j,
             "energy_source": meter.source if meter else None, "runtime_version": version,
             "device_name": device_name(spec["device"])}

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from ..errors import CdpruneError
+from .timing import fastest_ms  # noqa: F401 (its home is timing.py; importers here keep working)
 
 
 @dataclass(frozen=True)
@@ -132,19 +133,6 @@ def ort_session(model: bytes | str, threads: int):
     options.inter_op_num_threads = 1  # sequential graph: intra-op threads are the only parallelism
     options.log_severity_level = 3  # warnings about unused initialisers are noise here
     return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
-
-
-def fastest_ms(step, warmup: int, min_repeats: int, min_time_s: float, max_repeats: int = 2000) -> float:
-    """The fastest of timed calls of `step` (after `warmup` calls), until `min_repeats` and `min_time_s` are done."""
-    for _ in range(warmup):
-        step()
-    best, runs, start = float("inf"), 0, time.perf_counter()
-    while runs < max_repeats and (runs < min_repeats or time.perf_counter() - start < min_time_s):
-        t0 = time.perf_counter()
-        step()
-        best = min(best, (time.perf_counter() - t0) * 1000.0)
-        runs += 1
-    return best
 
 
 @contextmanager

@@ -13,8 +13,11 @@ calibration factor, the dense network's measured latency over the sum of its lay
   (which ONNX Runtime folds into the conv) and the activation module after that (which it fuses),
   exported to ONNX and run in an ONNX Runtime session with the table's thread count.
 
-Which runtimes time tables, and how, is their row in `measure/runtimes.py` (`time_module`,
-`layers_as_deployed`).
+Which runtimes time tables, and how, is their row in `measure/runtimes.py` (`module_step`,
+`layers_as_deployed`, `table_precisions`). An int8 table (onnxruntime) quantises every layer variant and
+the network as `export --int8` does (measure/quantize.py). The dense network is timed by the protocol
+of measure/timing.py and recorded as its median; grid entries stay the fastest run, the figure that
+is stable for microsecond layers.
 
 A table is a portable JSON file (`LatencyTable.save`, format TABLE_FORMAT): `cdprune latency-table`
 measures one on the target device and `make_plan(..., latency_table=...)` plans with it on another
@@ -43,12 +46,14 @@ from ..errors import CdpruneError
 from ..storage import atomic_write_json, atomic_write_text, load_json_file
 from .latency import cpu_model_name, torch_threads
 from .runtimes import RUNTIMES, get_runtime, table_runtimes
+from .timing import time_calls
 
 FRACTIONS = (0.25, 0.5, 0.75, 1.0)
 TABLE_FORMAT = "cdprune-latency-table/1"
 DEFAULT_REPEATS = 15  # timed runs per grid entry, at least…
 DEFAULT_MIN_TIME_S = 0.03  # …and at least this long
-NETWORK_TIME_FACTOR = 16  # the dense network is timed this many times longer than one grid entry
+NETWORK_TIME_FACTOR = 16  # the dense network is timed at least this many times longer than one grid entry…
+NETWORK_TIME_LIMIT = 4  # …and, while its median's interval is wider than ±3 %, up to this many times longer still
 # Element-wise activation modules that ONNX Runtime fuses into the conv before them (or runs right
 # after it); a table for onnxruntime times them with their layer.
 ACTIVATIONS = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.SiLU, nn.Hardswish, nn.Hardsigmoid, nn.Sigmoid, nn.Tanh, nn.GELU,
@@ -102,6 +107,9 @@ class LatencyTable:
     torch_version: str = torch.__version__
     repeats: int = DEFAULT_REPEATS
     min_time_s: float = DEFAULT_MIN_TIME_S
+    precision: str = "fp32"  # "int8": every layer and the network quantised as `export --int8` quantises
+    # How the dense network was timed (measure/timing.py): p50, p90, n, ci_rel, converged, noisy, noise.
+    network_timing: dict | None = field(default=None, compare=False)
     source: str = field(default="", compare=False)  # where it came from: a file, or this machine's cache
 
     @property
@@ -112,11 +120,12 @@ class LatencyTable:
     def key(self) -> dict:
         """What the timings depend on: the cache key on the machine that measured them."""
         return table_key(self.architecture, self.input_shape, self.runtime, self.runtime_version, self.threads,
-                         self.cpu_model, self.machine, self.torch_version)
+                         self.cpu_model, self.machine, self.torch_version, self.precision)
 
     def describe(self) -> str:
-        """'onnxruntime 1.20.1, 1 thread, AMD EPYC 7B13': where the times come from."""
-        return f"{self.runtime_version}, {self.threads} thread{'s' if self.threads != 1 else ''}, {self.cpu_model}"
+        """'onnxruntime 1.20.1, int8, 1 thread, AMD EPYC 7B13': where the times come from."""
+        return (f"{self.runtime_version}, {self.precision}, {self.threads} thread{'s' if self.threads != 1 else ''}, "
+                f"{self.cpu_model}")
 
     def layer_ms(self, name: str, in_fraction: float, out_fraction: float) -> float:
         grid = np.asarray(self.grids[name])
@@ -126,10 +135,12 @@ class LatencyTable:
     def to_dict(self) -> dict:
         return {"format": TABLE_FORMAT, "model": self.model, "architecture": self.architecture,
                 "input_shape": list(self.input_shape), "runtime": self.runtime,
-                "runtime_version": self.runtime_version, "threads": self.threads, "cpu_model": self.cpu_model,
+                "runtime_version": self.runtime_version, "precision": self.precision, "threads": self.threads,
+                "cpu_model": self.cpu_model,
                 "machine": self.machine, "torch_version": self.torch_version, "fractions": list(FRACTIONS),
                 "repeats": self.repeats, "min_time_s": self.min_time_s, "network_ms": self.network_ms,
-                "layer_sum_ms": self.layer_sum_ms, "layers": self.layers, "grids": self.grids}
+                "layer_sum_ms": self.layer_sum_ms, "network_timing": self.network_timing, "layers": self.layers,
+                "grids": self.grids}
 
     def save(self, path: str | Path) -> Path:
         """Write the table as JSON, atomically."""
@@ -166,11 +177,16 @@ class LatencyTable:
                         model=data.get("model") if isinstance(data.get("model"), str) else None,
                         torch_version=_text(data.get("torch_version", "")),
                         repeats=_count(data.get("repeats", DEFAULT_REPEATS)),
-                        min_time_s=_ms(data.get("min_time_s", DEFAULT_MIN_TIME_S)), source=source)
+                        min_time_s=_ms(data.get("min_time_s", DEFAULT_MIN_TIME_S)),
+                        precision=_text(data.get("precision", "fp32")),  # files before int8 tables were fp32
+                        network_timing=data["network_timing"] if isinstance(data.get("network_timing"), dict) else None,
+                        source=source)
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise bad(f"missing or malformed field {exc}") from None
         if table.runtime not in table_runtimes():
             raise bad(f"unknown runtime {table.runtime!r}")
+        if table.precision not in get_runtime(table.runtime).table_precisions:
+            raise bad(f"precision {table.precision!r} is not one {table.runtime} tables time")
         if not table.grids or any(len(g) != len(FRACTIONS) or any(len(r) != len(FRACTIONS) for r in g)
                                   for g in table.grids.values()):
             raise bad(f"every layer needs a {len(FRACTIONS)}×{len(FRACTIONS)} grid")
@@ -178,8 +194,8 @@ class LatencyTable:
             raise bad("its network and layer-sum times must be positive")
         return table
 
-    def check_fits(self, model: nn.Module, input_shape, runtime: str | None, layers) -> None:
-        """Refuse, in one line, a table measured for another architecture, input shape or runtime.
+    def check_fits(self, model: nn.Module, input_shape, runtime: str | None, layers, precision: str | None = None) -> None:
+        """Refuse, in one line, a table measured for another architecture, input shape, runtime or precision.
 
         layers: the names of the conv and linear layers that planning reads off the table.
         """
@@ -191,7 +207,8 @@ class LatencyTable:
         classes = f" --num-classes {kwargs.pop('num_classes')}" if "num_classes" in kwargs else ""
         kwargs.pop("in_channels", None)
         fix = (f"measure one on the device with 'cdprune latency-table {mine}{classes} --input {shape} --runtime "
-               f"{runtime or self.runtime} --threads {self.threads} --out FILE'")
+               f"{runtime or self.runtime} --precision {precision or self.precision} --threads {self.threads} "
+               f"--out FILE'")
         if self.architecture != architecture_id(model):
             given = f" --model-args '{json.dumps(kwargs)}'" if kwargs else ""
             raise CdpruneError(f"{where} was measured for another architecture ({self.model or self.architecture}) "
@@ -204,6 +221,9 @@ class LatencyTable:
         if runtime is not None and runtime != self.runtime:
             raise CdpruneError(f"{where} was measured in {self.runtime}, but the plan is for {runtime}: {fix}, "
                                f"or plan for {self.runtime} (--runtime)")
+        if precision is not None and precision != self.precision:
+            raise CdpruneError(f"{where} times {self.precision} layers, but the plan is for {precision}: {fix}, "
+                               f"or plan for {self.precision} (--precision {self.precision})")
         missing = sorted(set(layers) - set(self.grids))
         if missing:
             raise CdpruneError(f"{where} has no times for layer {missing[0]} of this model", fix)
@@ -242,10 +262,21 @@ def _interp(x: float, values) -> float:
 
 
 def table_key(architecture: str, input_shape, runtime: str, version: str, threads: int, cpu_model: str,
-              machine: str, torch_version: str) -> dict:
+              machine: str, torch_version: str, precision: str = "fp32") -> dict:
     return {"architecture": architecture, "input_shape": list(input_shape), "device": "cpu", "runtime": runtime,
-            "runtime_version": version, "threads": threads, "torch": torch_version, "machine": machine,
-            "cpu_model": cpu_model, "fractions": list(FRACTIONS)}
+            "runtime_version": version, "precision": precision, "threads": threads, "torch": torch_version,
+            "machine": machine, "cpu_model": cpu_model, "fractions": list(FRACTIONS)}
+
+
+def check_precision(runtime: str, precision) -> str:
+    """`precision`, when `runtime`'s latency tables time it (int8: onnxruntime only)."""
+    allowed = get_runtime(check_runtime(runtime)).table_precisions
+    if precision not in allowed:
+        others = [name for name in table_runtimes() if precision in get_runtime(name).table_precisions]
+        fix = f"use --runtime {' or '.join(others)} for {precision}" if others else \
+            f"choose {' or '.join(allowed)} (--precision)"
+        raise CdpruneError(f"{runtime} latency tables time {' or '.join(allowed)} layers, not {precision!r}", fix)
+    return precision
 
 
 def check_timing(threads, repeats, min_time_s) -> None:
@@ -259,18 +290,18 @@ def check_timing(threads, repeats, min_time_s) -> None:
 
 
 def latency_table(model: nn.Module, input_shape, refresh: bool = False, progress: bool = False, *,
-                  runtime: str = "torch", threads: int | None = None) -> LatencyTable:
+                  runtime: str = "torch", threads: int | None = None, precision: str = "fp32") -> LatencyTable:
     """The cached table for `model` at `input_shape` on this CPU, built (tens of seconds) when missing.
 
     threads: the runtime's intra-op threads (default: torch's current thread count). `model` is not
     changed. `refresh` rebuilds the table; a damaged cache entry is rebuilt, and an unwritable cache
     only costs a rebuild next time.
     """
-    check_runtime(runtime)
+    check_precision(runtime, precision)
     check_timing(threads, DEFAULT_REPEATS, DEFAULT_MIN_TIME_S)
     threads = threads or torch.get_num_threads()
     key = table_key(architecture_id(model), tuple(input_shape), runtime, runtime_version(runtime), threads,
-                    cpu_model_name(), platform.machine(), torch.__version__)
+                    cpu_model_name(), platform.machine(), torch.__version__, precision)
     path = cache_dir() / "latency" / (hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20] + ".json")
     if path.exists() and not refresh:
         try:
@@ -279,7 +310,7 @@ def latency_table(model: nn.Module, input_shape, refresh: bool = False, progress
                 return table
         except (OSError, ValueError, CdpruneError):
             pass  # a damaged cache entry is simply rebuilt
-    table = build_latency_table(model, input_shape, runtime, threads, progress=progress)
+    table = build_latency_table(model, input_shape, runtime, threads, progress=progress, precision=precision)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_json(path, table.to_dict())
@@ -290,38 +321,59 @@ def latency_table(model: nn.Module, input_shape, refresh: bool = False, progress
 
 def build_latency_table(model: nn.Module, input_shape, runtime: str = "torch", threads: int | None = None, *,
                         repeats: int = DEFAULT_REPEATS, min_time_s: float = DEFAULT_MIN_TIME_S,
-                        progress: bool = False) -> LatencyTable:
+                        progress: bool = False, precision: str = "fp32") -> LatencyTable:
     """Measure a fresh table for `model` at `input_shape` on this CPU, in `runtime` with `threads` threads.
 
     Each grid entry is the fastest of at least `repeats` runs lasting at least `min_time_s` seconds
-    (fewer, shorter runs build faster and estimate worse); the dense network is timed
-    NETWORK_TIME_FACTOR times as long. `model` is not changed: the timing runs on a float32 copy on
-    the CPU in eval mode. Nothing is cached (see `latency_table`).
+    (fewer, shorter runs build faster and estimate worse); the dense network is timed by the protocol of
+    measure/timing.py for at least NETWORK_TIME_FACTOR times as long, its median recorded. precision
+    "int8" (onnxruntime) quantises every layer variant and the network as `export --int8` does. `model`
+    is not changed: the timing runs on a float32 copy on the CPU in eval mode. Nothing is cached (see
+    `latency_table`).
     """
-    check_runtime(runtime)
+    check_precision(runtime, precision)
     check_timing(threads, repeats, min_time_s)
     input_shape = tuple(int(s) for s in input_shape)
     version = runtime_version(runtime)  # a runtime's package missing: one line, before any work
     threads = threads or torch.get_num_threads()
-    # A copy: eval mode, the move to the CPU and float32 must not reach the caller's model.
-    net = copy.deepcopy(model).to(device="cpu", dtype=torch.float32).eval()
-    layers = _trace(net, input_shape)
+    net, layers = traced_copy(model, input_shape)
 
     from tqdm import tqdm
 
     grids, timed = {}, {}
+    runner = get_runtime(runtime)
     with torch_threads(threads):
         for name in tqdm(list(layers), desc="timing layers", disable=not progress, file=None):
             layer = layers[name]
-            grids[name] = _time_grid(layer, runtime, threads, repeats, min_time_s)
+            cells, times = list(grid_cells(layer, runtime)), {}  # one timing per distinct layer shape
+            for cell in cells:
+                if cell.shape not in times:
+                    times[cell.shape] = runner.time_module(cell.module, cell.input_shape, threads, 3, repeats,
+                                                           min_time_s, precision)
+            grids[name] = [[times[cell.shape] for cell in row] for row in grid_rows(cells)]
             timed[name] = layer.description(runtime)
-        network = _time_network(net, input_shape, runtime, threads, repeats, min_time_s)
+        step = runner.module_step(net, input_shape, threads, precision)
+        network = time_calls(step, warmup=5, min_repeats=max(5, repeats), min_time_s=NETWORK_TIME_FACTOR * min_time_s,
+                             max_time_s=NETWORK_TIME_LIMIT * NETWORK_TIME_FACTOR * min_time_s)
     spec = getattr(model, "cdprune_spec", None) or {}
     return LatencyTable(architecture=architecture_id(model), input_shape=input_shape, runtime=runtime,
                         runtime_version=version, threads=threads, cpu_model=cpu_model_name(),
-                        machine=platform.machine(), grids=grids, network_ms=network,
+                        machine=platform.machine(), grids=grids, network_ms=network["p50_ms"],
                         layer_sum_ms=sum(g[-1][-1] for g in grids.values()), layers=timed, model=spec.get("name"),
-                        repeats=repeats, min_time_s=float(min_time_s), source="measured on this machine")
+                        repeats=repeats, min_time_s=float(min_time_s), precision=precision,
+                        network_timing=network_timing(network), source="measured on this machine")
+
+
+def network_timing(result: dict) -> dict:
+    """What a table records of the dense network's timing (measure/timing.py's result without the raw times)."""
+    return {k: result[k] for k in ("p50_ms", "p90_ms", "n", "ci_rel", "converged", "noisy", "noise")}
+
+
+def traced_copy(model: nn.Module, input_shape):
+    """(a float32 CPU copy of `model` in eval mode, its conv and linear layers as `_trace` finds them)."""
+    # A copy: eval mode, the move to the CPU and float32 must not reach the caller's model.
+    net = copy.deepcopy(model).to(device="cpu", dtype=torch.float32).eval()
+    return net, _trace(net, input_shape)
 
 
 @dataclass
@@ -406,18 +458,28 @@ def _grid_module(layer: _Layer, i: int, o: int, depthwise: bool) -> nn.Module:
     return nn.Sequential(*parts).eval()
 
 
-def _time_grid(layer: _Layer, runtime: str, threads: int, repeats: int, min_time_s: float) -> list[list[float]]:
-    """ms at every (in fraction, out fraction); depthwise convs are timed along the diagonal only, grouped
-    convs at widths rounded to multiples of their group count, grouped transposed convs at full width."""
+@dataclass(frozen=True)
+class GridCell:
+    """One entry of a layer's grid: the fractions' indices, the widths timed and the module that times them."""
+
+    row: int  # index of the input fraction
+    column: int  # index of the output fraction
+    shape: tuple[int, int]  # (in, out) channels actually timed; cells of one shape share a timing
+    module: nn.Module
+    input_shape: tuple  # without the batch axis
+
+
+def grid_cells(layer: "_Layer", runtime: str):
+    """Every cell of the grid, row by row: depthwise convs are timed along the diagonal only, grouped convs at
+    widths rounded to multiples of their group count, grouped transposed convs at full width. The module is
+    the layer as `runtime` times it (with its BN and activation when the runtime deploys them fused)."""
     base, shape = layer.module, layer.input_shape
     conv = not isinstance(base, nn.Linear)
     c_in, c_out = (base.in_channels, base.out_channels) if conv else (base.in_features, base.out_features)
     depthwise = conv and base.groups > 1 and base.groups == c_in == c_out
-    seen: dict[tuple[int, int], float] = {}  # one timing per distinct layer shape
-    grid = []
-    for fi in FRACTIONS:
-        row = []
-        for fo in FRACTIONS:
+    built: dict[tuple[int, int], nn.Module] = {}
+    for r, fi in enumerate(FRACTIONS):
+        for c, fo in enumerate(FRACTIONS):
             if conv and base.groups > 1 and not depthwise and base.transposed:
                 fi_, fo_ = 1.0, 1.0  # grouped transposed convs are never pruned
             elif depthwise:
@@ -430,24 +492,18 @@ def _time_grid(layer: _Layer, runtime: str, threads: int, repeats: int, min_time
                 i, o = max(g, round(fi_ * c_in / g) * g), max(g, round(fo_ * c_out / g) * g)
             if depthwise:
                 i = o
-            if (i, o) not in seen:
+            if (i, o) not in built:
                 if get_runtime(runtime).layers_as_deployed:
-                    module = _grid_module(layer, i, o, depthwise)
+                    built[(i, o)] = _grid_module(layer, i, o, depthwise)
                 else:
                     # The bare layer: eager PyTorch runs BN and activations as separate calls.
-                    module = _grid_module(_Layer(base, shape), i, o, depthwise)[0]
-                x_shape = (i, *shape[1:]) if conv else (*shape[:-1], i)
-                seen[(i, o)] = _time_module(module, x_shape, runtime, threads, 3, repeats, min_time_s)
-            row.append(seen[(i, o)])
-        grid.append(row)
-    return grid
+                    built[(i, o)] = _grid_module(_Layer(base, shape), i, o, depthwise)[0]
+            x_shape = (i, *shape[1:]) if conv else (*shape[:-1], i)
+            yield GridCell(r, c, (i, o), built[(i, o)], tuple(x_shape))
 
 
-def _time_module(module: nn.Module, input_shape, runtime: str, threads: int, warmup: int, repeats: int,
-                 min_time_s: float) -> float:
-    """The fastest batch-1 run of `module` in `runtime`, in ms."""
-    return get_runtime(runtime).time_module(module, input_shape, threads, warmup, repeats, min_time_s)
-
-
-def _time_network(model: nn.Module, input_shape, runtime: str, threads: int, repeats: int, min_time_s: float) -> float:
-    return _time_module(model, input_shape, runtime, threads, 5, max(5, repeats), NETWORK_TIME_FACTOR * min_time_s)
+def grid_rows(cells) -> list[list[GridCell]]:
+    rows: list[list[GridCell]] = [[] for _ in FRACTIONS]
+    for cell in cells:
+        rows[cell.row].append(cell)
+    return rows

@@ -17,8 +17,9 @@ import numpy as np
 import torch
 
 from .. import registry
-from .latency import (LatencyStats, fastest_ms, measure_latency, onnx_bytes, ort_session, quiet_native_stderr,
-                      require_module, step_latency)
+from .latency import (LatencyStats, onnx_bytes, ort_session, quiet_native_stderr, require_module, step_latency)
+from .quantize import int8_onnx_bytes
+from .timing import fastest_ms
 
 
 @dataclass(frozen=True)
@@ -41,11 +42,24 @@ class Runtime:
     devices: tuple[str, ...] = ("cpu",)  # torch.device types it measures on
     # (file path or bytes, intra-op threads) -> LoadedModel
     load: Callable[[str | bytes, int], LoadedModel] | None = None
-    # (module, input_shape, threads, warmup, repeats, min_time_s) -> the fastest batch-1 run in ms;
-    # None: the runtime times no latency tables
-    time_module: Callable[[torch.nn.Module, tuple, int, int, int, float], float] | None = None
+    # (module, input_shape, threads, precision) -> a function that runs the module once on a fixed random
+    # batch-1 input, as this runtime runs it in `precision`; None: the runtime times no latency tables
+    module_step: Callable[[torch.nn.Module, tuple, int, str], Callable[[], object]] | None = None
     # A latency table times each layer with the BatchNorm and activation after it, as the runtime fuses them.
     layers_as_deployed: bool = False
+    table_precisions: tuple[str, ...] = ("fp32",)  # the precisions its latency tables time
+
+    @property
+    def time_module(self) -> Callable[..., float] | None:
+        """(module, input_shape, threads, warmup, repeats, min_time_s, precision="fp32") -> the fastest batch-1 run
+        in ms; None where the runtime times no latency tables."""
+        if self.module_step is None:
+            return None
+
+        def time_module(module, input_shape, threads, warmup, repeats, min_time_s, precision="fp32") -> float:
+            return fastest_ms(self.module_step(module, input_shape, threads, precision), warmup, repeats, min_time_s)
+
+        return time_module
 
     def require(self) -> None:
         """Import every package the runtime needs, or say in one line how to install the missing one."""
@@ -106,10 +120,13 @@ def in_fixed_batches(run: Callable[[np.ndarray], np.ndarray], batch) -> Callable
 
 # ---- torch: the PyTorch model itself, eager ----------------------------------------------------
 
-def _torch_time_module(module, input_shape, threads, warmup, repeats, min_time_s) -> float:
-    # The caller holds torch's thread count at `threads` for the whole table.
-    return measure_latency(module, input_shape, batch=1, warmup=warmup, min_repeats=repeats,
-                           min_time_s=min_time_s).min_ms
+def _torch_module_step(module, input_shape, threads, precision):
+    # The caller holds torch's thread count at `threads` for the whole table; fp32 is its only precision.
+    # The modules timed are copies made for timing: without gradients they build no autograd graph, and no
+    # per-call no_grad context weighs on layers that take microseconds.
+    module = module.eval().requires_grad_(False)
+    x = torch.randn(1, *input_shape)
+    return lambda: module(x)
 
 
 # ---- onnxruntime: ONNX files on the CPU -----------------------------------------------------------
@@ -122,15 +139,23 @@ def _onnxruntime_load(model_file: str | bytes, threads: int) -> LoadedModel:
                        input_shape=list(given.shape[1:]), output_shape=list(output.shape[1:]))
 
 
-def _onnxruntime_time_module(module, input_shape, threads, warmup, repeats, min_time_s) -> float:
-    loaded = _onnxruntime_load(onnx_bytes(module, input_shape, dynamic_batch=False), threads)
+def deployed_onnx(module, input_shape, precision: str = "fp32") -> bytes:
+    """`module` as ONNX Runtime runs it in a latency table: batch 1 fixed, quantised like `export --int8` for
+    int8 (measure/quantize.py)."""
+    fp32 = onnx_bytes(module, input_shape, dynamic_batch=False)
+    return fp32 if precision == "fp32" else int8_onnx_bytes(fp32, input_shape)
+
+
+def _onnxruntime_module_step(module, input_shape, threads, precision):
+    loaded = _onnxruntime_load(deployed_onnx(module, input_shape, precision), threads)
     x = np.random.default_rng(0).standard_normal((1, *input_shape), dtype=np.float32)
-    return fastest_ms(lambda: loaded.run(x), warmup, repeats, min_time_s)
+    return lambda: loaded.run(x)
 
 
-register_runtime(Runtime("torch", "PyTorch", ("torch",), devices=("cpu", "cuda"), time_module=_torch_time_module))
+register_runtime(Runtime("torch", "PyTorch", ("torch",), devices=("cpu", "cuda"), module_step=_torch_module_step))
 register_runtime(Runtime("onnxruntime", "ONNX Runtime", ("onnxruntime", "onnx"), load=_onnxruntime_load,
-                         time_module=_onnxruntime_time_module, layers_as_deployed=True))
+                         module_step=_onnxruntime_module_step, layers_as_deployed=True,
+                         table_precisions=("fp32", "int8")))
 
 
 # ---- executorch: ExecuTorch programs (.pte), XNNPACK-delegated -----------------------------------

@@ -120,7 +120,7 @@ def next_count(current: int, least: int, step: float, round_to: int) -> int:
 def make_plan(model: nn.Module, input_shape=(3, 32, 32), mode: str | None = "fa", target: float | None = 0.5, *,
               budget: dict[str, float] | str | None = None, target_metric: str | None = None, seed: int = 0,
               step: float = 0.1, floor: float = 0.1, round_to: int = DEFAULT_ROUND_TO, refresh_latency: bool = False,
-              latency_table=None, latency_runtime: str | None = None,
+              latency_table=None, latency_runtime: str | None = None, latency_precision: str | None = None,
               energy_model: EnergyModel | str | None = None) -> PruningPlan:
     """Sample a pruning plan (docs/design.md, "Sampling").
 
@@ -143,6 +143,8 @@ def make_plan(model: nn.Module, input_shape=(3, 32, 32), mode: str | None = "fa"
         table for this machine is built and cached.
     latency_runtime: the runtime whose latency the plan estimates, "torch" or "onnxruntime" (default:
         the table's, or torch for this machine's table).
+    latency_precision: the precision the model ships in, "fp32" or "int8" (onnxruntime only; default: the
+        table's, or fp32 for this machine's table). A table of another precision is refused.
     energy_model: the coefficients that price energy (an EnergyModel or a JSON file's path; default the
         45 nm model). The plan records it, with its energy before and after, whenever energy is part
         of the goal (mode ea, an energy target or budget) or an energy model is given.
@@ -150,7 +152,7 @@ def make_plan(model: nn.Module, input_shape=(3, 32, 32), mode: str | None = "fa"
     budget = budget_limits(budget)
     energy = energy_model_of(energy_model)
     target, step, floor, round_to, seed = check_settings(target, step, floor, round_to, seed)
-    table = _given_table(latency_table, latency_runtime)
+    table = _given_table(latency_table, latency_runtime, latency_precision)
     if target is None and not budget:
         raise CdpruneError("give a target reduction (--target) or a budget (--budget) to prune to")
     chosen = get_mode(mode) if mode is not None else None
@@ -170,17 +172,19 @@ def make_plan(model: nn.Module, input_shape=(3, 32, 32), mode: str | None = "fa"
     pricing = {get_metric(m).priced_by for m in (*budget, stop_metric, chosen.metric if chosen else None) if m}
     wants_latency = LATENCY_TABLE in pricing
     latency = None
-    if (table is not None or latency_runtime is not None) and not wants_latency:
-        what = "a latency table (--latency-table)" if table is not None else "a latency runtime (--runtime)"
+    if (table is not None or latency_runtime is not None or latency_precision is not None) and not wants_latency:
+        what = "a latency table (--latency-table)" if table is not None else "a latency runtime (--runtime)" \
+            if latency_runtime is not None else "a latency precision (--precision)"
         raise CdpruneError(f"{what} serves latency planning only", "plan with --mode la or --budget latency=..., "
                            "or drop it")
     if table is not None:
-        table.check_fits(model, input_shape, latency_runtime, (m.name for m in channels.layers()))
+        table.check_fits(model, input_shape, latency_runtime, (m.name for m in channels.layers()), latency_precision)
         latency = table
     elif wants_latency:
         from ..measure.layer_latency import latency_table as cached_table
 
-        latency = cached_table(model, input_shape, refresh=refresh_latency, runtime=latency_runtime or "torch")
+        latency = cached_table(model, input_shape, refresh=refresh_latency, runtime=latency_runtime or "torch",
+                               precision=latency_precision or "fp32")
     wants_energy = energy_model is not None or ENERGY_MODEL in pricing
     sampler = Sampler(channels, step, floor, round_to, seed, latency, energy if wants_energy else None)
 
@@ -209,12 +213,20 @@ def make_plan(model: nn.Module, input_shape=(3, 32, 32), mode: str | None = "fa"
     return sampler.to_plan(model, input_shape, chosen.name if chosen else AUTO, target, budget, stop_metric)
 
 
-def _given_table(table, runtime):
-    """The latency table the caller gave (loaded when it is a path), or None; the runtime checked."""
-    from ..measure.layer_latency import LatencyTable, check_runtime
+def _given_table(table, runtime, precision=None):
+    """The latency table the caller gave (loaded when it is a path), or None; the runtime and precision checked."""
+    from ..measure.layer_latency import LatencyTable, check_precision, check_runtime
 
     if runtime is not None:
         check_runtime(runtime)
+    if precision is not None:
+        # Without a runtime, the one the table names, else the one this machine's table would use.
+        given = runtime or (table.runtime if isinstance(table, LatencyTable) else None)
+        if given is None and isinstance(table, (str, os.PathLike)):
+            loaded = LatencyTable.load(table)
+            check_precision(loaded.runtime, precision)
+            return loaded
+        check_precision(given or "torch", precision)
     if table is None or isinstance(table, LatencyTable):
         return table
     if isinstance(table, (str, os.PathLike)):
@@ -404,7 +416,8 @@ class Sampler:
         latency = {} if self.latency is None else {
             "before_ms": round(self._before("latency"), 4), "after_ms": round(self.total("latency"), 4),
             "source": f"per-layer latency table ({self.latency.describe()}), calibrated to the measured dense network",
-            "runtime": self.latency.runtime, "threads": self.latency.threads, "cpu_model": self.latency.cpu_model}
+            "runtime": self.latency.runtime, "precision": self.latency.precision, "threads": self.latency.threads,
+            "cpu_model": self.latency.cpu_model}
         energy = {} if self.energy is None else {
             "model": self.energy.to_dict(), "before_mj": self._before("energy"), "after_mj": self.total("energy")}
         return PruningPlan(model=spec.get("name"), model_kwargs=dict(spec.get("kwargs", {})),
