@@ -101,6 +101,14 @@ COMPARISON_ROWS = [
 ]
 
 
+def latency_text(metrics) -> str:
+    """A run's measured latency with its spread: '1.23 ms (p90 1.31)', and ', noisy' when the timing protocol
+    flagged it (p90/p50 > 1.5 or a loaded machine; measure/timing.py)."""
+    timed = metrics.latency or {}
+    spread = f" (p90 {timed['p90_ms']:.2f}{', noisy' if timed.get('noisy') else ''})" if timed.get("p90_ms") else ""
+    return f"{metrics.latency_ms:.2f} ms{spread}"
+
+
 def comparison_rows(runs) -> tuple[list[str], list[list[str]]]:
     """Rows of the side-by-side table: one column per run, then each run's difference from the first (dense)
     for the task's scores and its ratio to it for the costs. The task says which scores it shows: accuracy;
@@ -117,7 +125,8 @@ def comparison_rows(runs) -> tuple[list[str], list[list[str]]]:
         ratios = [f"{v / values[0]:.2f}×" if values[0] else "-" for v in values[1:]]
         if attr == "energy_mj":  # runs record the estimate; the label says so rather than assume it
             label = f"{label} {energy_label(r.energy.get('kind', 'estimated') for r in runs)}"
-        rows.append([label] + [fmt(v) for v in values] + ratios)
+        cells = [latency_text(r) for r in runs] if attr == "latency_ms" else [fmt(v) for v in values]
+        rows.append([label] + cells + ratios)
     return header, rows
 
 
@@ -144,7 +153,8 @@ def comparison_markdown(runs, settings) -> str:
         markdown_table(header, rows),
         "",
         f"FLOPs are multiply-accumulates per input; memory is the conv/linear output feature maps at float32. "
-        f"Latency: median of batch-1 forward passes on this CPU ({_threads(base.latency.get('threads'))}). "
+        f"Latency: median (and p90) of batch-1 forward passes on this CPU ({_threads(base.latency.get('threads'))}), "
+        f"timed until the median's 95 % interval is within ±3 %; 'noisy' marks p90/p50 > 1.5 or a loaded machine. "
         f"Energy: {base.energy.get('source')}.",
         "",
     ])
@@ -275,7 +285,7 @@ def run_text(metrics) -> str:
     return table(["", metrics.method], [
         *scores,
         ["params", human_count(metrics.params)], ["FLOPs", human_count(metrics.flops)],
-        ["memory", human_bytes(metrics.memory_bytes)], ["CPU latency, batch 1", f"{metrics.latency_ms:.2f} ms"],
+        ["memory", human_bytes(metrics.memory_bytes)], ["CPU latency, batch 1", latency_text(metrics)],
         [f"energy {energy_label([metrics.energy.get('kind', 'estimated')])}", f"{metrics.energy_mj:.3f} mJ"],
         ["training wall time", f"{metrics.train_time_s:.0f} s"]])
 

@@ -6,7 +6,6 @@ import importlib
 import io
 import os
 import platform
-import time
 import warnings
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -16,7 +15,7 @@ import numpy as np
 import torch
 
 from ..errors import CdpruneError
-from .timing import fastest_ms  # noqa: F401 (its home is timing.py; importers here keep working)
+from .timing import fastest_ms, time_calls  # noqa: F401 (fastest_ms's home is timing.py; importers here keep working)
 
 
 @dataclass(frozen=True)
@@ -32,6 +31,9 @@ class LatencyStats:
     batch: int
     threads: int
     device: str
+    ci_rel: float | None = None  # the median's 95 % interval half-width over the median (measure/timing.py)
+    noisy: bool = False  # p90/p50 > 1.5 or the machine was loaded: the figure may not hold on a quiet machine
+    noise: str = ""  # what decided `noisy`
 
     @property
     def throughput_per_s(self) -> float:
@@ -149,9 +151,9 @@ def torch_threads(threads: int | None):
 
 @torch.no_grad()
 def measure_latency(model: torch.nn.Module, input_shape, batch: int = 1, threads: int | None = None,
-                    device: str = "cpu", warmup: int = 10, min_repeats: int = 30, min_time_s: float = 1.0,
-                    max_repeats: int = 2000) -> LatencyStats:
-    """Time `model` on a random batch until both `min_repeats` runs and `min_time_s` seconds are done.
+                    device: str = "cpu", warmup: int = 10, min_repeats: int = 30, min_time_s: float = 1.0) -> LatencyStats:
+    """Time `model` on a random batch by the timing protocol (measure/timing.py): at least `min_repeats` runs
+    and `min_time_s` seconds, then until the median's interval is within ±3 % or 4 × min_time_s has passed.
 
     The model is put in eval mode and moved to `device`. On CUDA every run is
     synchronised so the time covers the kernels, not just their launch.
@@ -160,42 +162,31 @@ def measure_latency(model: torch.nn.Module, input_shape, batch: int = 1, threads
     model = model.to(dev).eval()
     x = torch.randn(batch, *input_shape, device=dev)
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
-    with torch_threads(threads) as used:
-        for _ in range(warmup):
-            model(x)
+
+    def step():
+        model(x)
         sync()
-        times, start = [], time.perf_counter()
-        while len(times) < max_repeats and (len(times) < min_repeats or time.perf_counter() - start < min_time_s):
-            t0 = time.perf_counter()
-            model(x)
-            sync()
-            times.append((time.perf_counter() - t0) * 1000.0)
-    ms = np.array(times)
-    return LatencyStats(p50_ms=float(np.percentile(ms, 50)), p90_ms=float(np.percentile(ms, 90)),
-                        p99_ms=float(np.percentile(ms, 99)), mean_ms=float(ms.mean()), min_ms=float(ms.min()), repeats=len(ms),
-                        batch=batch, threads=used, device=str(dev))
+
+    with torch_threads(threads) as used:
+        return step_latency(step, batch, used, warmup, min_repeats, min_time_s, device=str(dev))
 
 
 def onnx_latency(model: bytes | str, input_shape, threads: int = 1, batch: int = 1, warmup: int = 10,
-                 min_repeats: int = 20, min_time_s: float = 1.0, max_repeats: int = 2000) -> LatencyStats:
+                 min_repeats: int = 20, min_time_s: float = 1.0) -> LatencyStats:
     """Time an ONNX model in ONNX Runtime on the CPU, like `measure_latency` times a torch model."""
     session = ort_session(model, threads)
     feed = {session.get_inputs()[0].name: np.random.default_rng(0).standard_normal((batch, *input_shape),
                                                                                    dtype=np.float32)}
-    return step_latency(lambda: session.run(None, feed), batch, threads, warmup, min_repeats, min_time_s, max_repeats)
+    return step_latency(lambda: session.run(None, feed), batch, threads, warmup, min_repeats, min_time_s)
 
 
 def step_latency(step, batch: int = 1, threads: int = 1, warmup: int = 10, min_repeats: int = 20,
-                 min_time_s: float = 1.0, max_repeats: int = 2000) -> LatencyStats:
-    """Time calls of `step` (one inference of a batch of `batch` on the CPU) after `warmup` calls."""
-    for _ in range(warmup):
-        step()
-    times, start = [], time.perf_counter()
-    while len(times) < max_repeats and (len(times) < min_repeats or time.perf_counter() - start < min_time_s):
-        t0 = time.perf_counter()
-        step()
-        times.append((time.perf_counter() - t0) * 1000.0)
-    ms = np.array(times)
-    return LatencyStats(p50_ms=float(np.percentile(ms, 50)), p90_ms=float(np.percentile(ms, 90)),
-                        p99_ms=float(np.percentile(ms, 99)), mean_ms=float(ms.mean()), min_ms=float(ms.min()),
-                        repeats=len(ms), batch=batch, threads=threads, device="cpu")
+                 min_time_s: float = 1.0, device: str = "cpu") -> LatencyStats:
+    """Time calls of `step` (one inference of a batch of `batch`) by the timing protocol (measure/timing.py),
+    for at most 4 × min_time_s (at least 1 s) while the median has not settled."""
+    timed = time_calls(step, warmup=warmup, min_repeats=min_repeats, min_time_s=min_time_s,
+                       max_time_s=max(4.0 * min_time_s, 1.0))
+    return LatencyStats(p50_ms=timed["p50_ms"], p90_ms=timed["p90_ms"], p99_ms=timed["p99_ms"],
+                        mean_ms=timed["mean_ms"], min_ms=timed["min_ms"], repeats=timed["n"], batch=batch,
+                        threads=threads, device=device, ci_rel=timed["ci_rel"], noisy=timed["noisy"],
+                        noise=timed["noise"])
