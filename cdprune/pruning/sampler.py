@@ -121,7 +121,7 @@ def make_plan(model: nn.Module, input_shape=(3, 32, 32), mode: str | None = "fa"
               budget: dict[str, float] | str | None = None, target_metric: str | None = None, seed: int = 0,
               step: float = 0.1, floor: float = 0.1, round_to: int = DEFAULT_ROUND_TO, refresh_latency: bool = False,
               latency_table=None, latency_runtime: str | None = None,
-              energy_model: EnergyModel | str | None = None) -> PruningPlan:
+              energy_model: EnergyModel | str | None = None, latency_precision: str | None = None) -> PruningPlan:
     """Sample a pruning plan (docs/design.md, "Sampling").
 
     `model` is not modified; the same arguments and seed give the same plan.
@@ -146,11 +146,14 @@ def make_plan(model: nn.Module, input_shape=(3, 32, 32), mode: str | None = "fa"
     energy_model: the coefficients that price energy (an EnergyModel or a JSON file's path; default the
         45 nm model). The plan records it, with its energy before and after, whenever energy is part
         of the goal (mode ea, an energy target or budget) or an energy model is given.
+    latency_precision: the precision the model ships at ("fp32" or "int8"); a latency table timed at
+        another precision is refused (tables without a precision are fp32). None: not checked.
     """
     budget = budget_limits(budget)
     energy = energy_model_of(energy_model)
     target, step, floor, round_to, seed = check_settings(target, step, floor, round_to, seed)
     table = _given_table(latency_table, latency_runtime)
+    check_table_precision(table, latency_precision)
     if target is None and not budget:
         raise CdpruneError("give a target reduction (--target) or a budget (--budget) to prune to")
     chosen = get_mode(mode) if mode is not None else None
@@ -207,6 +210,17 @@ def make_plan(model: nn.Module, input_shape=(3, 32, 32), mode: str | None = "fa"
             raise CdpruneError("every unit is at its floor before the goal was met; lower --floor")
         sampler.draw(weights, (stop_metric, target) if short and not over else None)
     return sampler.to_plan(model, input_shape, chosen.name if chosen else AUTO, target, budget, stop_metric)
+
+
+def check_table_precision(table, precision: str | None) -> None:
+    """Refuse a latency table timed at another precision than the one the model ships at (None: no check)."""
+    if precision is None or table is None:
+        return
+    timed = getattr(table, "precision", "fp32")
+    if timed != precision:
+        raise CdpruneError(f"{table.source or 'the latency table'} times {timed} layers, but the model ships at "
+                           f"{precision}", f"measure a {precision} table with 'cdprune latency-table', or ship "
+                           f"{timed} (--precision {timed})")
 
 
 def _given_table(table, runtime):
