@@ -32,6 +32,7 @@ from .pruning.sampler import PlannerConfig
 from .records import Record
 from .report import compare_markdown, comparison_markdown
 from .measure.latency import cpu_description
+from .measure.runtimes import get_runtime
 from .runs import PLAN_FILE, METRICS_FILE, RunMetrics, RunSettings, read_metrics, record_budget_check, run_name
 
 # The embedded default, sized so that setup plus this job take under 10 minutes on a slow 2-core
@@ -155,8 +156,6 @@ def check_shipped(job: Job, goal: Goal, metrics: RunMetrics, bench_time_s: float
         return metrics
     exported = export_run(run_dir, "onnx", int8=budget.ships == "int8", model=job.settings.model,
                           data_dir=job.settings.data_dir, latency_time_s=SHIPPED_CHECK_S)
-    from .measure.runtimes import get_runtime
-
     loads_files = get_runtime(runtime).load is not None  # torch runs the PyTorch model, not the file
     measured = bench(str(run_dir), runtime=runtime, threads=threads, min_time_s=bench_time_s, min_repeats=20,
                      against_dense=False, model=job.settings.model, file=exported.path if loads_files else None)

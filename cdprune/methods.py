@@ -16,6 +16,7 @@ from typing import Callable
 import torch.nn as nn
 
 from . import models, registry
+from .complexity import profile
 from .errors import CdpruneError
 from .measure.energy import energy_model_of
 from .measure.layer_latency import LatencyTable, latency_table
@@ -23,6 +24,7 @@ from .metrics import ENERGY_MODEL, LATENCY_TABLE, get_metric, metric_names
 from .pruning import MODES, PruningPlan, make_plan
 from .pruning.baselines import l1_plan, magnitude_plan, uniform_plan
 from .pruning.sampler import PlannerConfig, budget_limits, check_table_precision
+from .pruning.units import find_units
 from .runs import RunMetrics, RunSettings, load_run, run_name, train_run
 
 FINETUNE_EPOCH_FRACTION = 0.5  # fine-tuning after ranking gets half the epochs…
@@ -107,9 +109,6 @@ class Budget:
                                    f"{self.ships} on the device (this machine's cached tables time fp32 layers)",
                                    "give one with --latency-table, or ship fp32 (--precision fp32)")
             return self
-        from .pruning.units import find_units
-        from .complexity import profile
-
         channels = find_units(model, profile(model, tuple(input_shape)))
         self.table.check_fits(model, tuple(input_shape), self.runtime, (m.name for m in channels.layers()))
         check_table_precision(self.table, self.ships)
