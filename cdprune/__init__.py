@@ -39,6 +39,7 @@ __all__ = ["data", "distributed", "models", "report", "tasks", "TASKS", "Task", 
            "DEFAULT_ENERGY_MODEL", "EnergyModel", "CdpruneError", "CheckFailed", "UnreachableTarget", "LatencyTable",
            "build_latency_table", "DEFAULT_ROUND_TO", "PlannerConfig", "METRICS", "Metric", "register_metric",
            "DEFAULT_JOB", "CompareResult", "RunComparison", "SweepResult",
-           "compare", "main_job", "sweep", "METHODS", "PRECISIONS", "Budget", "BudgetCheck", "BudgetRow", "MODES", "PruningPlan", "apply_plan", "make_plan",
+           "compare", "main_job", "sweep", "METHODS", "PRECISIONS", "Budget", "BudgetCheck", "BudgetRow",
+           "MODES", "PruningPlan", "apply_plan", "make_plan",
            "parse_budget", "EvalResult", "RunMetrics", "RunSettings", "eval_run", "load_run", "train_run",
            "TrainingInterrupted"]

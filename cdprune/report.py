@@ -175,9 +175,9 @@ def compare_goal(result) -> str:
     return f"a {result.target:g} {result.metric} reduction"
 
 
-def compare_budget_checks(result) -> list[tuple[str, dict]]:
-    """(label, check) of every method's seeds, as compare.json records them."""
-    return [(s.method if len(s.budget_checks) == 1 else f"{s.method} (seed {k})", check)
+def compare_budget_checks(result, first_seed: int) -> list[tuple[str, dict]]:
+    """(label, check) of every method's seeds (first_seed, first_seed + 1, …), as compare.json records them."""
+    return [(s.method if len(s.budget_checks) == 1 else f"{s.method} (seed {first_seed + k})", check)
             for s in result.summaries if s.budget_checks for k, check in enumerate(s.budget_checks)]
 
 
@@ -191,12 +191,13 @@ def compare_markdown(result, settings, train_size: int, test_size: int) -> str:
         f"{settings.make_task().score.name} is the mean ± "
         f"std over seeds. Training cost counts every stage (dense pre-training and fine-tuning for the ranking "
         f"methods); training FLOPs = 3 × MACs per image × images seen. {task_sentence(settings)}".rstrip(), "",
-        markdown_table(header, rows), "", *_with_blank(budget_section(compare_budget_checks(result), markdown=True))])
+        markdown_table(header, rows), "",
+        *_with_blank(budget_section(compare_budget_checks(result, settings.seed), markdown=True))])
 
 
 def compare_text(result, settings) -> str:
     """What `cdprune compare` prints."""
-    budget = budget_section(compare_budget_checks(result))
+    budget = budget_section(compare_budget_checks(result, settings.seed))
     return "\n".join([
         f"{settings.model} on {settings.data}: every method at {compare_goal(result)}, "
         f"{result.seeds} seed(s), {result.epochs} epochs",
