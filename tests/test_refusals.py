@@ -77,6 +77,8 @@ def root(tmp_path_factory):
     (root / "afile").write_text("x")
     (root / "empty").mkdir()
     fake_latency_table(models.create("alexnet"), (3, 32, 32), runtime="torch").save(root / "table-torch.json")
+    assert main(["train", "alexnet", "--plan", str(root / "plan.json"), "--out", str(root / "pruned"), *TINY_TRAIN]) == 0
+    assert main(["export", str(root / "pruned"), "--out", str(root / "pruned.onnx"), "--no-check"]) == 0
     fake_latency_table(models.create("vgg16"), (3, 32, 32), runtime="onnxruntime").save(root / "table-vgg16.json")
     return root
 
@@ -216,6 +218,8 @@ CASES = [
     ("sweep-budgets-other-axis", ["sweep", "--model", "alexnet", "--budgets", "flops=60M;params=1M", "--out",
                                   f"{{root}}/{NEW}", *TINY_TRAIN], "sets no flops limit"),
     ("bench-file-of-no-run", ["bench", "alexnet", "--file", "{root}/afile"], "give the run directory"),
+    ("bench-file-of-another-run", ["bench", "{root}/dense", "--file", "{root}/pruned.onnx"],
+     "exported from another model than the run"),
     # A model reference that cannot be imported: one line naming it, whatever the import raised.
     ("model-not-python", ["profile", "/etc/passwd:x"], "not a Python file"),
     ("model-import-fails", ["profile", "usermodels.broken:Net"], "cannot import usermodels.broken"),

@@ -137,6 +137,8 @@ def bench(source: str, plan_path: str | None = None, runtime: str = "torch", bat
         net = load_run(source_dir, ref, allow_changed_source=allow_changed_source)[0] \
             if fmt is not None and file is None else build_model(ref, num_classes, input_shape, plan, model_args)
         check_source(metrics, net, source_dir, allow_changed_source)
+        if file is not None:
+            _check_file_of_run(file, plan, source_dir)
         task, output_name = metrics.task, run_output_name(metrics)
         if int8:
             images = calibration_set(source_dir, calibration_images, data_dir)
@@ -234,6 +236,15 @@ def _file_precision(file, source: str, int8: bool, runtime: str) -> str:
     if not Path(file).is_file():
         raise CdpruneError(f"no exported file {file}", "export one with 'cdprune export RUN' or fix the path (--file)")
     return str(exported_metadata(file).get("precision", "fp32"))
+
+
+def _check_file_of_run(file, plan, run_dir: Path) -> None:
+    """Refuse a file whose metadata name another plan than the run's (files without metadata are taken as given)."""
+    metadata = exported_metadata(file)
+    digest = plan.to_dict()["digest"] if plan is not None else None
+    if "plan_digest" in metadata and metadata["plan_digest"] != digest:
+        raise CdpruneError(f"{file} was exported from another model than the run {run_dir} (its plan differs)",
+                           f"export the run with 'cdprune export {run_dir}' and time that file (--file)")
 
 
 def _check_file(file, fmt, runtime: str, precision: str) -> None:
