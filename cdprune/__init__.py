@@ -21,7 +21,8 @@ from .measure.layer_latency import LatencyTable, build_latency_table
 from .measure.pack import write_latency_pack
 from .measure.runtimes import table_runtimes
 from .experiment import DEFAULT_JOB, CompareResult, RunComparison, SweepResult, compare, main_job, sweep
-from .methods import METHODS
+from .methods import METHODS, PRECISIONS, Budget
+from .deploy.budget import BudgetCheck, BudgetRow
 from .metrics import METRICS, Metric, register_metric
 from .records import VERSION
 from .pruning import MODES, PruningPlan, UnitsReport, apply_plan, make_plan, parse_budget, prunable_units
@@ -39,6 +40,7 @@ __all__ = ["data", "distributed", "models", "report", "tasks", "TASKS", "Task", 
            "DEFAULT_ENERGY_MODEL", "EnergyModel", "CdpruneError", "CheckFailed", "UnreachableTarget", "LatencyTable",
            "build_latency_table", "write_latency_pack", "DEFAULT_ROUND_TO", "PlannerConfig", "METRICS", "Metric", "register_metric",
            "DEFAULT_JOB", "CompareResult", "RunComparison", "SweepResult",
-           "compare", "main_job", "sweep", "METHODS", "MODES", "PruningPlan", "apply_plan", "make_plan",
+           "compare", "main_job", "sweep", "METHODS", "PRECISIONS", "Budget", "BudgetCheck", "BudgetRow",
+           "MODES", "PruningPlan", "apply_plan", "make_plan",
            "parse_budget", "EvalResult", "RunMetrics", "RunSettings", "eval_run", "load_run", "train_run",
            "TrainingInterrupted"]

@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Callable
 
 from . import (AUGMENTATIONS, BACKENDS, DATASETS, DEFAULT_ENERGY_MODEL, DEFAULT_JOB, DEFAULT_ROUND_TO, FORMATS,
-               METHODS, METRICS, MODES, CdpruneError, CheckFailed, EnergyModel, PlannerConfig, PruningPlan,
+               METHODS, METRICS, MODES, PRECISIONS, Budget, CdpruneError, CheckFailed, EnergyModel, LatencyTable,
+               PlannerConfig, PruningPlan,
                Resources, RunSettings, TrainingInterrupted, bench, build_latency_table, compare, distributed, eval_onnx,
                eval_run, export_run, main_job, make_plan, models, parse_budget, parse_shape, profile, prunable_units,
                report, sweep, tasks, train_run, write_samples)
@@ -125,6 +126,42 @@ def _budget_help() -> str:
     units = "; ".join(f"{', '.join(names)} in {text}" for text, names in by_units.items())
     return (f"prune until every limit holds, e.g. {','.join(f'{m.name}={m.example}' for m in METRICS.values())} "
             f"({units}; m is milli, M mega)")
+
+
+def _budget_arguments(p: argparse.ArgumentParser, sweep: bool = False) -> None:
+    """--budget (or a sweep's --budgets), with the latency table, runtime and precision that go with it."""
+    if sweep:
+        p.add_argument("--budgets", default=None, metavar="LIMITS;LIMITS;…",
+                       help="instead of --targets: one run per mode per budget, budgets separated by ';', e.g. "
+                            "'latency=2ms;latency=1ms' (each as --budget takes it; every budget limits the first "
+                            "budget's first metric, the axis of tradeoff_budget.png)")
+    else:
+        p.add_argument("--budget", default=None, metavar="LIMITS",
+                       help=f"instead of --target: {_budget_help()}; every pruned model is then exported at "
+                            "--precision and checked against the limits")
+    p.add_argument("--latency-table", default=None, metavar="FILE",
+                   help="per-layer latency table measured on the target device ('cdprune latency-table') for latency "
+                        "limits (default: measure this machine, cached); its runtime and threads also time the shipped "
+                        "model")
+    p.add_argument("--runtime", choices=table_runtimes(), default=None,
+                   help="runtime whose latency the limits estimate and the shipped model is timed in (default: the "
+                        "table's, else torch; without a latency limit onnxruntime)")
+    p.add_argument("--precision", choices=PRECISIONS, default=None,
+                   help="the precision that ships: the pruned model is exported as fp32 or static int8 ONNX and "
+                        "measured so (default fp32)")
+
+
+def _budget(args, text: str | None) -> Budget | None:
+    """The budget of --budget (or one entry of --budgets) with its table, runtime and precision; None without one."""
+    if text is None:
+        given = [flag for flag, value in (("--latency-table", args.latency_table), ("--runtime", args.runtime),
+                                          ("--precision", args.precision)) if value is not None]
+        if given:
+            raise CdpruneError(f"{', '.join(given)} go{'es' if len(given) == 1 else ''} with a budget",
+                               "add --budget (sweep: --budgets), or drop them")
+        return None
+    table = LatencyTable.load(args.latency_table) if args.latency_table else None
+    return Budget(parse_budget(text), text.strip(), table, args.runtime, args.precision)
 
 
 def _model_flags(args) -> str:
@@ -418,9 +455,14 @@ def run_main(args) -> None:
     if args.samples is not None:  # refused before any training
         check_job_samples(settings, args.samples, args.download)
     task = f"-{args.task}" if tasks.get_task(args.task).named_in_titles else ""
-    out = args.out or f"runs/{_slug(args.model)}-{_slug(args.data)}{task}-{args.mode}{args.target:g}"
-    result = main_job(out, settings, args.mode, args.target, planner=_planner(args), download=args.download,
-                      progress=not args.no_progress)
+    if args.budget is not None and args.target is not None:
+        raise CdpruneError("--budget and --target both say how far to prune", "give one of them")
+    budget = _budget(args, args.budget)
+    target = None if budget is not None else DEFAULT_JOB["target"] if args.target is None else args.target
+    goal = f"-{budget.slug}" if budget is not None else f"{target:g}"
+    out = args.out or f"runs/{_slug(args.model)}-{_slug(args.data)}{task}-{args.mode}{goal}"
+    result = main_job(out, settings, args.mode, target, planner=_planner(args), download=args.download,
+                      progress=not args.no_progress, budget=budget)
     samples = [] if args.samples is None else [
         write_samples(Path(out) / run.method, args.samples,
                       None if args.samples_dir is None else Path(args.samples_dir) / run.method)
@@ -435,8 +477,10 @@ def run_main(args) -> None:
 def _(p):
     p.add_argument("--model", default=DEFAULT_JOB["model"], help=f"{MODEL_HELP} (default {DEFAULT_JOB['model']})")
     p.add_argument("--mode", default=DEFAULT_JOB["mode"], help=f"default {DEFAULT_JOB['mode']}")
-    p.add_argument("--target", type=number, default=DEFAULT_JOB["target"], help=f"default {DEFAULT_JOB['target']}")
-    p.add_argument("--out", default=None, help="output directory (default runs/MODEL-DATA-MODETARGET)")
+    p.add_argument("--target", type=number, default=None, help=f"default {DEFAULT_JOB['target']} (not with --budget)")
+    _budget_arguments(p)
+    p.add_argument("--out", default=None, help="output directory (default runs/MODEL-DATA-MODETARGET, with --budget "
+                                              "runs/MODEL-DATA-MODE-LIMITS)")
     _planner_arguments(p)
     _training_arguments(p, DEFAULT_JOB)
     p.add_argument("--samples", type=int, default=None, metavar="N",
@@ -448,15 +492,27 @@ def _(p):
 
 # ---- bench / export ----------------------------------------------------------------------------
 
+def _file_runtime(path: str) -> str:
+    """The runtime of the format bench times whose suffix `path` has (longest first); torch, which refuses a file,
+    for any other."""
+    formats = sorted((f for f in FORMATS.values() if f.bench and f.runtime), key=lambda f: -len(f.suffix))
+    return next((f.runtime for f in formats if path.endswith(f.suffix)), "torch")
+
+
 def run_bench(args) -> None:
-    result = bench(args.source, plan_path=args.plan_path, runtime=args.runtime, batch=args.batch,
+    runtime = args.runtime or (_file_runtime(args.onnx) if args.onnx else "torch")
+    result = bench(args.source, plan_path=args.plan_path, runtime=runtime, batch=args.batch,
                    threads=args.threads, input_shape=parse_shape(args.input) if args.input else None,
                    num_classes=args.num_classes, min_time_s=args.min_time, min_repeats=args.min_repeats,
                    device=args.device, model=args.model, model_args=models.parse_model_args(args.model_args),
                    int8=args.int8, calibration_images=args.calibration_images, data_dir=args.data_dir,
                    energy_model=args.energy_model, calibrate_energy=args.calibrate_energy,
-                   allow_changed_source=args.allow_changed_source)
+                   allow_changed_source=args.allow_changed_source, file=args.onnx)
     print_record(result, args, report.bench_text(result))
+    if args.strict and result.budget is not None and not result.budget["passed"]:
+        failed = [row["metric"] for row in result.budget["rows"] if not row["passed"]]
+        raise CheckFailed(f"the budget fails on {', '.join(failed)} for what was timed (--strict)",
+                          "prune further, or measure where the model will run", result=result)
 
 
 @command("bench", "time a run or a model in a fresh process: latency, throughput, memory, CPU, energy")(run_bench)
@@ -470,7 +526,8 @@ def _(p):
     p.add_argument("--num-classes", type=int, default=10, metavar="N", help="classifier outputs for MODEL (default 10)")
     p.add_argument("--batch", type=int, default=1, help="inputs per run (default 1)")
     p.add_argument("--threads", type=int, default=None, help="intra-op threads (default: torch's default)")
-    p.add_argument("--runtime", choices=bench_runtimes(), default="torch", help="default torch")
+    p.add_argument("--runtime", choices=bench_runtimes(), default=None,
+                   help="default torch, or with --file the runtime of the file's format")
     p.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N (torch runtime only)")
     p.add_argument("--min-time", type=number, default=2.0, metavar="S", help="time at least S seconds (default 2)")
     p.add_argument("--min-repeats", type=int, default=50, metavar="N", help="and at least N runs (default 50)")
@@ -479,6 +536,11 @@ def _(p):
     p.add_argument("--calibrate-energy", default=None, metavar="FILE.json",
                    help="measure joules per inference with this device's meter (RAPL, NVML, Jetson INA3221) and write "
                         "an energy model whose estimate for this model matches it (batch 1)")
+    p.add_argument("--file", "--onnx", dest="onnx", default=None, metavar="FILE",
+                   help="time this exported file of the run (its precision as the file states) instead of exporting "
+                        "the run's model; no dense comparison")
+    p.add_argument("--strict", action="store_true",
+                   help="exit with code 3 when the run's plan had a budget and a limit fails on what was timed")
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
 
@@ -547,39 +609,65 @@ def _resources(args) -> Resources:
 
 def run_compare(args) -> None:
     settings = _settings(args, args.model)
-    out = args.out or f"runs/compare-{_slug(args.model)}-{_slug(args.data)}-{args.metric}{args.target:g}"
-    result = compare(out, settings, _csv(args.methods), args.target, metric=args.metric, seeds=args.seeds,
+    if args.budget is not None and (args.target is not None or args.metric is not None):
+        raise CdpruneError(f"--budget and {'--target' if args.target is not None else '--metric'} both say how far "
+                           "to prune", "give a budget, or a target with its metric")
+    budget = _budget(args, args.budget)
+    target = None if budget is not None else 0.5 if args.target is None else args.target
+    metric = None if budget is not None else args.metric or "flops"
+    goal = budget.slug if budget is not None else f"{metric}{target:g}"
+    out = args.out or f"runs/compare-{_slug(args.model)}-{_slug(args.data)}-{goal}"
+    result = compare(out, settings, _csv(args.methods), target, metric=metric, seeds=args.seeds,
                      planner=_planner(args), download=args.download, progress=not args.no_progress, backend=args.backend,
-                     resources=_resources(args))
+                     resources=_resources(args), budget=budget)
     print_record(result, args, report.compare_text(result, settings))
 
 
 @command("compare", "train methods and baselines to the same target and compare accuracy and cost")(run_compare)
 def _(p):
     p.add_argument("--model", required=True, help=MODEL_HELP)
-    p.add_argument("--target", type=number, default=0.5, help="reduction every method reaches (default 0.5)")
+    p.add_argument("--target", type=number, default=None,
+                   help="reduction every method reaches (default 0.5; not with --budget)")
     # A metric timed on this machine would differ between the methods' machines: not one to hold equal.
     choices = [m.name for m in METRICS.values() if not m.measured]
     modelled = ", ".join(m.name for m in METRICS.values() if not m.measured and not m.sized)
-    p.add_argument("--metric", default="flops", choices=choices,
+    p.add_argument("--metric", default=None, choices=choices,
                    help=f"the metric the target applies to, for every method (default flops"
                         f"{f'; {modelled}: the modes and dense only' if modelled else ''})")
+    _budget_arguments(p)
     p.add_argument("--methods", default="dense,pa,fa,ma,uniform,layer-random,l1",
                    help=f"comma-separated, from {', '.join(METHODS)} (default dense,pa,fa,ma,uniform,layer-random,l1)")
     p.add_argument("--seeds", type=int, default=1, help="seeds per method: --seed, --seed+1, … (default 1)")
     _planner_arguments(p)
-    p.add_argument("--out", default=None, help="output directory (default runs/compare-MODEL-DATA-METRICTARGET)")
+    p.add_argument("--out", default=None, help="output directory (default runs/compare-MODEL-DATA-METRICTARGET, with "
+                                              "--budget runs/compare-MODEL-DATA-LIMITS)")
     _training_arguments(p, {})
     _backend_arguments(p)
 
 
+def _sweep_budgets(args) -> list[Budget] | None:
+    """The budgets of --budgets, each as --budget takes it; an empty entry is refused."""
+    if args.budgets is None:
+        _budget(args, None)
+        return None
+    parts = [part.strip() for part in args.budgets.split(";")]
+    if not any(parts) or not all(parts):
+        raise CdpruneError(f"--budgets '{args.budgets}' has an empty budget", "separate budgets with one ';', e.g. "
+                           "'latency=2ms;latency=1ms'")
+    return [_budget(args, part) for part in parts]
+
+
 def run_sweep(args) -> None:
     settings = _settings(args, args.model)
+    if args.budgets is not None and args.targets is not None:
+        raise CdpruneError("--budgets and --targets both say how far to prune", "give one of them")
+    budgets = _sweep_budgets(args)
+    targets = None if budgets else _csv(args.targets or "0.3,0.5,0.7,0.9", float)
     out = args.out or f"runs/sweep-{_slug(args.model)}-{_slug(args.data)}"
-    result = sweep(out, settings, _csv(args.modes), _csv(args.targets, float), planner=_planner(args),
+    result = sweep(out, settings, _csv(args.modes), targets, planner=_planner(args),
                    download=args.download,
                    progress=not args.no_progress, bench_time_s=args.bench_time, backend=args.backend,
-                   resources=_resources(args), fps=args.fps)
+                   resources=_resources(args), fps=args.fps, budgets=budgets)
     print_record(result, args, report.sweep_text(result))
 
 
@@ -587,7 +675,8 @@ def run_sweep(args) -> None:
 def _(p):
     p.add_argument("--model", required=True, help=MODEL_HELP)
     p.add_argument("--modes", default="pa,fa,ma", help="comma-separated modes (default pa,fa,ma)")
-    p.add_argument("--targets", default="0.3,0.5,0.7,0.9", help="comma-separated targets (default 0.3,0.5,0.7,0.9)")
+    p.add_argument("--targets", default=None, help="comma-separated targets (default 0.3,0.5,0.7,0.9; not with --budgets)")
+    _budget_arguments(p, sweep=True)
     p.add_argument("--fps", type=number, default=10.0, metavar="N",
                    help="frame rate for the CPU panel: the share of one core the model takes at N inferences/s "
                         "(default 10)")

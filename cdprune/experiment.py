@@ -22,16 +22,18 @@ import torch
 from . import tasks as task_registry
 from .backends import Resources, Task, run_tasks
 from .deploy import bench
+from .deploy.export import export_run
 from .errors import CdpruneError, UnreachableTarget
 from .formatting import csv_text
 from .storage import atomic_write_json, atomic_write_text
-from .methods import Goal, Job, check_goal, get_method, plan_goal, run_method
-from .pruning import apply_plan, get_mode
+from .methods import Budget, Goal, Job, check_goal, get_method, plan_goal, run_method
+from .pruning import PruningPlan, apply_plan, get_mode
 from .pruning.sampler import PlannerConfig
 from .records import Record
 from .report import compare_markdown, comparison_markdown
 from .measure.latency import cpu_description
-from .runs import METRICS_FILE, RunMetrics, RunSettings, read_metrics, run_name
+from .measure.runtimes import get_runtime
+from .runs import PLAN_FILE, METRICS_FILE, RunMetrics, RunSettings, read_metrics, record_budget_check, run_name
 
 # The embedded default, sized so that setup plus this job take under 10 minutes on a slow 2-core
 # CPU (a Zen 1 EPYC trains dense VGG-16 at about 29 images/s): 2,500 images for 3 epochs.
@@ -48,16 +50,23 @@ class RunComparison(Record):
     runs: list[RunMetrics]
 
 
-def main_job(out: str | Path, settings: RunSettings, mode: str = "fa", target: float = 0.5, *,
+def main_job(out: str | Path, settings: RunSettings, mode: str = "fa", target: float | None = None, *,
              planner: PlannerConfig = PlannerConfig(), download: bool = False, progress: bool = True,
-             plot: bool = True) -> RunComparison:
+             plot: bool = True, budget: Budget | None = None) -> RunComparison:
     """Train dense and `mode`-pruned models with the same settings; write the comparison into `out`.
 
+    target: the fraction of the mode's metric to remove (default 0.5); budget: upper limits instead
+        (a `methods.Budget`, not both), checked after training on the model exported at the budget's
+        precision (`check_shipped`).
     planner: the step, floor and rounding the plan is made with (default PlannerConfig()).
     """
     out = Path(out)
-    job, goal = Job(out, settings, progress, download), check_goal(Goal(mode, target, planner=planner))
+    if budget is None and target is None:
+        target = 0.5
+    job, goal = Job(out, settings, progress, download), check_goal(Goal(mode, target, planner=planner, budget=budget))
     get_mode(mode)  # the main job compares a complexity-driven mode with dense
+    if budget is not None:
+        budget.check(*job.base_model())
     # Planning first: an unreachable target fails before any training time is spent.
     plan = plan_goal(job, goal)
     if progress:
@@ -65,7 +74,7 @@ def main_job(out: str | Path, settings: RunSettings, mode: str = "fa", target: f
     dense = _run(job, Goal("dense"))
     pruned = _run(job, goal, plan)
     runs = [dense, pruned]
-    write_comparison(out, runs, settings, plot=plot, planner=planner)
+    write_comparison(out, runs, settings, plot=plot, planner=planner, budget=budget)
     return RunComparison(str(out), settings, runs)
 
 
@@ -115,18 +124,58 @@ def _announce_estimate(job: Job, runs: list[tuple[Goal, object]]) -> None:
 
 
 def _run(job: Job, goal: Goal, plan=None, label: str | None = None) -> RunMetrics:
-    """One method for one seed (module level, so that Ray can ship it), announced on stderr."""
+    """One method for one seed (module level, so that Ray can ship it), announced on stderr; a budget run's
+    shipped model is then checked against its budget."""
     if job.progress:
         run_dir = job.root / goal.name
         state = "finished, reused" if (run_dir / METRICS_FILE).exists() else "training"
         print(f"{label or goal.name}: {state} -> {run_dir}", file=sys.stderr)
-    return run_method(job, goal, plan)
+    metrics = run_method(job, goal, plan)
+    return metrics if goal.budget is None else check_shipped(job, goal, metrics)
+
+
+SHIPPED_BENCH_S = 1.0  # seconds bench times a budget run's shipped file, at least 20 runs
+SHIPPED_CHECK_S = 0.25  # seconds per thread count of the export's own latency check
+
+
+def check_shipped(job: Job, goal: Goal, metrics: RunMetrics, bench_time_s: float = SHIPPED_BENCH_S) -> RunMetrics:
+    """Export a budget run's model at the budget's precision (int8 or fp32 ONNX), time that file with bench in the
+    runtime and thread count its latency was planned for, and record the plan's budget checked on it in the run's
+    metrics.json (`RunMetrics.budget_check`). A run whose check was already recorded for the same precision,
+    runtime and threads is returned as it is."""
+    run_dir = job.root / goal.name
+    plan_file = run_dir / PLAN_FILE
+    plan = PruningPlan.load(plan_file) if plan_file.exists() else None
+    if plan is None or not plan.budget:
+        return metrics
+    budget = goal.budget
+    runtime, threads = shipped_runtime(plan, budget)
+    done = metrics.budget_check
+    if done and done.get("precision") == budget.ships and done.get("runtime") == runtime and \
+            (threads is None or done.get("threads") == threads) and done.get("budget") == plan.budget:
+        return metrics
+    exported = export_run(run_dir, "onnx", int8=budget.ships == "int8", model=job.settings.model,
+                          data_dir=job.settings.data_dir, latency_time_s=SHIPPED_CHECK_S)
+    loads_files = get_runtime(runtime).load is not None  # torch runs the PyTorch model, not the file
+    measured = bench(str(run_dir), runtime=runtime, threads=threads, min_time_s=bench_time_s, min_repeats=20,
+                     against_dense=False, model=job.settings.model, file=exported.path if loads_files else None)
+    return record_budget_check(run_dir, measured.budget)
+
+
+def shipped_runtime(plan: PruningPlan, budget: Budget) -> tuple[str, int | None]:
+    """Where a budget run's shipped model is timed: the runtime and threads of the latency table its plan was priced
+    with; without a latency limit, the budget's runtime (default onnxruntime, which runs the ONNX file) and bench's
+    default threads."""
+    if plan.latency:
+        return plan.latency["runtime"], plan.latency["threads"]
+    return budget.runtime or "onnxruntime", None
 
 
 def write_comparison(out: Path, runs: list[RunMetrics], settings: RunSettings, plot: bool = True,
-                     planner: PlannerConfig | None = None) -> None:
+                     planner: PlannerConfig | None = None, budget: Budget | None = None) -> None:
     """summary.json, report.md and comparison.png for runs whose first entry is the dense baseline."""
     extra = {} if planner is None else {"planner": planner.to_dict()}
+    extra.update({} if budget is None else {"budget": budget.to_dict()})
     atomic_write_json(out / "summary.json", {"settings": asdict(settings), **extra,
                                              "runs": [r.to_dict() for r in runs]})
     text = comparison_markdown(runs, settings)
@@ -163,6 +212,7 @@ class MethodSummary(Record):
     score_std: float = 0.0
     ssim_mean: float | None = None
     planner: dict | None = None  # step, floor, round_to of the method's plans (None: dense, no plan)
+    budget_checks: list | None = None  # a budget compare: each seed's check of its shipped model (None: dense)
 
     @classmethod
     def of(cls, method: str, runs: list[RunMetrics]) -> "MethodSummary":
@@ -177,7 +227,8 @@ class MethodSummary(Record):
                    reduction={m: float(np.mean([r.reduction[m] for r in runs])) for m in runs[0].reduction},
                    latency_ms=mean("latency_ms"), energy_mj=mean("energy_mj"),
                    train_time_s=mean("total_train_time_s"), train_flops=mean("total_train_flops"),
-                   planner=_planner_of(runs[0]))
+                   planner=_planner_of(runs[0]),
+                   budget_checks=[r.budget_check for r in runs] if runs[0].budget_check else None)
 
 
 def _planner_of(run: RunMetrics) -> dict | None:
@@ -189,15 +240,17 @@ def _planner_of(run: RunMetrics) -> dict | None:
 
 @dataclass(frozen=True)
 class CompareResult(Record):
-    """Every method at one target: one summary per method, over seeds; `planner` is what every method planned with."""
+    """Every method at one target (or within one budget): one summary per method, over seeds; `planner` is what
+    every method planned with."""
 
     out: str
-    target: float
-    metric: str
+    target: float | None
+    metric: str | None
     seeds: int
     epochs: int
     summaries: list[MethodSummary]
     planner: dict = field(default_factory=dict)
+    budget: dict | None = None  # methods.Budget.to_dict() of a budget compare
 
 
 # compare.csv's columns around the task's scores: <score key>_mean, _std, then each extra score's _mean
@@ -206,24 +259,32 @@ COMPARE_CSV_FIELDS = ["method", "seeds", "params", "flops", "memory_bytes", "par
                       "flops_reduction", "memory_reduction", "latency_ms", "energy_mj", "train_time_s", "train_flops"]
 
 
-def compare(out: str | Path, settings: RunSettings, methods: list[str], target: float, *, metric: str = "flops",
-            seeds: int = 1, planner: PlannerConfig = PlannerConfig(), download: bool = False, progress: bool = True,
-            backend: str = "local", resources: Resources = Resources()) -> CompareResult:
-    """Train every method for every seed (seed, seed+1, …) to the same `target` reduction of `metric`.
+def compare(out: str | Path, settings: RunSettings, methods: list[str], target: float | None, *,
+            metric: str | None = "flops", seeds: int = 1, planner: PlannerConfig = PlannerConfig(),
+            download: bool = False, progress: bool = True, backend: str = "local",
+            resources: Resources = Resources(), budget: Budget | None = None) -> CompareResult:
+    """Train every method for every seed (seed, seed+1, …) to the same `target` reduction of `metric`, or within
+    the same `budget` (target None; metric is then ignored).
 
     Every method, the modes and the baselines alike, plans with the same `planner` settings (step, floor,
-    round_to), which compare.json records with the table.
+    round_to), which compare.json records with the table. With a budget, every pruned method plans to its limits
+    (the baselines take the smallest common fraction, or the shortest ranking, that meets them) and each
+    trained model is exported at the budget's precision and checked against them (`check_shipped`); dense is
+    the reference.
 
     Finished runs are reused, so re-running only trains what is missing. Writes compare.md,
     compare.csv and compare.json into `out`. backend="ray" trains the runs as Ray tasks; `out`
     must then be on storage that every node of the cluster sees.
     """
-    check_goal(Goal("fa", target, metric))  # target and metric are checked whatever the methods, dense alone too
-    # The folder holds one target, so runs are named by their method alone.
-    goals = [check_goal(Goal(m, None if m == "dense" else target, metric, name=run_name(m), planner=planner))
-             for m in methods]
+    metric = metric if budget is None else None
+    check_goal(Goal("fa", target, metric, budget=budget))  # checked whatever the methods, dense alone too
+    # The folder holds one target or budget, so runs are named by their method alone.
+    goals = [check_goal(Goal(m, None if m == "dense" else target, metric, name=run_name(m),
+                             planner=planner, budget=None if m == "dense" else budget)) for m in methods]
     if seeds < 1:
         raise CdpruneError(f"seeds {seeds} must be at least 1 (--seeds)")
+    if budget is not None:
+        budget.check(*Job(Path(out), settings).base_model())
     out = Path(out)
     local = backend == "local"
     tasks = []
@@ -244,7 +305,8 @@ def compare(out: str | Path, settings: RunSettings, methods: list[str], target: 
                        if (name := _task_name(g.method, settings.seed + k)) in outcome.results] for g in goals}
     runs = {name: rs for name, rs in runs.items() if rs}  # a method whose every seed failed has no row
     result = CompareResult(str(out), target, metric, seeds, settings.epochs,
-                           [MethodSummary.of(name, rs) for name, rs in runs.items()], planner.to_dict())
+                           [MethodSummary.of(name, rs) for name, rs in runs.items()], planner.to_dict(),
+                           None if budget is None else budget.to_dict())
     if result.summaries:
         _write_compare(out, result, runs, settings)
     outcome.raise_failures()
@@ -258,6 +320,7 @@ def _task_name(method: str, seed: int) -> str:
 def _write_compare(out: Path, result: CompareResult, runs: dict[str, list[RunMetrics]], settings: RunSettings) -> None:
     atomic_write_json(out / "compare.json", {
         "settings": asdict(settings), "target": result.target, "metric": result.metric, "planner": result.planner,
+        "budget": result.budget,
         "summaries": [s.to_dict() for s in result.summaries],
         "runs": {name: [r.to_dict() for r in rs] for name, rs in runs.items()}})
     task = settings.make_task()
@@ -297,6 +360,8 @@ class SweepPoint(Record):
     score_name: str = "accuracy"  # the task's headline: "accuracy" or "PSNR" (dB)
     score: float | None = None
     ssim: float | None = None  # denoise and sr
+    budget: str | None = None  # a budget sweep's point: the budget as written ("latency=1ms")
+    budget_check: dict | None = None  # its shipped model checked against it (deploy.budget.BudgetCheck)
 
 
 @dataclass(frozen=True)
@@ -304,6 +369,7 @@ class SweepResult(Record):
     out: str
     title: str
     points: list[SweepPoint]
+    budgets: list[dict] | None = None  # a budget sweep: methods.Budget.to_dict() of each budget, in order
 
 
 # sweep.csv's columns around the task's scores: test_<score key>, then test_<key> of each extra score
@@ -312,36 +378,52 @@ SWEEP_CSV_FIELDS = ["method", "mode", "target", "params", "flops", "memory_bytes
                     "energy_kind", "energy_measured_mj", "cpu_percent", "cpu_ms", "train_time_s", "status"]
 
 
-def sweep(out: str | Path, settings: RunSettings, modes: list[str], targets: list[float], *,
+def sweep(out: str | Path, settings: RunSettings, modes: list[str], targets: list[float] | None, *,
           planner: PlannerConfig = PlannerConfig(), download: bool = False, progress: bool = True,
           bench_time_s: float = 1.0, backend: str = "local", resources: Resources = Resources(),
-          fps: float = 10.0) -> SweepResult:
+          fps: float = 10.0, budgets: list[Budget] | None = None) -> SweepResult:
     """Dense plus every mode × target (each mode reduces its own metric), measured on this device.
 
     Writes sweep.csv, sweep.json and the trade-off charts tradeoff_resources.png (accuracy
     against params, FLOPs, memory) and tradeoff_device.png (against latency, energy, and the
     share of one CPU core the model takes at `fps` inferences per second).
     Targets a mode cannot reach are recorded with status 'unreachable', not trained.
+    budgets: instead of targets (not both), one run per mode per budget, each checked on its shipped model
+        (`check_shipped`); also writes budgets.csv (the budget table) and tradeoff_budget.png (the score
+        against the first metric of the budgets, which every budget must limit).
     backend="ray" trains and measures each point as a Ray task, on the node that runs it.
     """
     for m in modes:
         get_mode(m)
-    # Every goal is checked before the first training, so a bad target costs nothing.
-    goals = [Goal("dense")] + [check_goal(Goal(m, t, planner=planner)) for m in modes for t in targets]
     out = Path(out)
     job = Job(out, settings, progress and backend == "local", download)
+    # Every goal is checked before the first training, so a bad target or budget costs nothing.
+    if budgets:
+        if targets:
+            raise CdpruneError("a sweep runs over targets (--targets) or budgets (--budgets), not both", "give one")
+        check_budgets(budgets)
+        for b in budgets:
+            b.check(*job.base_model())
+        goals = [Goal("dense")] + [check_goal(Goal(m, planner=planner, budget=b, name=f"{m}-{b.slug}"))
+                                   for m in modes for b in budgets]
+    else:
+        goals = [Goal("dense")] + [check_goal(Goal(m, t, planner=planner)) for m in modes for t in targets or []]
     tasks = [Task(g.name, _sweep_point, (job, g, bench_time_s)) for g in goals]
     outcome = run_tasks(tasks, backend, resources, progress)
     task = settings.make_task()
     title = f"{settings.model} on {settings.data}" + (f", {task.name}" if task.named_in_titles else "")
-    result = SweepResult(str(out), title, [outcome.results[t.name] for t in tasks if t.name in outcome.results])
+    result = SweepResult(str(out), title, [outcome.results[t.name] for t in tasks if t.name in outcome.results],
+                         [b.to_dict() for b in budgets] if budgets else None)
     atomic_write_json(out / "sweep.json", {"settings": asdict(settings), "planner": planner.to_dict(),
+                                           **({"budgets": result.budgets} if budgets else {}),
                                            "points": [p.to_dict() for p in result.points]})
     values = {f"test_{task.score.key}": "score", **{f"test_{s.key}": s.key for s in task.extra_scores}}
     fields = SWEEP_CSV_FIELDS[:3] + list(values) + SWEEP_CSV_FIELDS[3:]
     rows = [[getattr(p, values.get(f, f)) for f in fields] for p in result.points]
     atomic_write_text(out / "sweep.csv", csv_text(fields, rows))
-    from .plots import tradeoff_charts  # matplotlib takes a second to import: only when drawing
+    if budgets:
+        atomic_write_text(out / "budgets.csv", csv_text(BUDGET_CSV_FIELDS, budget_csv_rows(result.points)))
+    from .plots import budget_chart, tradeoff_charts  # matplotlib takes a second to import: only when drawing
 
     trained = [p for p in result.points if p.status == "ok"]
     first = trained and read_metrics(out / trained[0].method)
@@ -349,16 +431,43 @@ def sweep(out: str | Path, settings: RunSettings, modes: list[str], targets: lis
     budget = f"{epochs} on {first.train_size} images, tested on {first.test_size}" if first else ""
     subtitle = f"{budget} · {cpu_description()}, {torch.get_num_threads()} threads · {date.today().isoformat()}"
     tradeoff_charts(trained, out, result.title, subtitle, fps=fps)
+    if budgets:
+        budget_chart(trained, next(iter(budgets[0].limits)), out / "tradeoff_budget.png", result.title, subtitle)
     outcome.raise_failures()
     return result
 
 
+BUDGET_CSV_FIELDS = ["method", "mode", "budget", "metric", "limit", "planned", "measured", "measured_p90", "passed",
+                     "precision", "runtime", "threads"]
+
+
+def budget_csv_rows(points: list[SweepPoint]) -> list[list]:
+    """budgets.csv: one row per limit of each point's budget, as its check recorded it."""
+    return [[p.method, p.mode, p.budget, row["metric"], row["limit"], row["planned"], row["measured"],
+             row["measured_p90"], row["passed"], p.budget_check["precision"], p.budget_check["runtime"],
+             p.budget_check["threads"]]
+            for p in points if p.budget_check for row in p.budget_check["rows"]]
+
+
+def check_budgets(budgets: list[Budget]) -> None:
+    """The budgets of one sweep share the chart's axis: every budget limits the first budget's first metric."""
+    axis = next(iter(budgets[0].limits))
+    for b in budgets:
+        if axis not in b.limits:
+            raise CdpruneError(f"budget '{b.text}' sets no {axis} limit, the axis of the sweep's budget chart",
+                               f"give every budget of --budgets a {axis} limit")
+    slugs = [b.slug for b in budgets]
+    if len(set(slugs)) != len(slugs):
+        raise CdpruneError("--budgets names one budget twice", "give each budget once")
+
+
 def _sweep_point(job: Job, goal: Goal, bench_time_s: float) -> SweepPoint:
     """Train (or reuse) one point of the sweep and measure it: one row of sweep.csv."""
+    budget = goal.budget.text if goal.budget is not None else None
     try:
         metrics = _run(job, goal)
     except UnreachableTarget:
-        return SweepPoint(goal.name, goal.method, goal.target, "unreachable")
+        return SweepPoint(goal.name, goal.method, goal.target, "unreachable", budget=budget)
     # Each point is plotted against the sweep's own dense run, so no second dense timing per point.
     measured = bench(str(job.root / goal.name), min_time_s=bench_time_s, min_repeats=20, against_dense=False,
                      model=job.settings.model)  # the user named the model for this sweep
@@ -368,4 +477,4 @@ def _sweep_point(job: Job, goal: Goal, bench_time_s: float) -> SweepPoint:
                       cpu_ms=measured.cpu_ms_per_input, energy_kind=metrics.energy.get("kind"),
                       energy_measured_mj=measured.energy_mj if measured.energy["kind"] == "measured" else None,
                       train_time_s=metrics.train_time_s, score_name=metrics.score_name, score=metrics.score,
-                      ssim=metrics.ssim)
+                      ssim=metrics.ssim, budget=budget, budget_check=metrics.budget_check)

@@ -16,11 +16,15 @@ from typing import Callable
 import torch.nn as nn
 
 from . import models, registry
+from .complexity import profile
 from .errors import CdpruneError
-from .metrics import get_metric, metric_names
+from .measure.energy import energy_model_of
+from .measure.layer_latency import LatencyTable, latency_table
+from .metrics import ENERGY_MODEL, LATENCY_TABLE, get_metric, metric_names
 from .pruning import MODES, PruningPlan, make_plan
 from .pruning.baselines import l1_plan, magnitude_plan, uniform_plan
-from .pruning.sampler import PlannerConfig
+from .pruning.sampler import PlannerConfig, budget_limits
+from .pruning.units import find_units
 from .runs import RunMetrics, RunSettings, load_run, run_name, train_run
 
 FINETUNE_EPOCH_FRACTION = 0.5  # fine-tuning after ranking gets half the epochs…
@@ -48,13 +52,92 @@ class Job:
                          progress=self.progress, method=goal.name, init_from=init_from)
 
 
+PRECISIONS = ("fp32", "int8")  # what a budget run ships: an fp32 or a static int8 ONNX file
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Upper limits that every method's plan meets (`limits`, as make_plan takes them), what prices latency
+    (a latency table, the runtime it estimates), and the precision the model ships at, in which the trained
+    model is exported and measured against the limits (docs/design.md, "Budgets in run, compare and sweep").
+
+    `text` is the budget as the user wrote it ("latency=1ms,flops=100M"); `slug` names folders by it.
+    """
+
+    limits: dict
+    text: str = ""
+    table: LatencyTable | None = None
+    runtime: str | None = None  # latency_runtime of make_plan; also the runtime the shipped file is measured in
+    precision: str | None = None  # None: fp32, and make_plan is not asked to check the table's precision
+
+    def __post_init__(self):
+        object.__setattr__(self, "limits", budget_limits(self.limits))
+        if not self.text:
+            object.__setattr__(self, "text", ",".join(f"{m}={get_metric(m).limit(v)}" for m, v in self.limits.items()))
+        if self.precision is not None and self.precision not in PRECISIONS:
+            raise CdpruneError(f"unknown precision '{self.precision}'", f"choose {' or '.join(PRECISIONS)} (--precision)")
+        if self.precision == "int8" and self.runtime is None and self.table is None:
+            object.__setattr__(self, "runtime", "onnxruntime")  # the runtime that runs int8 files
+
+    @property
+    def ships(self) -> str:
+        return self.precision or "fp32"
+
+    @property
+    def timed(self) -> bool:
+        """Whether a limit is priced by a latency table."""
+        return any(get_metric(m).priced_by == LATENCY_TABLE for m in self.limits)
+
+    @property
+    def slug(self) -> str:
+        """'latency1ms+flops100M': the budget in a folder name."""
+        return self.text.replace("=", "").replace(",", "+").replace(" ", "").replace("/", "-")
+
+    def check(self, model: nn.Module, input_shape) -> "Budget":
+        """Refuse, before anything is trained or written, a budget that no plan could be made for: a latency
+        table or runtime without a latency limit, a table for another model, input or runtime, a table of
+        another precision, int8 measured in torch."""
+        if self.ships == "int8" and self.runtime == "torch":
+            raise CdpruneError("int8 models run in ONNX Runtime, not torch", "use --runtime onnxruntime with "
+                               "--precision int8")
+        if not self.timed:
+            if self.table is not None:
+                raise CdpruneError("a latency table (--latency-table) serves latency limits only",
+                                   "add latency=... to --budget, or drop the table")
+            return self
+        if self.table is None:  # this machine's table, built in the shipped precision
+            return self
+        channels = find_units(model, profile(model, tuple(input_shape)))
+        self.table.check_fits(model, tuple(input_shape), self.runtime, (m.name for m in channels.layers()), self.ships)
+        return self
+
+    def latency_model(self, model: nn.Module, input_shape):
+        """The latency table the limits are priced with: the given one, else this machine's (cached)."""
+        if not self.timed:
+            return None
+        return self.table or latency_table(model, input_shape, runtime=self.runtime or "torch", precision=self.ships)
+
+    def plan_options(self) -> dict:
+        """make_plan's keywords for this budget."""
+        options = {"budget": self.limits}
+        if self.timed:
+            options.update(latency_table=self.table, latency_runtime=self.runtime)
+            if self.precision is not None:
+                options["latency_precision"] = self.precision
+        return options
+
+    def to_dict(self) -> dict:
+        return {"limits": self.limits, "text": self.text, "precision": self.ships, "runtime": self.runtime,
+                "latency_table": None if self.table is None else (self.table.source or "given")}
+
+
 @dataclass(frozen=True)
 class Goal:
-    """What to reach: a method, the fraction `target` of `metric` to remove (None: the mode's own metric), with
-    the planner's step, floor and rounding (`planner`), which every method plans with, the modes and the
-    baselines alike.
+    """What to reach: a method, the fraction `target` of `metric` to remove (None: the mode's own metric), or a
+    `budget` instead, with the planner's step, floor and rounding (`planner`), which every method plans with,
+    the modes and the baselines alike.
 
-    `name` is the run's folder and label; by default `run_name(method, target)`.
+    `name` is the run's folder and label; by default `run_name(method, target)` (`<method>-budget` with a budget).
     """
 
     method: str
@@ -62,10 +145,11 @@ class Goal:
     metric: str | None = None
     name: str = field(default="")
     planner: PlannerConfig = PlannerConfig()
+    budget: Budget | None = None
 
     def __post_init__(self):
         if not self.name:
-            object.__setattr__(self, "name", run_name(self.method, self.target))
+            object.__setattr__(self, "name", run_name(self.method, self.target, budget=self.budget is not None))
 
 
 @dataclass(frozen=True)
@@ -96,6 +180,11 @@ def check_goal(goal: Goal) -> Goal:
     """Refuse a goal that cannot be trained (unknown method, target outside (0, 1), unknown metric) before any work."""
     get_method(goal.method)
     if goal.method == "dense":
+        return goal
+    if goal.budget is not None:
+        if goal.target is not None or goal.metric is not None:
+            raise CdpruneError("a budget (--budget) and a target (--target, --metric) both say how far to prune",
+                               "give one of them")
         return goal
     if goal.target is None or not 0 < goal.target < 1:  # NaN fails this test too
         raise CdpruneError(f"target {goal.target} is outside (0, 1)", "give the fraction to remove, e.g. target 0.5 "
@@ -132,16 +221,28 @@ def _ranked(job: Job, goal: Goal, method: Method) -> RunMetrics:
     finetune = replace(job.settings, epochs=max(1, math.ceil(job.settings.epochs * FINETUNE_EPOCH_FRACTION)),
                        lr=job.settings.lr * FINETUNE_LR_FACTOR)
     plan = method.rank(trained, shape, goal.target, goal.metric or "flops", floor=goal.planner.floor,
-                       round_to=goal.planner.round_to, step=goal.planner.step)
+                       round_to=goal.planner.round_to, step=goal.planner.step, **_baseline_budget(goal, trained, shape))
     return job.train(goal, plan, settings=finetune, init_from=dense_dir)
 
 
 register_method(Method("dense", "unpruned model, trained from scratch", plan=lambda job, goal: None))
 
 
+def _baseline_budget(goal: Goal, model: nn.Module, shape) -> dict:
+    """The budget keywords of a baseline: the limits and the models that price them, as make_plan would."""
+    if goal.budget is None:
+        return {}
+    priced = {get_metric(m).priced_by for m in goal.budget.limits}
+    return {"budget": goal.budget.limits, "latency": goal.budget.latency_model(model, shape),
+            "energy": energy_model_of(None) if ENERGY_MODEL in priced else None}
+
+
 def _sampled(mode: str):
     def plan(job: Job, goal: Goal) -> PruningPlan:
         model, shape = job.base_model()
+        if goal.budget is not None:
+            return make_plan(model, shape, mode, None, seed=job.settings.seed, **goal.planner.to_dict(),
+                             **goal.budget.plan_options())
         return make_plan(model, shape, mode, goal.target, target_metric=goal.metric, seed=job.settings.seed,
                          **goal.planner.to_dict())
     return plan
@@ -154,7 +255,7 @@ for _mode in MODES.values():
 def _uniform(job: Job, goal: Goal) -> PruningPlan:
     model, shape = job.base_model()
     return uniform_plan(model, shape, goal.target, goal.metric or "flops", seed=job.settings.seed,
-                        **goal.planner.to_dict())
+                        **goal.planner.to_dict(), **_baseline_budget(goal, model, shape))
 
 
 register_method(Method("uniform", "same fraction of every unit at random, trained from scratch", plan=_uniform))

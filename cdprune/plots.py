@@ -100,9 +100,53 @@ def tradeoff_series(points: list, fps: float = 10.0) -> dict:
                 return p.cpu_ms * fps / 10 if key == "cpu_share" else getattr(p, key) / divisor
             series = {}
             for p in points:
-                series.setdefault(p.mode, []).append((x_of(p), y_scale * p.score, p.target))
+                series.setdefault(p.mode, []).append((x_of(p), y_scale * p.score, _goal_of(p)))
             out[filename].append((label.format(energy=energy, fps=fps), series))
     return out
+
+
+def _goal_of(point):
+    """What a sweep point aimed at: its budget's text in a budget sweep, else its target."""
+    return getattr(point, "budget", None) or point.target
+
+
+def budget_series(points: list, metric: str) -> dict:
+    """What the budget chart plots: {mode: [(limit, measured, score on the chart's axis, budget text), ...]} in the
+    order of the limits, for the points whose check has a row for `metric`; the dense point under "dense" as
+    (None, None, score, None). `measured` is the check's figure (p50 of the shipped file for latency)."""
+    y_scale, _ = _score_axis(points[0].score_name if points else tasks.CLASSIFY.score.name)
+    out: dict[str, list] = {}
+    for p in points:
+        if p.mode == "dense":
+            out.setdefault("dense", []).append((None, None, y_scale * p.score, None))
+            continue
+        row = next((r for r in (p.budget_check or {}).get("rows", []) if r["metric"] == metric), None)
+        if row is not None:
+            out.setdefault(p.mode, []).append((row["limit"], row["measured"], y_scale * p.score, p.budget))
+    return {mode: sorted(line, key=lambda t: -(t[0] or 0)) for mode, line in out.items()}
+
+
+def budget_chart(points: list, metric: str, path: Path, title: str, subtitle: str = "") -> Path:
+    """The score against the budget's metric as the shipped models measure it (latency: p50 of the shipped file),
+    one line per mode; each limit a dotted vertical line, the dense model's score a dashed horizontal one."""
+    chosen = METRICS[metric]
+    series = budget_series(points, metric)
+    _, ylabel = _score_axis(points[0].score_name if points else tasks.CLASSIFY.score.name)
+    fig, ax = plt.subplots(figsize=(5.6, 3.8))
+    limits = sorted({limit for mode, line in series.items() if mode != "dense" for limit, *_ in line})
+    for limit in limits:
+        ax.axvline(limit, color="grey", ls=":", lw=0.9)
+    for i, (mode, line) in enumerate(m for m in series.items() if m[0] != "dense"):
+        ax.plot([m for _, m, _, _ in line], [y for _, _, y, _ in line], "o-", color=f"C{i}", label=mode)
+    for _, _, y, _ in series.get("dense", []):
+        ax.axhline(y, color="k", ls="--", lw=1, label="dense")
+    ax.set_xlabel(f"{chosen.title}, measured ({chosen.unit}); dotted: the limits")
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    ax.legend(frameon=False, fontsize=9)
+    ax.set_title(f"{title}\n{subtitle}" if subtitle else title, fontsize=10)
+    save_figure(fig, path)
+    return path
 
 
 def tradeoff_charts(points: list, out: Path, title: str, subtitle: str = "", fps: float = 10.0) -> list[Path]:
@@ -119,7 +163,9 @@ def tradeoff_charts(points: list, out: Path, title: str, subtitle: str = "", fps
 
     modes = sorted({p.mode for p in points if p.mode != "dense"})
     colours = {m: f"C{i}" for i, m in enumerate(modes)}
-    targets = sorted({p.target for p in points if p.mode != "dense"})
+    # A point's goal: its target, or a budget sweep's budget (kept in the sweep's order).
+    targets = list(dict.fromkeys(_goal_of(p) for p in points if p.mode != "dense"))
+    targets = targets if any(isinstance(t, str) for t in targets) else sorted(targets)
     spare = iter(SPARE_MARKERS * (1 + len(targets) // len(SPARE_MARKERS)))
     markers = {t: TARGET_MARKERS.get(t) or next(spare) for t in targets}
     _, ylabel = _score_axis(points[0].score_name if points else tasks.CLASSIFY.score.name)
@@ -142,7 +188,8 @@ def tradeoff_charts(points: list, out: Path, title: str, subtitle: str = "", fps
             ax.set_ylabel(ylabel)
             ax.grid(alpha=0.3)
         handles = ([Line2D([], [], color=colours[m], lw=1.5, label=m) for m in modes]
-                   + [Line2D([], [], ls="", marker=markers[t], color="grey", label=f"target {t:g}") for t in targets]
+                   + [Line2D([], [], ls="", marker=markers[t], color="grey",
+                             label=t if isinstance(t, str) else f"target {t:g}") for t in targets]
                    + [Line2D([], [], ls="", marker="*", color="k", markersize=11, label="dense")])
         fig.legend(handles=handles, loc="lower center", ncol=len(handles), frameon=False, fontsize=9,
                    bbox_to_anchor=(0.5, -0.02))

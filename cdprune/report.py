@@ -157,6 +157,7 @@ def comparison_markdown(runs, settings) -> str:
         f"timed until the median's 95 % interval is within ±3 %; 'noisy' marks p90/p50 > 1.5 or a loaded machine. "
         f"Energy: {base.energy.get('source')}.",
         "",
+        *_with_blank(budget_section([(r.method, r.budget_check) for r in runs], markdown=True)),
     ])
 
 
@@ -179,26 +180,84 @@ def compare_rows(summaries) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
+def compare_goal(result) -> str:
+    """'a 0.5 flops reduction', or 'the budget latency=1ms (int8)'."""
+    if result.budget:
+        return f"the budget {result.budget['text']} ({result.budget['precision']})"
+    return f"a {result.target:g} {result.metric} reduction"
+
+
+def compare_budget_checks(result, first_seed: int) -> list[tuple[str, dict]]:
+    """(label, check) of every method's seeds (first_seed, first_seed + 1, …), as compare.json records them."""
+    return [(s.method if len(s.budget_checks) == 1 else f"{s.method} (seed {first_seed + k})", check)
+            for s in result.summaries if s.budget_checks for k, check in enumerate(s.budget_checks)]
+
+
 def compare_markdown(result, settings, train_size: int, test_size: int) -> str:
     """compare.md: the settings in a sentence, then the table."""
     header, rows = compare_rows(result.summaries)
     return "\n".join([
-        f"# {settings.model} on {settings.data}: methods at a {result.target:g} {result.metric} reduction", "",
+        f"# {settings.model} on {settings.data}: methods at {compare_goal(result)}", "",
         f"{settings.epochs} epochs (fine-tuning: half as many at a tenth of the LR), {train_size} training "
         f"images, {test_size} test images, batch {settings.batch_size}, lr {settings.lr}; "
         f"{settings.make_task().score.name} is the mean ± "
         f"std over seeds. Training cost counts every stage (dense pre-training and fine-tuning for the ranking "
         f"methods); training FLOPs = 3 × MACs per image × images seen. {task_sentence(settings)}".rstrip(), "",
-        markdown_table(header, rows), ""])
+        markdown_table(header, rows), "",
+        *_with_blank(budget_section(compare_budget_checks(result, settings.seed), markdown=True))])
 
 
 def compare_text(result, settings) -> str:
     """What `cdprune compare` prints."""
+    budget = budget_section(compare_budget_checks(result, settings.seed))
     return "\n".join([
-        f"{settings.model} on {settings.data}: every method at a {result.target:g} {result.metric} reduction, "
+        f"{settings.model} on {settings.data}: every method at {compare_goal(result)}, "
         f"{result.seeds} seed(s), {result.epochs} epochs",
-        table(*compare_rows(result.summaries)), "",
+        table(*compare_rows(result.summaries)), "", *_with_blank(budget),
         f"tables: {result.out}/compare.md, {result.out}/compare.csv, {result.out}/compare.json"])
+
+
+BUDGET_HEADER = ["run", "metric", "limit", "planned", "measured", "measured p90", "result"]
+
+
+def budget_rows(checks) -> list[list[str]]:
+    """One row per limit of each (label, budget check) pair, from the check as recorded (deploy.budget.BudgetCheck
+    as a dict): the limit, the plan's estimate, the measured figure (latency: p50 of the shipped file) and its p90."""
+    rows = []
+    for label, check in checks:
+        for row in check["rows"]:
+            m = get_metric(row["metric"])
+            rows.append([label, m.title, m.limit(row["limit"]), "-" if row["planned"] is None else m.show(row["planned"]),
+                         m.show(row["measured"]), "-" if row["measured_p90"] is None else m.show(row["measured_p90"]),
+                         "pass" if row["passed"] else "FAIL"])
+    return rows
+
+
+def budget_note(check: dict) -> str:
+    """How a budget check measured: the file, its precision, runtime and threads."""
+    what = f"{check['file']} ({check['precision']})" if check.get("file") else f"the PyTorch model ({check['precision']})"
+    return (f"measured: {what} in {check['runtime_version']}, {_threads(check['threads'])}, batch 1; latency is the "
+            f"p50 of the timed runs (p90 beside it), params, FLOPs and memory the pruned model's exact counts, energy "
+            f"the energy model's estimate at the measured latency. A limit passes when the measured figure is at most "
+            f"the limit.")
+
+
+def budget_section(checks, markdown: bool = False) -> list[str]:
+    """The budget table of a report, with how it was measured; [] when no run had a budget."""
+    checks = [(label, check) for label, check in checks if check]
+    if not checks:
+        return []
+    failed = sum(not row["passed"] for _, check in checks for row in check["rows"])
+    head = f"budget: {'every limit holds' if not failed else f'{failed} limit(s) FAIL'}"
+    rows = budget_rows(checks)
+    body = markdown_table(BUDGET_HEADER, rows) if markdown else table(BUDGET_HEADER, rows)
+    return [("## " if markdown else "") + head, *([""] if markdown else []), body, *([""] if markdown else []),
+            budget_note(checks[0][1])]
+
+
+def _with_blank(lines: list[str]) -> list[str]:
+    """`lines` and a blank line after them, or nothing."""
+    return [*lines, ""] if lines else []
 
 
 def budget_value(metric: str, value: float) -> str:
@@ -306,10 +365,13 @@ def main_job_text(result) -> str:
     dense, pruned = result.runs[0], result.runs[-1]
     task = result.settings.make_task()
     doing = f", {task.describe()}" if task.named_in_titles else ""
+    target = pruned.plan.get("target")
+    goal = f"target {target:g}" if target is not None else "its budget"
+    budget = budget_section([(r.method, r.budget_check) for r in result.runs])
     return "\n".join([
-        f"{dense.model} on {dense.data}{doing}: dense vs {pruned.plan['mode']} at target {pruned.plan['target']:g}, "
+        f"{dense.model} on {dense.data}{doing}: dense vs {pruned.plan['mode']} at {goal}, "
         f"{result.settings.epochs} epochs on {dense.train_size} images, tested on {dense.test_size}",
-        comparison_table(result.runs), "",
+        comparison_table(result.runs), "", *_with_blank(budget),
         f"report: {result.out}/report.md, chart: {result.out}/comparison.png"])
 
 
@@ -340,7 +402,8 @@ def bench_text(r) -> str:
         + ([f"estimate: {r.energy['estimated_source']}"] if "estimated_source" in r.energy else [])
         + ([f"energy model written to {r.calibrated['path']}: its estimate for this model is the measured "
             f"{r.calibrated['measured_mj']:.3f} mJ ({r.calibrated['model']['pj_per_mac']:.4g} pJ/MAC + "
-            f"{r.calibrated['model']['pj_per_byte']:.4g} pJ/byte)"] if r.calibrated else []))
+            f"{r.calibrated['model']['pj_per_byte']:.4g} pJ/byte)"] if r.calibrated else [])
+        + (["", *budget_section([(r.method, r.budget)])] if r.budget else []))
 
 
 def _median_ci(r) -> str:
@@ -418,6 +481,8 @@ def sweep_text(result) -> str:
     header = ["run", "status", name, "params", "FLOPs", "memory", "latency", "energy (est.)"]
     header += ["energy (measured)"] if metered else []
     header += ["CPU time / inference"]
+    budget = budget_section([(p.method, p.budget_check) for p in result.points])
     return "\n".join([
-        table(header, rows), "",
-        f"data: {result.out}/sweep.csv; charts: {result.out}/tradeoff_resources.png, {result.out}/tradeoff_device.png"])
+        table(header, rows), "", *_with_blank(budget),
+        f"data: {result.out}/sweep.csv; charts: {result.out}/tradeoff_resources.png, {result.out}/tradeoff_device.png"]
+        + ([f"budgets: {result.out}/budgets.csv; chart: {result.out}/tradeoff_budget.png"] if budget else []))

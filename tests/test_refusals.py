@@ -20,7 +20,7 @@ import cdprune
 from cdprune import models
 from cdprune.cli import main
 from imagefolders import class_images, write_classes
-from support import TINY_TRAIN, ctrl_c_in_epoch, run_cli, tree
+from support import TINY_TRAIN, ctrl_c_in_epoch, fake_latency_table, run_cli, tree
 
 
 def _retype_kept(kind):
@@ -76,6 +76,10 @@ def root(tmp_path_factory):
     (root / "huge-energy.json").write_text(json.dumps({"pj_per_mac": 1e308, "pj_per_byte": 1e308}))
     (root / "afile").write_text("x")
     (root / "empty").mkdir()
+    fake_latency_table(models.create("alexnet"), (3, 32, 32), runtime="torch").save(root / "table-torch.json")
+    assert main(["train", "alexnet", "--plan", str(root / "plan.json"), "--out", str(root / "pruned"), *TINY_TRAIN]) == 0
+    assert main(["export", str(root / "pruned"), "--out", str(root / "pruned.onnx"), "--no-check"]) == 0
+    fake_latency_table(models.create("vgg16"), (3, 32, 32), runtime="onnxruntime").save(root / "table-vgg16.json")
     return root
 
 
@@ -178,6 +182,44 @@ CASES = [
                                  "0.3"], "val_fraction (--val-fraction) 0.3 would be ignored"),
     ("val-fraction-registered-sweep", ["sweep", "--model", "alexnet", "--out", f"{{root}}/{NEW}", *TINY_TRAIN,
                                        "--val-fraction", "0.5"], "would be ignored"),
+    # Budgets in run, compare and sweep: refused before anything is trained or written.
+    ("run-budget-malformed", ["run", "--model", "alexnet", "--budget", "flops=lots", "--out", f"{{root}}/{NEW}",
+                              *TINY_TRAIN], "bad budget (--budget) 'flops=lots'"),
+    ("run-budget-unknown-metric", ["run", "--model", "alexnet", "--budget", "speed=3", "--out", f"{{root}}/{NEW}",
+                                   *TINY_TRAIN], "bad budget (--budget) 'speed=3'"),
+    ("run-budget-and-target", ["run", "--model", "alexnet", "--budget", "flops=30M", "--target", "0.5", "--out",
+                               f"{{root}}/{NEW}", *TINY_TRAIN], "--budget and --target both"),
+    ("compare-budget-and-target", ["compare", "--model", "alexnet", "--budget", "flops=30M", "--target", "0.5",
+                                   "--out", f"{{root}}/{NEW}", *TINY_TRAIN], "--budget and --target both"),
+    ("compare-budget-and-metric", ["compare", "--model", "alexnet", "--budget", "flops=30M", "--metric", "params",
+                                   "--out", f"{{root}}/{NEW}", *TINY_TRAIN], "--budget and --metric both"),
+    ("run-table-without-budget", ["run", "--model", "alexnet", "--latency-table", "{root}/table-torch.json",
+                                  "--out", f"{{root}}/{NEW}", *TINY_TRAIN], "goes with a budget"),
+    ("run-table-of-another-runtime", ["run", "--model", "alexnet", "--budget", "latency=1ms", "--latency-table",
+                                      "{root}/table-torch.json", "--runtime", "onnxruntime", "--out",
+                                      f"{{root}}/{NEW}", *TINY_TRAIN], "measured in torch, but the plan is for"),
+    ("compare-table-of-another-model", ["compare", "--model", "alexnet", "--budget", "latency=1ms",
+                                        "--latency-table", "{root}/table-vgg16.json", "--out", f"{{root}}/{NEW}",
+                                        *TINY_TRAIN], "another architecture"),
+    ("run-table-without-latency-limit", ["run", "--model", "alexnet", "--budget", "flops=30M", "--latency-table",
+                                         "{root}/table-torch.json", "--out", f"{{root}}/{NEW}", *TINY_TRAIN],
+     "serves latency limits only"),
+    ("run-int8-in-torch", ["run", "--model", "alexnet", "--budget", "flops=30M", "--precision", "int8", "--runtime",
+                           "torch", "--out", f"{{root}}/{NEW}", *TINY_TRAIN], "int8 models run in ONNX Runtime"),
+    ("run-int8-with-an-fp32-table", ["run", "--model", "alexnet", "--budget", "latency=1ms", "--precision", "int8",
+                                     "--latency-table", "{root}/table-torch.json", "--out", f"{{root}}/{NEW}",
+                                     *TINY_TRAIN], "times fp32 layers, but the model ships at int8"),
+    ("run-int8-latency-without-table", ["run", "--model", "alexnet", "--budget", "latency=1ms", "--precision",
+                                        "int8", "--out", f"{{root}}/{NEW}", *TINY_TRAIN], "timed at int8"),
+    ("sweep-budgets-empty-entry", ["sweep", "--model", "alexnet", "--budgets", "flops=60M;;flops=30M", "--out",
+                                   f"{{root}}/{NEW}", *TINY_TRAIN], "has an empty budget"),
+    ("sweep-budgets-and-targets", ["sweep", "--model", "alexnet", "--budgets", "flops=60M", "--targets", "0.5",
+                                   "--out", f"{{root}}/{NEW}", *TINY_TRAIN], "--budgets and --targets both"),
+    ("sweep-budgets-other-axis", ["sweep", "--model", "alexnet", "--budgets", "flops=60M;params=1M", "--out",
+                                  f"{{root}}/{NEW}", *TINY_TRAIN], "sets no flops limit"),
+    ("bench-file-of-no-run", ["bench", "alexnet", "--file", "{root}/afile"], "give the run directory"),
+    ("bench-file-of-another-run", ["bench", "{root}/dense", "--file", "{root}/pruned.onnx"],
+     "exported from another model than the run"),
     # A model reference that cannot be imported: one line naming it, whatever the import raised.
     ("model-not-python", ["profile", "/etc/passwd:x"], "not a Python file"),
     ("model-import-fails", ["profile", "usermodels.broken:Net"], "cannot import usermodels.broken"),

@@ -5,7 +5,7 @@ belong to the model and its runtime alone, not to whatever this process did befo
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -16,7 +16,9 @@ from ..errors import CdpruneError
 from ..measure.energy import EnergyModel, calibrate, energy_model_of, estimate_energy
 from ..measure.meters import METERS_LOOKED_FOR, discover_meter
 from ..measure.runtimes import get_runtime
-from .export import DEFAULT_CALIBRATION_IMAGES, calibration_set, check_calibration_images, export_model, run_output_name
+from .budget import budget_check
+from .export import (DEFAULT_CALIBRATION_IMAGES, calibration_set, check_calibration_images, export_model,
+                     exported_metadata, run_output_name)
 from .formats import bench_format, bench_runtimes
 from .worker import run_worker
 from ..pruning import PruningPlan
@@ -76,6 +78,8 @@ class BenchResult(Record):
     speedup_per_flops: float | None = None  # speedup ÷ FLOPs ratio: 1.0 when latency falls as much as FLOPs do
     task: str | None = None  # the run's task (classify, denoise, sr); None for a model without a run
     calibrated: dict | None = None  # with calibrate_energy: the energy model written and where
+    file: str | None = None  # the exported file that was timed, when the caller gave one
+    budget: dict | None = None  # a run whose plan had a budget: its limits checked here (deploy.budget.BudgetCheck)
 
 
 def bench(source: str, plan_path: str | None = None, runtime: str = "torch", batch: int = 1, threads: int | None = None,
@@ -83,7 +87,8 @@ def bench(source: str, plan_path: str | None = None, runtime: str = "torch", bat
           device: str = "cpu", sysfs_root: str = "/", model: str | None = None,
           model_args: dict | None = None, int8: bool = False, calibration_images: int = DEFAULT_CALIBRATION_IMAGES,
           data_dir: str | None = None, against_dense: bool = True, energy_model: EnergyModel | str | None = None,
-          calibrate_energy: str | Path | None = None, allow_changed_source: bool = False) -> BenchResult:
+          calibrate_energy: str | Path | None = None, allow_changed_source: bool = False,
+          file: str | Path | None = None) -> BenchResult:
     """Benchmark `source`: a run directory, or a model reference (pruned by the plan file `plan_path`, if given).
 
     The timed loop lasts at least `min_time_s` seconds and `min_repeats` runs. `threads`
@@ -103,10 +108,16 @@ def bench(source: str, plan_path: str | None = None, runtime: str = "torch", bat
         runtime that runs the PyTorch model itself (torch) loads the run.
     against_dense: for a pruned source, also time the dense model of the same architecture in the same
         way and report the speed-up and its ratio to the FLOPs ratio.
+    file: time this exported file of the run (its runtime's bench format, at the precision its metadata
+        state) instead of exporting the run's model; a run directory only, and no dense comparison.
+    A run whose plan had a budget gets its limits checked on what was timed (`BenchResult.budget`).
     """
     _check_arguments(runtime, batch, threads, min_time_s, min_repeats, device)
-    precision = "int8" if int8 else "fp32"
+    precision = _file_precision(file, source, int8, runtime) if file is not None else "int8" if int8 else "fp32"
     fmt = bench_format(runtime, precision)  # None: the runtime runs the PyTorch model itself
+    if file is not None:
+        _check_file(file, fmt, runtime, precision)
+        int8, against_dense = False, False  # the file is already quantised, and the dense model has no such file
     if int8:
         calibration_images = check_calibration_images(calibration_images)
     given_energy = None if energy_model is None else energy_model_of(energy_model)
@@ -129,9 +140,11 @@ def bench(source: str, plan_path: str | None = None, runtime: str = "torch", bat
         pruned = plan is not None
         # A runtime that loads files needs the trained weights exported; the torch worker loads the run itself,
         # and the energy profile here needs only the architecture.
-        net = load_run(source_dir, ref, allow_changed_source=allow_changed_source)[0] if fmt is not None else \
-            build_model(ref, num_classes, input_shape, plan, model_args)
+        net = load_run(source_dir, ref, allow_changed_source=allow_changed_source)[0] \
+            if fmt is not None and file is None else build_model(ref, num_classes, input_shape, plan, model_args)
         check_source(metrics, net, source_dir, allow_changed_source)
+        if file is not None:
+            _check_file_of_run(file, plan, source_dir)
         task, output_name = metrics.task, run_output_name(metrics)
         if int8:
             images = calibration_set(source_dir, calibration_images, data_dir)
@@ -161,7 +174,9 @@ def bench(source: str, plan_path: str | None = None, runtime: str = "torch", bat
             "sysfs_root": str(sysfs_root)}
     dense_raw = dense_totals = None
     with scratch_folder("cdprune-bench-") as tmp:
-        if fmt is not None:
+        if file is not None:
+            spec["model_file"] = str(Path(file).resolve())
+        elif fmt is not None:
             spec["model_file"] = _model_file(fmt, net, input_shape, Path(tmp) / "model", images, output_name, batch)
         del net  # the child loads its own copy
         raw = run_worker(spec)
@@ -201,7 +216,7 @@ def bench(source: str, plan_path: str | None = None, runtime: str = "torch", bat
         speedup, flops_ratio = dense_raw["p50_ms"] / raw["p50_ms"], dense_totals.flops / totals.flops
         against = {"dense_p50_ms": dense_raw["p50_ms"], "dense_flops": dense_totals.flops, "speedup": speedup,
                    "flops_ratio": flops_ratio, "speedup_per_flops": speedup / flops_ratio}
-    return BenchResult(
+    result = BenchResult(
         model=name, method=method, run_dir=run_dir, runtime=runtime, runtime_version=raw["runtime_version"],
         device=device, device_name=raw["device_name"], batch=batch, threads=raw["threads"],
         input_shape=list(input_shape), num_classes=num_classes, params=totals.params, flops=totals.flops,
@@ -213,7 +228,39 @@ def bench(source: str, plan_path: str | None = None, runtime: str = "torch", bat
         cpu_percent=cpu_percent,
         cpu_utilisation=cpu_percent / 100.0 / raw["threads"], cpu_ms_per_input=1000.0 * raw["cpu_time_s"] / inputs,
         energy_mj=energy["energy_mj"], energy=energy, precision=precision, task=task, calibrated=calibrated,
-        **against)
+        file=None if file is None else str(file), **against)
+    checked = budget_check(plan, result, result.file)
+    return result if checked is None else replace(result, budget=checked.to_dict())
+
+
+def _file_precision(file, source: str, int8: bool, runtime: str) -> str:
+    """The precision an exported file states; refuses a file without a run, and --int8 beside a file."""
+    if not Path(source).is_dir():
+        raise CdpruneError(f"an exported file (--file) is timed for its run: give the run directory it was exported "
+                           f"from instead of '{source}'")
+    if int8:
+        raise CdpruneError("an exported file states its own precision", "drop --int8")
+    if not Path(file).is_file():
+        raise CdpruneError(f"no exported file {file}", "export one with 'cdprune export RUN' or fix the path (--file)")
+    return str(exported_metadata(file).get("precision", "fp32"))
+
+
+def _check_file_of_run(file, plan, run_dir: Path) -> None:
+    """Refuse a file whose metadata name another plan than the run's (files without metadata are taken as given)."""
+    metadata = exported_metadata(file)
+    digest = plan.to_dict()["digest"] if plan is not None else None
+    if "plan_digest" in metadata and metadata["plan_digest"] != digest:
+        raise CdpruneError(f"{file} was exported from another model than the run {run_dir} (its plan differs)",
+                           f"export the run with 'cdprune export {run_dir}' and time that file (--file)")
+
+
+def _check_file(file, fmt, runtime: str, precision: str) -> None:
+    if fmt is None:
+        raise CdpruneError(f"the {runtime} runtime runs the PyTorch model, not an exported file", "choose the "
+                           "file's runtime (--runtime), e.g. onnxruntime for .onnx")
+    if not str(file).endswith(fmt.suffix):
+        raise CdpruneError(f"{file} is not a {fmt.title} file ({fmt.suffix}), which {runtime} benchmarks",
+                           "give one (--file) or choose its runtime (--runtime)")
 
 
 def _model_file(fmt, net, input_shape, stem: Path, images, output: str, batch: int) -> str:

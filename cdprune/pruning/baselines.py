@@ -23,14 +23,16 @@ import torch_pruning as tp
 
 from ..complexity import profile as profile_model
 from ..errors import CdpruneError, UnreachableTarget
-from ..metrics import METRICS, metric_names
+from ..metrics import LATENCY_TABLE, METRICS, metric_names
 from .pruning_plan import PruningPlan
-from .sampler import DEFAULT_ROUND_TO, Sampler, check_settings
+from .sampler import DEFAULT_ROUND_TO, Sampler, budget_limits, check_settings
 from .units import build_graph, find_units, require_units
 
 
-def _setup(model: nn.Module, input_shape, target: float, metric: str, step: float, floor: float, round_to: int,
-           seed: int) -> Sampler:
+def _setup(model: nn.Module, input_shape, target: float | None, metric: str, step: float, floor: float,
+           round_to: int, seed: int, budget: dict | None = None, latency=None, energy=None) -> Sampler:
+    if budget:
+        return _budget_setup(model, input_shape, target, budget, step, floor, round_to, seed, latency, energy)
     if target is None:
         raise CdpruneError("the baselines need a target reduction (--target), e.g. --target 0.5")
     target, step, floor, round_to, seed = check_settings(target, step, floor, round_to, seed)
@@ -46,6 +48,41 @@ def _setup(model: nn.Module, input_shape, target: float, metric: str, step: floa
     return state
 
 
+def _budget_setup(model, input_shape, target, budget: dict, step, floor, round_to, seed, latency, energy) -> Sampler:
+    """The sampler state for a budget: limits priced as make_plan prices them (the latency table and energy model
+    given), each checked reachable at the floor."""
+    if target is not None:
+        raise CdpruneError("a baseline aims at a target (--target) or a budget (--budget), not both", "drop one")
+    budget = budget_limits(budget)
+    _, step, floor, round_to, seed = check_settings(None, step, floor, round_to, seed)
+    channels = find_units(model, profile_model(model, tuple(input_shape)))
+    require_units(channels)
+    if LATENCY_TABLE in {METRICS[m].priced_by for m in budget} and latency is not None:
+        latency.check_fits(model, tuple(input_shape), None, (m.name for m in channels.layers()))
+    state = Sampler(channels, step, floor, round_to, seed, latency, energy)
+    for metric, limit in budget.items():
+        least = state.smallest(metric)
+        if least > limit:
+            shown = METRICS[metric].show
+            raise UnreachableTarget(f"budget {metric}={shown(limit)} cannot be met", f"the least this model reaches "
+                                    f"with floor {floor:g} is {shown(least)}; raise the budget (--budget) or lower --floor")
+    return state
+
+
+def _goal_test(state: Sampler, target: float | None, metric: str, budget: dict | None):
+    """removed -> whether the goal holds: the target reduction of `metric`, or every limit of `budget`."""
+    if budget:
+        limits = budget_limits(budget)
+        return lambda removed: all(state.total(m, removed) <= limit for m, limit in limits.items())
+    return lambda removed: state.reduction(metric, removed) >= target
+
+
+def _finish(state: Sampler, model, input_shape, mode: str, target, metric: str, budget) -> PruningPlan:
+    if budget:
+        return state.to_plan(model, input_shape, mode, None, budget_limits(budget))
+    return state.to_plan(model, input_shape, mode, target, {}, metric)
+
+
 def _rounded_removal(state: Sampler, drop: np.ndarray) -> np.ndarray:
     """Positions each unit loses when it is to lose `drop`: what it keeps rounded down to its multiple
     (`Sampler.rounding`), and never below its floor."""
@@ -53,44 +90,50 @@ def _rounded_removal(state: Sampler, drop: np.ndarray) -> np.ndarray:
     return state.original - kept
 
 
-def _uniform_counts(state: Sampler, target: float, metric: str) -> np.ndarray:
-    """Channels to remove per unit for the smallest common fraction that reaches the target."""
+def _uniform_counts(state: Sampler, reached) -> np.ndarray:
+    """Channels to remove per unit for the smallest common fraction at which `reached(removed)` holds (the
+    target, or every limit of a budget)."""
 
     def removed_at(fraction: float) -> np.ndarray:
         return _rounded_removal(state, np.floor(fraction * state.original + 0.5).astype(np.int64))
 
-    def reduction(fraction: float) -> float:
-        return state.reduction(metric, removed_at(fraction))
-
     lo, hi = 0.0, 1.0
-    for _ in range(40):  # bisection on the common fraction; the reduction only grows with it
+    for _ in range(40):  # bisection on the common fraction; every metric only falls as it grows
         mid = (lo + hi) / 2
-        lo, hi = (mid, hi) if reduction(mid) < target else (lo, mid)
+        lo, hi = (lo, mid) if reached(removed_at(mid)) else (mid, hi)
     return removed_at(hi)
 
 
-def uniform_plan(model: nn.Module, input_shape, target: float, metric: str = "flops", *, seed: int = 0,
-                 floor: float = 0.1, round_to: int = DEFAULT_ROUND_TO, step: float = 0.1) -> PruningPlan:
+def uniform_plan(model: nn.Module, input_shape, target: float | None, metric: str = "flops", *, seed: int = 0,
+                 floor: float = 0.1, round_to: int = DEFAULT_ROUND_TO, step: float = 0.1, budget: dict | None = None,
+                 latency=None, energy=None) -> PruningPlan:
     """Remove the same fraction of every unit's channels, chosen at random. `step` is only recorded in the plan
-    (a baseline takes no steps), so that it states the planner settings it was made under."""
-    state = _setup(model, input_shape, target, metric, step, floor, round_to, seed)
-    for u, drop in enumerate(_uniform_counts(state, target, metric)):
+    (a baseline takes no steps), so that it states the planner settings it was made under.
+
+    budget: instead of a target, upper limits per metric (as make_plan takes them); the common fraction is the
+        smallest at which every limit holds, each priced as make_plan prices it: by the size model, the
+        latency table `latency` or the energy model `energy`.
+    """
+    state = _setup(model, input_shape, target, metric, step, floor, round_to, seed, budget, latency, energy)
+    for u, drop in enumerate(_uniform_counts(state, _goal_test(state, target, metric, budget))):
         gone = state.rng.choice(state.original[u], size=int(drop), replace=False)
         state.keep(u, np.setdiff1d(np.arange(state.original[u]), gone))
-    return state.to_plan(model, input_shape, "uniform", target, {}, metric)
+    return _finish(state, model, input_shape, "uniform", target, metric, budget)
 
 
-def l1_plan(model: nn.Module, input_shape, target: float, metric: str = "flops", *, floor: float = 0.1,
-            round_to: int = DEFAULT_ROUND_TO, step: float = 0.1) -> PruningPlan:
-    """Li et al. 2017: the same fraction per unit; the filters with the smallest L1 norm go (trained `model`)."""
-    state = _setup(model, input_shape, target, metric, step, floor, round_to, 0)
-    for u, drop in enumerate(_uniform_counts(state, target, metric)):
+def l1_plan(model: nn.Module, input_shape, target: float | None, metric: str = "flops", *, floor: float = 0.1,
+            round_to: int = DEFAULT_ROUND_TO, step: float = 0.1, budget: dict | None = None, latency=None,
+            energy=None) -> PruningPlan:
+    """Li et al. 2017: the same fraction per unit; the filters with the smallest L1 norm go (trained `model`).
+    budget, latency, energy: as for `uniform_plan`."""
+    state = _setup(model, input_shape, target, metric, step, floor, round_to, 0, budget, latency, energy)
+    for u, drop in enumerate(_uniform_counts(state, _goal_test(state, target, metric, budget))):
         unit = state.channels.units[u]
         norms = sum(_filter_l1(model.get_submodule(c)) for c in unit.convs).cpu().numpy()
         # A position of a unit around a grouped conv is one channel per group: its norm is their sum.
         order = np.argsort(norms.reshape(unit.groups, unit.positions).sum(0), kind="stable")
         state.keep(u, order[int(drop):])
-    return state.to_plan(model, input_shape, "l1", target, {}, metric)
+    return _finish(state, model, input_shape, "l1", target, metric, budget)
 
 
 def _filter_l1(conv: nn.Module) -> torch.Tensor:
@@ -101,10 +144,13 @@ def _filter_l1(conv: nn.Module) -> torch.Tensor:
     return weight.abs().flatten(1).sum(1)
 
 
-def magnitude_plan(model: nn.Module, input_shape, target: float, metric: str = "flops", *, floor: float = 0.1,
-                   round_to: int = DEFAULT_ROUND_TO, step: float = 0.1) -> PruningPlan:
-    """torch-pruning's GroupMagnitudeImportance (L2, mean-normalised per group), ranked globally across units."""
-    state = _setup(model, input_shape, target, metric, step, floor, round_to, 0)
+def magnitude_plan(model: nn.Module, input_shape, target: float | None, metric: str = "flops", *, floor: float = 0.1,
+                   round_to: int = DEFAULT_ROUND_TO, step: float = 0.1, budget: dict | None = None, latency=None,
+                   energy=None) -> PruningPlan:
+    """torch-pruning's GroupMagnitudeImportance (L2, mean-normalised per group), ranked globally across units.
+    budget, latency, energy: as for `uniform_plan`; the ranking goes on until every limit holds."""
+    state = _setup(model, input_shape, target, metric, step, floor, round_to, 0, budget, latency, energy)
+    reached = _goal_test(state, target, metric, budget)
     graph = build_graph(model, input_shape)
     importance = tp.importance.GroupMagnitudeImportance(p=2, normalizer="mean")
     scored = []  # (score, unit, channel)
@@ -125,7 +171,7 @@ def magnitude_plan(model: nn.Module, input_shape, target: float, metric: str = "
     i = 0
     # Each unit's count is rounded as the planner rounds (a rounded count only removes more), and the target is
     # tested on the rounded counts, so rounding does not carry the plan further past it than it must.
-    while state.reduction(metric, _rounded_removal(state, drop)) < target:
+    while not reached(_rounded_removal(state, drop)):
         taken = 0
         while taken < chunk and i < len(scored):
             _, u, c = scored[i]
@@ -137,6 +183,6 @@ def magnitude_plan(model: nn.Module, input_shape, target: float, metric: str = "
             break
     for u, gone in enumerate(_rounded_removal(state, drop)):
         state.keep(u, np.setdiff1d(np.arange(state.original[u]), ranked[u][:gone]))
-    return state.to_plan(model, input_shape, "tp-magnitude", target, {}, metric)
+    return _finish(state, model, input_shape, "tp-magnitude", target, metric, budget)
 
 

@@ -13,8 +13,8 @@ One module per concern: `records` (what a run records and its file names), `nami
 and measure one run), `loading` (read a finished run back, rebuild its model, re-evaluate it).
 """
 from .guard import check_checkpoint, guard_directory
-from .loading import (build_model, check_source, eval_run, load_run, read_metrics, read_settings, run_data,
-                      trusted_reference)
+from .loading import (build_model, check_source, eval_run, load_run, read_metrics, read_settings,
+                      record_budget_check, run_data, trusted_reference)
 from .naming import plan_run_name, run_name
 from .records import (METRICS_FILE, PLAN_FILE, SETTINGS_FILE, TRAINING_PASSES, WEIGHTS_FILE, EvalResult, RunMetrics,
                       RunSettings, planner_settings)
@@ -22,5 +22,5 @@ from .training import train_run
 
 __all__ = ["METRICS_FILE", "PLAN_FILE", "SETTINGS_FILE", "TRAINING_PASSES", "WEIGHTS_FILE", "EvalResult", "RunMetrics",
            "RunSettings", "build_model", "check_checkpoint", "check_source", "eval_run", "guard_directory", "load_run",
-           "plan_run_name", "planner_settings", "read_metrics", "read_settings", "run_data", "run_name",
+           "plan_run_name", "planner_settings", "read_metrics", "read_settings", "record_budget_check", "run_data", "run_name",
            "train_run", "trusted_reference"]

@@ -16,7 +16,9 @@ from ..data import DATASETS
 from ..errors import CdpruneError
 from ..pruning import PruningPlan, apply_plan
 from ..storage import (
+    atomic_write_json,
     load_weights,
+    lock_directory,
     read_json_object,
 )
 from ..train import evaluate
@@ -81,6 +83,15 @@ def read_metrics(run_dir: str | Path) -> RunMetrics:
                          and f.default_factory is MISSING)
         raise CdpruneError(f"metrics file {path} lacks {', '.join(missing) or 'fields'}: train the run again") from None
     check_fields(metrics, f"metrics file {path}", fix="train the run again", only=names & set(data))
+    return metrics
+
+
+def record_budget_check(run_dir: str | Path, check: dict) -> RunMetrics:
+    """Add a budget check to a finished run's metrics.json (atomically, under the run's lock); the other fields
+    stay as they were."""
+    with lock_directory(run_dir):
+        metrics = replace(read_metrics(run_dir), budget_check=check)
+        atomic_write_json(Path(run_dir) / METRICS_FILE, metrics.to_dict())
     return metrics
 
 

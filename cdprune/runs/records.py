@@ -147,6 +147,8 @@ class RunMetrics(Record):
     test_loss: float | None = None  # the task's loss on the test set at the end (None in files from before it)
     input_psnr: float | None = None
     input_ssim: float | None = None
+    # A budget run's check of what ships against its limits (cdprune.deploy.budget.BudgetCheck), added after training.
+    budget_check: dict | None = None
 
     def __post_init__(self):
         if self.score is None:  # a file from before tasks: a classifier's
