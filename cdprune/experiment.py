@@ -351,6 +351,8 @@ class SweepPoint(Record):
     flops: int | None = None
     memory_bytes: int | None = None
     latency_ms: float | None = None  # median, batch 1, measured in a fresh process
+    latency_p90_ms: float | None = None
+    latency_noisy: bool | None = None  # the timing protocol's flag (measure/timing.py)
     energy_mj: float | None = None  # per inference, estimated (the run's record: the same wherever it is measured)
     energy_measured_mj: float | None = None  # per inference, where a meter answered during the latency measurement
     cpu_percent: float | None = None  # process CPU time ÷ wall time in the timed loop, in % of one core
@@ -473,7 +475,7 @@ def _sweep_point(job: Job, goal: Goal, bench_time_s: float) -> SweepPoint:
                      model=job.settings.model)  # the user named the model for this sweep
     return SweepPoint(goal.name, goal.method, goal.target, "ok", test_acc=metrics.test_acc, params=metrics.params,
                       flops=metrics.flops, memory_bytes=metrics.memory_bytes, latency_ms=measured.p50_ms,
-                      energy_mj=metrics.energy_mj, cpu_percent=measured.cpu_percent,
+                      latency_p90_ms=measured.p90_ms, latency_noisy=measured.noisy, energy_mj=metrics.energy_mj, cpu_percent=measured.cpu_percent,
                       cpu_ms=measured.cpu_ms_per_input, energy_kind=metrics.energy.get("kind"),
                       energy_measured_mj=measured.energy_mj if measured.energy["kind"] == "measured" else None,
                       train_time_s=metrics.train_time_s, score_name=metrics.score_name, score=metrics.score,

@@ -130,7 +130,7 @@ def budget_example() -> str:
 
 def _latency_layer_ms(table, layer: str, in_fraction: float, out_fraction: float) -> float:
     """One layer's estimated ms: the table's time at these fractions, calibrated to the measured network."""
-    return table.calibration * table.layer_ms(layer, in_fraction, out_fraction)
+    return table.estimated_layer_ms(layer, in_fraction, out_fraction)
 
 
 def _energy_mj(sizes: Sizes, energy_model):

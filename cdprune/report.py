@@ -468,13 +468,19 @@ def samples_text(result) -> str:
             f"{', '.join(map(str, result.indices))}, 8-bit PNG)")
 
 
+def _point_latency(point) -> str:
+    spread = "" if point.latency_p90_ms is None else \
+        f" (p90 {point.latency_p90_ms:.2f}{', noisy' if point.latency_noisy else ''})"
+    return f"{point.latency_ms:.2f} ms{spread}"
+
+
 def sweep_text(result) -> str:
     """What `cdprune sweep` prints: one row per point, blanks for unreachable points."""
     name = next((p.score_name for p in result.points if p.status == "ok"), tasks.CLASSIFY.score.name)
     # A meter's figures get their own column beside the estimate, where one answered.
     metered = any(p.energy_measured_mj is not None for p in result.points)
     rows = [[p.method, p.status] + ([score_text(name, p.score), human_count(p.params), human_count(p.flops),
-                                     human_bytes(p.memory_bytes), f"{p.latency_ms:.2f} ms", f"{p.energy_mj:.3f} mJ"]
+                                     human_bytes(p.memory_bytes), _point_latency(p), f"{p.energy_mj:.3f} mJ"]
                                     + ([_mj(p.energy_measured_mj)] if metered else []) + [f"{p.cpu_ms:.2f} ms"]
                                     if p.status == "ok" else [""] * (8 if metered else 7))
             for p in result.points]

@@ -69,11 +69,13 @@ def measure(folder: str, threads: int, repeats: int, min_time_s: float) -> dict:
                          warmup=timing["network_warmup"], min_repeats=max(timing["network_min_repeats"], repeats),
                          min_time_s=timing["network_time_factor"] * min_time_s,
                          max_time_s=timing["network_time_limit"] * timing["network_time_factor"] * min_time_s)
+    overhead = fastest_ms(file_step(os.path.join(folder, manifest["overhead"]), threads), timing["layer_warmup"],
+                          repeats, min_time_s) if manifest.get("overhead") else 0.0
     table = dict(manifest["table"])
     table.update({"runtime_version": f"onnxruntime {ort.__version__}", "threads": threads,
                   "cpu_model": cpu_model_name(), "machine": platform.machine(), "repeats": repeats,
                   "min_time_s": min_time_s, "network_ms": network["p50_ms"],
-                  "layer_sum_ms": sum(grid[-1][-1] for grid in grids.values()),
+                  "layer_sum_ms": sum(grid[-1][-1] for grid in grids.values()), "overhead_ms": overhead,
                   "network_timing": {k: network[k] for k in timing["network_fields"]}, "grids": grids})
     return table
 

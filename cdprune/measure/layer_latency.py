@@ -4,8 +4,9 @@ Each conv and linear layer is timed in isolation on one device, at a grid of inp
 output-channel fractions (25/50/75/100 % of its original width), in one runtime at one thread
 count. Each entry is the fastest of repeated runs, which other processes on the machine disturb
 least, so the table estimates uncontended latency. A pruned layer's latency is read off the grid
-by bilinear interpolation. The network's latency is the sum of its layers' scaled by one
-calibration factor, the dense network's measured latency over the sum of its layers'.
+by bilinear interpolation. The network's latency is one call's fixed cost in the runtime (timed on an
+identity model) plus the sum of its layers' less that cost each, scaled by one calibration factor that
+makes the dense estimate the dense network's measured latency (docs/design.md, §5.3).
 
 - torch tables time the bare conv or linear layer, as eager PyTorch runs it; BN, activations and
   framework overhead are spread in proportion by the calibration.
@@ -28,6 +29,7 @@ several-fold in speed and two runtimes run the same layer differently.
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import json
 import math
@@ -108,13 +110,32 @@ class LatencyTable:
     repeats: int = DEFAULT_REPEATS
     min_time_s: float = DEFAULT_MIN_TIME_S
     precision: str = "fp32"  # "int8": every layer and the network quantised as `export --int8` quantises
+    # One call's fixed cost in the runtime (an identity model at the input's shape, timed like a grid entry):
+    # every isolated layer timing pays it once, the network once in all. 0 in tables from before it was kept.
+    overhead_ms: float = 0.0
     # How the dense network was timed (measure/timing.py): p50, p90, n, ci_rel, converged, noisy, noise.
     network_timing: dict | None = field(default=None, compare=False)
     source: str = field(default="", compare=False)  # where it came from: a file, or this machine's cache
 
-    @property
+    @functools.cached_property
+    def _overhead(self) -> float:
+        """The per-call overhead the estimate takes out, or 0 where the network would not leave enough."""
+        return self.overhead_ms if 0 < self.overhead_ms < self.network_ms else 0.0
+
+    @functools.cached_property
     def calibration(self) -> float:
-        return self.network_ms / self.layer_sum_ms if self.layer_sum_ms else 1.0
+        """The scale from the layers' own times (each less one call's overhead) to the network's, less its one call."""
+        overhead = self._overhead
+        rest = sum(max(0.0, grid[-1][-1] - overhead) for grid in self.grids.values())
+        return (self.network_ms - overhead) / rest if rest > 0 else 1.0
+
+    def estimated_layer_ms(self, name: str, in_fraction: float, out_fraction: float) -> float:
+        """One layer's share of the network's estimated time: its own time at these fractions less one call's
+        overhead, calibrated, plus an equal share of the network's one call. Over the dense layers these add up to
+        network_ms exactly; a pruned layer sheds its compute but not the runtime's fixed cost."""
+        overhead = self._overhead
+        own = max(0.0, self.layer_ms(name, in_fraction, out_fraction) - overhead)
+        return self.calibration * own + overhead / len(self.grids)
 
     @property
     def key(self) -> dict:
@@ -139,7 +160,7 @@ class LatencyTable:
                 "cpu_model": self.cpu_model,
                 "machine": self.machine, "torch_version": self.torch_version, "fractions": list(FRACTIONS),
                 "repeats": self.repeats, "min_time_s": self.min_time_s, "network_ms": self.network_ms,
-                "layer_sum_ms": self.layer_sum_ms, "network_timing": self.network_timing, "layers": self.layers,
+                "layer_sum_ms": self.layer_sum_ms, "overhead_ms": self.overhead_ms, "network_timing": self.network_timing, "layers": self.layers,
                 "grids": self.grids}
 
     def save(self, path: str | Path) -> Path:
@@ -179,6 +200,7 @@ class LatencyTable:
                         repeats=_count(data.get("repeats", DEFAULT_REPEATS)),
                         min_time_s=_ms(data.get("min_time_s", DEFAULT_MIN_TIME_S)),
                         precision=_text(data.get("precision", "fp32")),  # files before int8 tables were fp32
+                        overhead_ms=_ms(data.get("overhead_ms", 0.0)),
                         network_timing=data["network_timing"] if isinstance(data.get("network_timing"), dict) else None,
                         source=source)
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
@@ -352,6 +374,8 @@ def build_latency_table(model: nn.Module, input_shape, runtime: str = "torch", t
                                                            min_time_s, precision)
             grids[name] = [[times[cell.shape] for cell in row] for row in grid_rows(cells)]
             timed[name] = layer.description(runtime)
+        # fp32: an identity holds nothing to quantise, and the call's cost does not depend on it.
+        overhead = runner.time_module(nn.Identity(), input_shape, threads, 3, repeats, min_time_s, "fp32")
         step = runner.module_step(net, input_shape, threads, precision)
         network = time_calls(step, warmup=5, min_repeats=max(5, repeats), min_time_s=NETWORK_TIME_FACTOR * min_time_s,
                              max_time_s=NETWORK_TIME_LIMIT * NETWORK_TIME_FACTOR * min_time_s)
@@ -360,7 +384,7 @@ def build_latency_table(model: nn.Module, input_shape, runtime: str = "torch", t
                         runtime_version=version, threads=threads, cpu_model=cpu_model_name(),
                         machine=platform.machine(), grids=grids, network_ms=network["p50_ms"],
                         layer_sum_ms=sum(g[-1][-1] for g in grids.values()), layers=timed, model=spec.get("name"),
-                        repeats=repeats, min_time_s=float(min_time_s), precision=precision,
+                        repeats=repeats, min_time_s=float(min_time_s), precision=precision, overhead_ms=overhead,
                         network_timing=network_timing(network), source="measured on this machine")
 
 

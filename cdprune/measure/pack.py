@@ -80,6 +80,7 @@ def write_latency_pack(model: nn.Module, input_shape, out: str | Path, runtime: 
             grids[name] = [[f"layers/{name}-{c.shape[0]}x{c.shape[1]}.onnx" for c in row] for row in grid_rows(cells)]
             timed[name] = layers[name].description(runtime)
         (tmp / "network.onnx").write_bytes(deployed_onnx(net, input_shape, precision))
+        (tmp / "overhead.onnx").write_bytes(deployed_onnx(torch.nn.Identity(), input_shape, "fp32"))
         spec = getattr(model, "cdprune_spec", None) or {}
         manifest = {
             "format": PACK_FORMAT,
@@ -89,8 +90,9 @@ def write_latency_pack(model: nn.Module, input_shape, out: str | Path, runtime: 
                       "repeats": repeats, "min_time_s": float(min_time_s), "layers": timed},
             "timed": (f"each file batch 1 in ONNX Runtime ({precision}); a grid entry is the fastest of at least "
                       f"`repeats` runs lasting at least `min_time_s`; network.onnx is the dense model, timed by the "
-                      f"median-CI protocol for network_ms"),
-            "grids": grids, "files": files, "network": "network.onnx",
+                      f"median-CI protocol for network_ms; overhead.onnx, an identity, "
+                      f"times one call's fixed cost like a grid entry"),
+            "grids": grids, "files": files, "network": "network.onnx", "overhead": "overhead.onnx",
             "timing": {"layer_warmup": 3, "network_warmup": 5, "network_min_repeats": 5,
                        "network_time_factor": NETWORK_TIME_FACTOR, "network_time_limit": NETWORK_TIME_LIMIT,
                        "network_fields": list(_NETWORK_FIELDS)}}
