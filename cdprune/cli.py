@@ -335,7 +335,7 @@ def _settings(args, model: str) -> RunSettings:
 
 
 def _lr(args) -> float | None:
-    """--lr, else the command's own default for the default task (the main job's 0.02 for classify), else None:
+    """--lr, else the command's own default for the default task (the main job's 0.08 for classify), else None:
     the task's default."""
     if args.lr is not None:
         return args.lr

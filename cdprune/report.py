@@ -81,18 +81,18 @@ def score_delta(score_name: str, difference: float) -> str:
     return tasks.by_score(score_name).score.delta(difference)
 
 
-def convergence_text(score, gain: float | None, converged: bool | None) -> str:
+def convergence_text(score, gain: float | None, converged: bool | None, epochs: int | None = None) -> str:
     """A run's convergence marker: 'yes (+0.40 pt in the last epoch)', 'NOT CONVERGED: +2.30 pt in the last
-    epoch', or 'unknown (one epoch)' when there is no earlier epoch to compare with (`score`: the task's Score)."""
+    epoch', 'unknown (one epoch)' for a run of `epochs` 1, and '-' for a record from before the check
+    (`score`: the task's Score)."""
     if converged is None:
-        return "unknown (one epoch)" if gain is None else "-"
+        return "unknown (one epoch)" if epochs == 1 else "-"
     rise = f"{score.delta(gain)} in the last epoch"
     return f"yes ({rise})" if converged else f"NOT CONVERGED: {rise}"
 
 
 def _convergence_row(runs, task) -> list[str]:
-    return ["converged"] + [convergence_text(task.score, getattr(r, "last_epoch_gain", None),
-                                             getattr(r, "converged", None)) for r in runs]
+    return ["converged"] + [convergence_text(task.score, r.last_epoch_gain, r.converged, r.epochs) for r in runs]
 
 
 def _score_rows(task) -> list[tuple]:
@@ -200,9 +200,9 @@ def compare_rows(summaries) -> tuple[list[str], list[list[str]]]:
 
 def _seeds_convergence(summary, score) -> str:
     """A method's convergence over its seeds: 'yes', or 'NOT CONVERGED: 2 of 3 seeds, up to +2.30 pt in the last
-    epoch'; 'unknown (one epoch)' where no seed could be checked."""
+    epoch'; '-' where no seed could be checked (one-epoch runs, records from before the check)."""
     if summary.last_epoch_gain_max is None:
-        return convergence_text(score, None, None)
+        return "-"
     if not summary.not_converged:
         return "yes"
     return (f"NOT CONVERGED: {summary.not_converged} of {summary.seeds} seed{'s' if summary.seeds != 1 else ''}, "

@@ -435,7 +435,7 @@ def _warn_few_steps(n: int, batch_size: int, steps: int) -> None:
         return
     fits = max(1, n // FEW_STEPS)
     print(f"cdprune: warning: an epoch of {n} training images at batch {batch_size} is {steps} optimiser "
-          f"step{'s' if steps != 1 else ''}, fewer than {FEW_STEPS}: the model barely trains; use a smaller "
+          f"step{'s' if steps != 1 else ''}, fewer than {FEW_STEPS}: too few to learn much in a short budget; use a smaller "
           f"--batch-size ({fits} or less gives {FEW_STEPS} steps per epoch)", file=sys.stderr)
 
 

@@ -227,7 +227,8 @@ def test_convergence_marker_text():
     accuracy = tasks.create("classify").score
     assert report.convergence_text(accuracy, 0.023, False) == "NOT CONVERGED: +2.30 pt in the last epoch"
     assert report.convergence_text(accuracy, 0.004, True) == "yes (+0.40 pt in the last epoch)"
-    assert report.convergence_text(accuracy, None, None) == "unknown (one epoch)"
+    assert report.convergence_text(accuracy, None, None, epochs=1) == "unknown (one epoch)"
+    assert report.convergence_text(accuracy, None, None, epochs=3) == "-"  # a record from before the check
 
 
 def test_a_run_records_its_convergence_and_reports_flag_it(tmp_path):
