@@ -145,8 +145,9 @@ def recipe_text(settings) -> str:
     label smoothing 0.1'."""
     task = settings.make_task()
     smoothing = f", label smoothing {settings.label_smoothing:g}" if settings.label_smoothing else ""
+    schedule = f"{settings.warmup:.0%} warm-up then cosine" if settings.warmup else "cosine, no warm-up"
     return (f"batch {settings.batch_size}, peak lr {settings.effective_lr:.4g} ({settings.lr:g} at batch "
-            f"{task.reference_batch}), {settings.warmup:.0%} warm-up then cosine{smoothing}")
+            f"{task.reference_batch}), {schedule}{smoothing}")
 
 
 def comparison_table(runs) -> str:

@@ -296,8 +296,9 @@ def train(model: torch.nn.Module, train_set: Dataset, test_set: Dataset, config:
             loader = _train_loader(train_set, config, epoch, group, device)
             with tqdm(total=len(loader), desc=f"epoch {epoch}/{config.epochs}", unit="batch", file=sys.stderr,
                       disable=not (config.progress and group.is_main), dynamic_ncols=True) as bar:
-                train_loss, train_score = _train_epoch(net, loader, optimizer, scheduler, scaler, device, use_amp,
-                                                       amp_dtype, config, bar)
+                train_loss, train_score = _train_epoch(net, loader, optimizer, scaler, device, use_amp, amp_dtype,
+                                                       config.channels_last, bar, task, scheduler,
+                                                       config.label_smoothing)
                 train_time = time.perf_counter() - t0
                 # One process tests on the whole set, so the recorded score is exactly what
                 # `cdprune eval` reproduces; the others wait for its figures.
@@ -355,11 +356,10 @@ def _to_device(x: torch.Tensor, device: torch.device, channels_last: bool) -> to
     return x.to(device, non_blocking=True)
 
 
-def _train_epoch(model, loader, optimizer, scheduler, scaler, device, use_amp, amp_dtype, config: TrainConfig,
-                 bar) -> tuple[float, float]:
-    """One pass over `loader`, the LR scheduler stepped after every optimiser step; returns (mean training loss
-    per sample, the task's headline score)."""
-    task, channels_last = config.task, config.channels_last
+def _train_epoch(model, loader, optimizer, scaler, device, use_amp, amp_dtype, channels_last, bar,
+                 task: Task = CLASSIFY, scheduler=None, label_smoothing: float = 0.0) -> tuple[float, float]:
+    """One pass over `loader`, `scheduler` stepped after every optimiser step; returns (mean training loss per
+    sample, the task's headline score)."""
     model.train()
     # Running sums stay on the device: calling .item() every step would stall the GPU.
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
@@ -370,12 +370,13 @@ def _train_epoch(model, loader, optimizer, scheduler, scaler, device, use_amp, a
         x, y = _to_device(x, device, channels_last), _to_device(y, device, channels_last)
         with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
             output = model(x)
-            loss = task.training_loss(output, y, config.label_smoothing)
+            loss = task.training_loss(output, y, label_smoothing)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()  # a disabled scaler is a plain backward() + step()
         scaler.step(optimizer)
         scaler.update()
-        scheduler.step()
+        if scheduler is not None:
+            scheduler.step()
         loss_sum += loss.detach() * len(y)
         score_sum += task.score_sum(output, y)
         seen += len(y)
