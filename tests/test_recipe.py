@@ -14,6 +14,7 @@ from torch.utils.data import Dataset, TensorDataset
 import cdprune
 from cdprune import RunSettings, report, storage, tasks
 from cdprune.errors import CdpruneError
+from cdprune.experiment import MethodSummary
 from cdprune.runs import read_metrics
 from cdprune.train import (
     EpochRecord,
@@ -249,3 +250,11 @@ def test_a_run_records_its_convergence_and_reports_flag_it(tmp_path):
     header, table = report.comparison_rows([metrics, rising])
     row = next(r for r in table if r[0] == "converged")
     assert row[2] == "NOT CONVERGED: +5.00 pt in the last epoch" and row[1] != row[2]
+    # Over seeds (compare): how many seeds, and the largest rise.
+    steady = replace(metrics, last_epoch_gain=0.002, converged=True)
+    summary = MethodSummary.of("dense", [steady, rising])
+    assert summary.not_converged == 1 and summary.last_epoch_gain_max == pytest.approx(0.05)
+    header, rows = report.compare_rows([summary, MethodSummary.of("fa", [steady])])
+    column = header.index("converged")
+    assert rows[0][column] == "NOT CONVERGED: 1 of 2 seeds, up to +5.00 pt in the last epoch"
+    assert rows[1][column] == "yes"
