@@ -46,13 +46,13 @@ class RunSettings:
     label_smoothing: float | None = None  # classify's training labels; None: the task's default (0.1; 0 for restoration)
 
     def __post_init__(self):
-        if self.lr is None:  # an unknown task is refused by check(); the default task's lr stands in until then
-            known = isinstance(self.task, str) and self.task in list_tasks()
-            object.__setattr__(self, "lr", get_task(self.task if known else DEFAULT_TASK).default_lr)
+        # An unknown task is refused by check(); the default task's defaults stand in until then.
+        known = isinstance(self.task, str) and self.task in list_tasks()
+        task = get_task(self.task if known else DEFAULT_TASK)
+        if self.lr is None:
+            object.__setattr__(self, "lr", task.default_lr)
         if self.label_smoothing is None:
-            known = isinstance(self.task, str) and self.task in list_tasks()
-            object.__setattr__(self, "label_smoothing", get_task(self.task if known else DEFAULT_TASK)
-                               .default_label_smoothing or 0.0)
+            object.__setattr__(self, "label_smoothing", task.default_label_smoothing or 0.0)
         if isinstance(self.input_shape, tuple):  # JSON gives lists back: keep one form, so that resume compares equal
             object.__setattr__(self, "input_shape", list(self.input_shape))
 
