@@ -47,7 +47,7 @@ def main():
     parser.add_argument("--smoke", action="store_true", help="tiny synthetic run to check the script")
     args = parser.parse_args()
     if args.smoke:  # every step of the real run, on the real models, with the least work that still does it
-        data, budget = "synthetic", dict(epochs=1, train_subset=64, test_subset=32, batch_size=32, lr=0.02)
+        data, budget = "synthetic", dict(epochs=1, train_subset=64, test_subset=32, batch_size=32, lr=0.08)
         seeds, bench_settings = 1, dict(min_time_s=0, min_repeats=3, threads=1)
         torch.set_num_threads(1)  # tiny batches gain nothing from more threads, and a shared machine loses by them
         root = Path("/tmp/cdprune-energy-modes-smoke")

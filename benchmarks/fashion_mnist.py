@@ -23,7 +23,7 @@ HERE = Path(__file__).parent
 CONFIGS = {
     "default": dict(epochs=DEFAULT_JOB["epochs"], train_subset=DEFAULT_JOB["train_subset"],
                     test_subset=DEFAULT_JOB["test_subset"], batch_size=DEFAULT_JOB["batch_size"], lr=DEFAULT_JOB["lr"]),
-    "large": dict(epochs=5, train_subset=None, test_subset=None, batch_size=64, lr=0.02),
+    "large": dict(epochs=5, train_subset=None, test_subset=None, batch_size=64, lr=0.04),  # lr at batch 128: 0.02 at batch 64
 }
 
 

@@ -358,10 +358,19 @@ def _training_arguments(p: argparse.ArgumentParser, job: dict) -> None:
     p.add_argument("--loss", default=None, help="denoise and sr: mse (default) or l1")
     p.add_argument("--epochs", type=int, default=defaults["epochs"], help=f"default {defaults['epochs']}")
     p.add_argument("--batch-size", type=int, default=defaults["batch_size"], help=f"default {defaults['batch_size']}")
+    classify, denoise = tasks.get_task("classify"), tasks.get_task("denoise")
     p.add_argument("--lr", type=number, default=None,
-                   help=f"initial learning rate, cosine-annealed (default {defaults['lr'] or tasks.get_task('classify').default_lr} "
-                        f"for classify with SGD, {tasks.get_task('denoise').default_lr} for denoise and sr with Adam)")
+                   help=f"peak learning rate at batch {classify.reference_batch}, scaled to --batch-size: linearly for "
+                        f"SGD (lr × batch / {classify.reference_batch}), by the square root for Adam; warmed up, "
+                        f"then cosine-annealed to 0 (default {defaults['lr'] or classify.default_lr} for classify "
+                        f"with SGD, {denoise.default_lr} for denoise and sr with Adam)")
     p.set_defaults(classify_lr=defaults.get("lr"))
+    p.add_argument("--warmup", type=number, default=defaults["warmup"], metavar="F",
+                   help="share of the optimiser steps over which the LR rises linearly to its peak, before the "
+                        f"cosine (default {defaults['warmup']}; 0: none)")
+    p.add_argument("--label-smoothing", type=number, default=None, metavar="S",
+                   help=f"classify: train on labels smoothed by S (default {classify.default_label_smoothing}; "
+                        "0: none); refused for denoise and sr")
     p.add_argument("--seed", type=int, default=defaults["seed"], help=f"default {defaults['seed']}")
     for split in ("train", "test"):
         default = defaults.get(f"{split}_subset")
@@ -380,11 +389,12 @@ def _settings(args, model: str) -> RunSettings:
                        val_fraction=args.val_fraction, epochs=args.epochs,
                        batch_size=args.batch_size, lr=_lr(args), seed=args.seed, train_subset=args.train_subset,
                        test_subset=args.test_subset, device=args.device, num_workers=args.workers, task=args.task,
-                       noise=args.noise, scale=args.scale, loss=args.loss)
+                       noise=args.noise, scale=args.scale, loss=args.loss, warmup=args.warmup,
+                       label_smoothing=args.label_smoothing)
 
 
 def _lr(args) -> float | None:
-    """--lr, else the command's own default for the default task (the main job's 0.02 for classify), else None:
+    """--lr, else the command's own default for the default task (the main job's 0.08 for classify), else None:
     the task's default."""
     if args.lr is not None:
         return args.lr

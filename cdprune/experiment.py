@@ -38,7 +38,7 @@ from .runs import PLAN_FILE, METRICS_FILE, RunMetrics, RunSettings, read_metrics
 # The embedded default, sized so that setup plus this job take under 10 minutes on a slow 2-core
 # CPU (a Zen 1 EPYC trains dense VGG-16 at about 29 images/s): 2,500 images for 3 epochs.
 DEFAULT_JOB = dict(model="vgg16", data="fashion-mnist", mode="fa", target=0.5, epochs=3, train_subset=2500,
-                   test_subset=1000, batch_size=32, lr=0.02)
+                   test_subset=1000, batch_size=32, lr=0.08)  # lr at batch 128: 0.02 at batch 32
 
 
 @dataclass(frozen=True)
@@ -213,6 +213,10 @@ class MethodSummary(Record):
     ssim_mean: float | None = None
     planner: dict | None = None  # step, floor, round_to of the method's plans (None: dense, no plan)
     budget_checks: list | None = None  # a budget compare: each seed's check of its shipped model (None: dense)
+    # Seeds whose run is flagged not converged, and the largest last-epoch rise of the score over the seeds
+    # (None: no seed could be checked, one-epoch runs or records from before the check).
+    not_converged: int = 0
+    last_epoch_gain_max: float | None = None
 
     @classmethod
     def of(cls, method: str, runs: list[RunMetrics]) -> "MethodSummary":
@@ -227,7 +231,9 @@ class MethodSummary(Record):
                    reduction={m: float(np.mean([r.reduction[m] for r in runs])) for m in runs[0].reduction},
                    latency_ms=mean("latency_ms"), energy_mj=mean("energy_mj"),
                    train_time_s=mean("total_train_time_s"), train_flops=mean("total_train_flops"),
-                   planner=_planner_of(runs[0]),
+                   planner=_planner_of(runs[0]), not_converged=sum(r.converged is False for r in runs),
+                   last_epoch_gain_max=max(gains) if (gains := [r.last_epoch_gain for r in runs
+                                                                 if r.last_epoch_gain is not None]) else None,
                    budget_checks=[r.budget_check for r in runs] if runs[0].budget_check else None)
 
 
@@ -256,7 +262,8 @@ class CompareResult(Record):
 # compare.csv's columns around the task's scores: <score key>_mean, _std, then each extra score's _mean
 # (acc_mean, acc_std for classify; psnr_mean, psnr_std, ssim_mean for denoise and sr).
 COMPARE_CSV_FIELDS = ["method", "seeds", "params", "flops", "memory_bytes", "params_reduction",
-                      "flops_reduction", "memory_reduction", "latency_ms", "energy_mj", "train_time_s", "train_flops"]
+                      "flops_reduction", "memory_reduction", "latency_ms", "energy_mj", "train_time_s", "train_flops",
+                      "not_converged", "last_epoch_gain_max"]
 
 
 def compare(out: str | Path, settings: RunSettings, methods: list[str], target: float | None, *,
@@ -329,7 +336,8 @@ def _write_compare(out: Path, result: CompareResult, runs: dict[str, list[RunMet
     fields = COMPARE_CSV_FIELDS[:2] + scores + COMPARE_CSV_FIELDS[2:]
     rows = [[s.method, s.seeds, s.score_mean, s.score_std, *(getattr(s, e) for e in extras),
              s.params, s.flops, s.memory_bytes, s.reduction["params"],
-             s.reduction["flops"], s.reduction["memory"], s.latency_ms, s.energy_mj, s.train_time_s, s.train_flops]
+             s.reduction["flops"], s.reduction["memory"], s.latency_ms, s.energy_mj, s.train_time_s, s.train_flops,
+             s.not_converged, s.last_epoch_gain_max]
             for s in result.summaries]
     atomic_write_text(out / "compare.csv", csv_text(fields, rows))
     first = next(iter(runs.values()))[0]
@@ -364,6 +372,8 @@ class SweepPoint(Record):
     ssim: float | None = None  # denoise and sr
     budget: str | None = None  # a budget sweep's point: the budget as written ("latency=1ms")
     budget_check: dict | None = None  # its shipped model checked against it (deploy.budget.BudgetCheck)
+    last_epoch_gain: float | None = None  # the run's convergence check (RunMetrics)
+    converged: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -377,7 +387,8 @@ class SweepResult(Record):
 # sweep.csv's columns around the task's scores: test_<score key>, then test_<key> of each extra score
 # (test_acc for classify; test_psnr, test_ssim for denoise and sr).
 SWEEP_CSV_FIELDS = ["method", "mode", "target", "params", "flops", "memory_bytes", "latency_ms", "energy_mj",
-                    "energy_kind", "energy_measured_mj", "cpu_percent", "cpu_ms", "train_time_s", "status"]
+                    "energy_kind", "energy_measured_mj", "cpu_percent", "cpu_ms", "train_time_s", "status", "converged",
+                    "last_epoch_gain"]
 
 
 def sweep(out: str | Path, settings: RunSettings, modes: list[str], targets: list[float] | None, *,
@@ -479,4 +490,5 @@ def _sweep_point(job: Job, goal: Goal, bench_time_s: float) -> SweepPoint:
                       cpu_ms=measured.cpu_ms_per_input, energy_kind=metrics.energy.get("kind"),
                       energy_measured_mj=measured.energy_mj if measured.energy["kind"] == "measured" else None,
                       train_time_s=metrics.train_time_s, score_name=metrics.score_name, score=metrics.score,
-                      ssim=metrics.ssim, budget=budget, budget_check=metrics.budget_check)
+                      ssim=metrics.ssim, budget=budget, budget_check=metrics.budget_check,
+                      last_epoch_gain=metrics.last_epoch_gain, converged=metrics.converged)

@@ -83,6 +83,20 @@ def score_delta(score_name: str, difference: float) -> str:
     return tasks.by_score(score_name).score.delta(difference)
 
 
+def convergence_text(score, gain: float | None, converged: bool | None, epochs: int | None = None) -> str:
+    """A run's convergence marker: 'yes (+0.40 pt in the last epoch)', 'NOT CONVERGED: +2.30 pt in the last
+    epoch', 'unknown (one epoch)' for a run of `epochs` 1, and '-' for a record from before the check
+    (`score`: the task's Score)."""
+    if converged is None:
+        return "unknown (one epoch)" if epochs == 1 else "-"
+    rise = f"{score.delta(gain)} in the last epoch"
+    return f"yes ({rise})" if converged else f"NOT CONVERGED: {rise}"
+
+
+def _convergence_row(runs, task) -> list[str]:
+    return ["converged"] + [convergence_text(task.score, r.last_epoch_gain, r.converged, r.epochs) for r in runs]
+
+
 def _score_rows(task) -> list[tuple]:
     """(label, record attribute, Score, shows differences) of the task's figures in a run table."""
     return ([(task.score.label, "score", task.score, True)]
@@ -116,10 +130,12 @@ def comparison_rows(runs) -> tuple[list[str], list[list[str]]]:
     base = runs[0]
     header = [""] + [r.method for r in runs] + [f"{r.method} / {base.method}" for r in runs[1:]]
     rows = []
-    for label, attr, score, differs in _score_rows(tasks.create(base.task)):
+    task = tasks.create(base.task)
+    for label, attr, score, differs in _score_rows(task):
         values = [getattr(r, attr) for r in runs]
         diffs = [score.delta(v - values[0]) if differs and None not in (v, values[0]) else "-" for v in values[1:]]
         rows.append([label] + [score.text(v) for v in values] + diffs)
+    rows.append(_convergence_row(runs, task) + ["-"] * (len(runs) - 1))
     for label, attr, fmt in COMPARISON_ROWS:
         values = [getattr(r, attr) for r in runs]
         ratios = [f"{v / values[0]:.2f}×" if values[0] else "-" for v in values[1:]]
@@ -135,6 +151,16 @@ def task_sentence(settings) -> str:
     return settings.make_task().report_note()
 
 
+def recipe_text(settings) -> str:
+    """The training recipe in a phrase: 'batch 32, peak lr 0.02 (0.08 at batch 128), 10% warm-up then cosine,
+    label smoothing 0.1'."""
+    task = settings.make_task()
+    smoothing = f", label smoothing {settings.label_smoothing:g}" if settings.label_smoothing else ""
+    schedule = f"{settings.warmup:.0%} warm-up then cosine" if settings.warmup else "cosine, no warm-up"
+    return (f"batch {settings.batch_size}, peak lr {settings.effective_lr:.4g} ({settings.lr:g} at batch "
+            f"{task.reference_batch}), {schedule}{smoothing}")
+
+
 def comparison_table(runs) -> str:
     header, rows = comparison_rows(runs)
     return table(header, rows)
@@ -147,7 +173,7 @@ def comparison_markdown(runs, settings) -> str:
         f"# {base.model} on {base.data}: dense vs pruned",
         "",
         f"Both models trained from scratch with the same budget: {settings.epochs} epochs, "
-        f"{base.train_size} training images, batch {settings.batch_size}, lr {settings.lr}, seed {settings.seed}; "
+        f"{base.train_size} training images, {recipe_text(settings)}, seed {settings.seed}; "
         f"tested on {base.test_size} images. Device: {base.device}. {task_sentence(settings)}".rstrip(),
         "",
         markdown_table(header, rows),
@@ -161,19 +187,25 @@ def comparison_markdown(runs, settings) -> str:
     ])
 
 
+def _max_gain(settings) -> str:
+    score = settings.make_task().score
+    return score.delta(score.max_last_gain).lstrip("+")
+
+
 def compare_rows(summaries) -> tuple[list[str], list[list[str]]]:
     """One row per method: the task's score mean ± std and its extra scores' means (PSNR and SSIM), resources
     and reductions, latency, total training cost."""
     task = tasks.by_score(summaries[0].score_name if summaries else tasks.CLASSIFY.score.name)
     scores = [task.score.label] + [s.label for s in task.extra_scores]
     sized = [get_metric(m) for m in METRICS]  # the metrics a run's reduction records
-    header = ["method", "seeds", *scores, *(m.title for m in sized), *(f"Δ{m.title}" for m in sized),
+    header = ["method", "seeds", *scores, "converged", *(m.title for m in sized), *(f"Δ{m.title}" for m in sized),
               "CPU latency", "energy (est.)", "train time (all stages)", "train FLOPs (all stages)"]
     rows = []
     for s in summaries:
         r = s.reduction
         shown = [task.score.spread(s.score_mean, s.score_std)]
         shown += [extra.text(getattr(s, f"{extra.key}_mean")) for extra in task.extra_scores]
+        shown.append(_seeds_convergence(s, task.score))
         rows.append([s.method, str(s.seeds), *shown, *(m.show(getattr(s, m.run_field)) for m in sized),
                      *(f"-{r[m.name]:.1%}" for m in sized), f"{s.latency_ms:.2f} ms", f"{s.energy_mj:.3f} mJ",
                      f"{s.train_time_s:.0f} s", human_count(s.train_flops)])
@@ -193,16 +225,29 @@ def compare_budget_checks(result, first_seed: int) -> list[tuple[str, dict]]:
             for s in result.summaries if s.budget_checks for k, check in enumerate(s.budget_checks)]
 
 
+def _seeds_convergence(summary, score) -> str:
+    """A method's convergence over its seeds: 'yes', or 'NOT CONVERGED: 2 of 3 seeds, up to +2.30 pt in the last
+    epoch'; '-' where no seed could be checked (one-epoch runs, records from before the check)."""
+    if summary.last_epoch_gain_max is None:
+        return "-"
+    if not summary.not_converged:
+        return "yes"
+    return (f"NOT CONVERGED: {summary.not_converged} of {summary.seeds} seed{'s' if summary.seeds != 1 else ''}, "
+            f"up to {score.delta(summary.last_epoch_gain_max)} in the last epoch")
+
+
 def compare_markdown(result, settings, train_size: int, test_size: int) -> str:
     """compare.md: the settings in a sentence, then the table."""
     header, rows = compare_rows(result.summaries)
     return "\n".join([
         f"# {settings.model} on {settings.data}: methods at {compare_goal(result)}", "",
         f"{settings.epochs} epochs (fine-tuning: half as many at a tenth of the LR), {train_size} training "
-        f"images, {test_size} test images, batch {settings.batch_size}, lr {settings.lr}; "
+        f"images, {test_size} test images, {recipe_text(settings)}; "
         f"{settings.make_task().score.name} is the mean ± "
         f"std over seeds. Training cost counts every stage (dense pre-training and fine-tuning for the ranking "
-        f"methods); training FLOPs = 3 × MACs per image × images seen. {task_sentence(settings)}".rstrip(), "",
+        f"methods); training FLOPs = 3 × MACs per image × images seen. A method is marked not converged when its "
+        f"{settings.make_task().score.name} rose by more than {_max_gain(settings)} in the last epoch on some seed. "
+        f"{task_sentence(settings)}".rstrip(), "",
         markdown_table(header, rows), "",
         *_with_blank(budget_section(compare_budget_checks(result, settings.seed), markdown=True))])
 
@@ -339,10 +384,10 @@ def units_text(units) -> str:
 
 def run_text(metrics) -> str:
     """What `cdprune train` prints: one finished run."""
-    scores = [[label, score.text(getattr(metrics, attr))]
-              for label, attr, score, _ in _score_rows(tasks.create(metrics.task))]
+    task = tasks.create(metrics.task)
+    scores = [[label, score.text(getattr(metrics, attr))] for label, attr, score, _ in _score_rows(task)]
     return table(["", metrics.method], [
-        *scores,
+        *scores, _convergence_row([metrics], task),
         ["params", human_count(metrics.params)], ["FLOPs", human_count(metrics.flops)],
         ["memory", human_bytes(metrics.memory_bytes)], ["CPU latency, batch 1", latency_text(metrics)],
         [f"energy {energy_label([metrics.energy.get('kind', 'estimated')])}", f"{metrics.energy_mj:.3f} mJ"],
@@ -479,12 +524,14 @@ def sweep_text(result) -> str:
     name = next((p.score_name for p in result.points if p.status == "ok"), tasks.CLASSIFY.score.name)
     # A meter's figures get their own column beside the estimate, where one answered.
     metered = any(p.energy_measured_mj is not None for p in result.points)
-    rows = [[p.method, p.status] + ([score_text(name, p.score), human_count(p.params), human_count(p.flops),
+    score = tasks.by_score(name).score
+    rows = [[p.method, p.status] + ([score_text(name, p.score), convergence_text(score, p.last_epoch_gain, p.converged),
+                                     human_count(p.params), human_count(p.flops),
                                      human_bytes(p.memory_bytes), _point_latency(p), f"{p.energy_mj:.3f} mJ"]
                                     + ([_mj(p.energy_measured_mj)] if metered else []) + [f"{p.cpu_ms:.2f} ms"]
-                                    if p.status == "ok" else [""] * (8 if metered else 7))
+                                    if p.status == "ok" else [""] * (9 if metered else 8))
             for p in result.points]
-    header = ["run", "status", name, "params", "FLOPs", "memory", "latency", "energy (est.)"]
+    header = ["run", "status", name, "converged", "params", "FLOPs", "memory", "latency", "energy (est.)"]
     header += ["energy (measured)"] if metered else []
     header += ["CPU time / inference"]
     budget = budget_section([(p.method, p.budget_check) for p in result.points])

@@ -1,4 +1,4 @@
-"""Train a network for a task: cosine LR, the task's loss, optimiser and scores (cdprune/tasks/).
+"""Train a network for a task: LR warm-up then cosine, per step; the task's loss, optimiser and scores (cdprune/tasks/).
 
 One epoch = one pass over the training set, then one pass over the test set.
 After every epoch `out_dir/checkpoint.safetensors` and `out_dir/history.csv`
@@ -15,6 +15,7 @@ the batch one process would train on.
 """
 from __future__ import annotations
 
+import math
 import random
 import sys
 import time
@@ -44,10 +45,12 @@ class TrainConfig:
 
     epochs: int = 10
     batch_size: int = 128
-    lr: float = 0.05            # initial LR, annealed to 0 by a cosine over `epochs`
+    lr: float = 0.05            # peak LR, used as given (RunSettings scales the user's LR with the batch size)
     momentum: float = 0.9       # SGD; Adam keeps its default betas
-    weight_decay: float = 5e-4  # applied to every parameter, BN and biases included
+    weight_decay: float = 5e-4  # on weights with two or more dimensions; none on BN parameters and biases
     nesterov: bool = True
+    warmup: float = 0.1         # share of all optimiser steps spent raising the LR linearly to `lr`; 0: none
+    label_smoothing: float = 0.0  # classify's training loss only; a task without labels refuses any other value
     seed: int = 0
     device: str = "auto"        # "auto" (CUDA if available), "cpu", "cuda" or "cuda:N"
     amp: bool | None = None     # None: mixed precision on CUDA; always off on CPU
@@ -61,16 +64,20 @@ class TrainConfig:
 # resumed by a run that agrees on all of them. num_workers is one because each
 # DataLoader worker draws augmentation from its own RNG: another worker count
 # augments the same images differently.
-_RUN_KEYS = ("epochs", "batch_size", "lr", "momentum", "weight_decay", "nesterov", "seed", "num_workers")
+_RUN_KEYS = ("epochs", "batch_size", "lr", "momentum", "weight_decay", "nesterov", "seed", "num_workers", "warmup",
+             "label_smoothing")
+# An epoch of fewer optimiser steps than this gets a warning: the schedule has too few steps to anneal over.
+FEW_STEPS = 20
 
 
 @dataclass
 class EpochRecord:
     """One row of history.csv. Losses are the task's loss per sample (classify: cross-entropy in
-    nats; denoise and sr: MSE or L1 per pixel on the [0, 1] scale), lr is the LR used during the
-    epoch, train_time_s the wall time of its training pass and epoch_time_s that of its training
-    and test passes. `scores` holds the task's columns (`Task.epoch_scores`: train_acc and test_acc,
-    or train_psnr, test_psnr and test_ssim), which read as attributes too: `record.test_acc`."""
+    nats, label-smoothed in training when the run smooths labels; denoise and sr: MSE or L1 per pixel on the
+    [0, 1] scale), lr is the LR of the epoch's first optimiser step, train_time_s the wall time of its training
+    pass and epoch_time_s that of its training and test passes. `scores` holds the task's columns
+    (`Task.epoch_scores`: train_acc and test_acc, or train_psnr, test_psnr and test_ssim), which read as
+    attributes too: `record.test_acc`."""
 
     epoch: int
     lr: float
@@ -251,8 +258,14 @@ def train(model: torch.nn.Module, train_set: Dataset, test_set: Dataset, config:
     model.to(device)
     if config.channels_last:
         model.to(memory_format=torch.channels_last)
-    optimizer = task.make_optimizer(model.parameters(), config)
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
+    optimizer = task.make_optimizer(parameter_groups(model, config.weight_decay), config)
+    steps = steps_per_epoch(len(train_set), config.batch_size, group.world_size)
+    if group.is_main:
+        _warn_few_steps(len(train_set), config.batch_size, steps)
+    total = config.epochs * steps
+    warm = warmup_steps(config.warmup, total)
+    # A LambdaLR's checkpoint holds its step count; the factor is rebuilt from the settings, which resume checks.
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, total, warm))
     # bf16 has fp32's exponent range, so only fp16 needs loss scaling.
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
     run = {**{k: getattr(config, k) for k in _RUN_KEYS}, "train_size": len(train_set)}
@@ -284,7 +297,8 @@ def train(model: torch.nn.Module, train_set: Dataset, test_set: Dataset, config:
             with tqdm(total=len(loader), desc=f"epoch {epoch}/{config.epochs}", unit="batch", file=sys.stderr,
                       disable=not (config.progress and group.is_main), dynamic_ncols=True) as bar:
                 train_loss, train_score = _train_epoch(net, loader, optimizer, scaler, device, use_amp, amp_dtype,
-                                                       config.channels_last, bar, task)
+                                                       config.channels_last, bar, task, scheduler,
+                                                       config.label_smoothing)
                 train_time = time.perf_counter() - t0
                 # One process tests on the whole set, so the recorded score is exactly what
                 # `cdprune eval` reproduces; the others wait for its figures.
@@ -296,7 +310,6 @@ def train(model: torch.nn.Module, train_set: Dataset, test_set: Dataset, config:
                                  f"test_{key}": f"{test.score:.3f}"})
             history.append(EpochRecord(epoch, lr, train_loss, test.loss, train_time, time.perf_counter() - t0,
                                        task.epoch_scores(train_score, test.score, test.extras)))
-            scheduler.step()
             if group.is_main:
                 save_checkpoint(ckpt_path, model, optimizer, _meta(run, history, scheduler, scaler))
                 _write_history(history_path, history, columns)
@@ -344,8 +357,9 @@ def _to_device(x: torch.Tensor, device: torch.device, channels_last: bool) -> to
 
 
 def _train_epoch(model, loader, optimizer, scaler, device, use_amp, amp_dtype, channels_last, bar,
-                 task: Task = CLASSIFY) -> tuple[float, float]:
-    """One pass over `loader`; returns (mean loss per sample, the task's headline score)."""
+                 task: Task = CLASSIFY, scheduler=None, label_smoothing: float = 0.0) -> tuple[float, float]:
+    """One pass over `loader`, `scheduler` stepped after every optimiser step; returns (mean training loss per
+    sample, the task's headline score)."""
     model.train()
     # Running sums stay on the device: calling .item() every step would stall the GPU.
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
@@ -356,11 +370,13 @@ def _train_epoch(model, loader, optimizer, scaler, device, use_amp, amp_dtype, c
         x, y = _to_device(x, device, channels_last), _to_device(y, device, channels_last)
         with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
             output = model(x)
-            loss = task.loss_of(output, y)
+            loss = task.training_loss(output, y, label_smoothing)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()  # a disabled scaler is a plain backward() + step()
         scaler.step(optimizer)
         scaler.update()
+        if scheduler is not None:
+            scheduler.step()
         loss_sum += loss.detach() * len(y)
         score_sum += task.score_sum(output, y)
         seen += len(y)
@@ -372,11 +388,70 @@ def _train_epoch(model, loader, optimizer, scaler, device, use_amp, amp_dtype, c
     return loss_sum.item() / seen.item(), score_sum.item() / seen.item()
 
 
+def steps_per_epoch(n: int, batch_size: int, world_size: int = 1) -> int:
+    """Optimiser steps in one epoch over `n` training images (`epoch_batches` of rank 0; every rank takes as many,
+    and every epoch too)."""
+    return len(epoch_batches(n, batch_size, 0, 1, world_size))
+
+
+def warmup_steps(warmup: float, total_steps: int) -> int:
+    """The warm-up's optimiser steps: the share `warmup` of `total_steps`, rounded."""
+    return round(warmup * total_steps)
+
+
+def lr_factor(step: int, total_steps: int, warmup_steps: int) -> float:
+    """The LR of optimiser step `step` (from 0) as a share of the peak: a linear rise over the first
+    `warmup_steps` steps, (step + 1) / warmup_steps, so the first step already moves and the last warm-up
+    step is at the peak; then a cosine from the peak to 0 over the remaining steps, reaching 0 just after the
+    last one."""
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    return 0.5 * (1 + math.cos(math.pi * (step - warmup_steps) / max(1, total_steps - warmup_steps)))
+
+
+def parameter_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
+    """The optimiser's parameter groups: weight decay on the weights of convs and linear layers (two or more
+    dimensions), none on BN weights and biases and on any bias (one dimension), whose size decay would only
+    shrink without regularising anything."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    groups = [{"params": [p for p in params if p.ndim > 1], "weight_decay": weight_decay},
+              {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0}]
+    return [g for g in groups if g["params"]]
+
+
+def convergence(history: list[EpochRecord], task: Task) -> tuple[float | None, bool | None]:
+    """(how much the test score rose in the last epoch, whether the run counts as converged): converged
+    unless that rise exceeds the task's `Score.max_last_gain` (accuracy 1 pt, PSNR 0.2 dB). A run of one
+    epoch gives (None, None): there is no epoch to compare with."""
+    if len(history) < 2:
+        return None, None
+    key = f"test_{task.score.key}"
+    gain = history[-1].scores[key] - history[-2].scores[key]
+    return gain, gain <= task.score.max_last_gain
+
+
+def _warn_few_steps(n: int, batch_size: int, steps: int) -> None:
+    """Say so when an epoch is too few optimiser steps for the schedule and the batch statistics to settle."""
+    if steps >= FEW_STEPS:
+        return
+    fits = max(1, n // FEW_STEPS)
+    print(f"cdprune: warning: an epoch of {n} training images at batch {batch_size} is {steps} optimiser "
+          f"step{'s' if steps != 1 else ''}, fewer than {FEW_STEPS}: too few to learn much in a short budget; use a smaller "
+          f"--batch-size ({fits} or less gives {FEW_STEPS} steps per epoch)", file=sys.stderr)
+
+
 def _check_config(config: TrainConfig, train_set: Dataset) -> None:
     if config.epochs < 1 or config.batch_size < 1:
         raise CdpruneError(f"epochs and batch size must be >= 1 (got {config.epochs}, {config.batch_size})")
     if config.lr <= 0:
         raise CdpruneError(f"learning rate must be > 0 (got {config.lr})")
+    if not 0 <= config.warmup < 1:
+        raise CdpruneError(f"warm-up must be a share of the training steps in [0, 1) (got {config.warmup})",
+                           "use for example 0.1 (--warmup)")
+    if not 0 <= config.label_smoothing < 1:
+        raise CdpruneError(f"label smoothing must be in [0, 1) (got {config.label_smoothing})",
+                           "use for example 0.1 (--label-smoothing)")
+    config.task.check_label_smoothing(config.label_smoothing)
     if config.nesterov and config.momentum <= 0:
         raise CdpruneError("Nesterov momentum needs momentum > 0")
     if len(train_set) == 0:

@@ -130,7 +130,8 @@ def test_learns_pattern_and_writes_history(tmp_path):
     assert result.train_time_s == pytest.approx(sum(r.train_time_s for r in result.history))
     assert result.train_time_s > 0
     lrs = [r.lr for r in result.history]
-    assert lrs[0] == config.lr and lrs == sorted(lrs, reverse=True) and lrs[-1] < lrs[0]  # cosine decay
+    assert lrs[0] == pytest.approx(config.lr / 3)  # the first of 3 warm-up steps (10 % of 32)
+    assert lrs[1:] == sorted(lrs[1:], reverse=True) and lrs[-1] < lrs[1] < config.lr  # cosine decay
 
     with open(tmp_path / "history.csv", newline="") as f:
         rows = list(csv.reader(f))

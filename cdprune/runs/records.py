@@ -27,7 +27,9 @@ class RunSettings:
     model_args: dict = field(default_factory=dict)  # keyword arguments of the model's constructor
     epochs: int = 10
     batch_size: int = 128
-    lr: float | None = None  # None: the task's default, 0.05 (SGD) for classify, 0.001 (Adam) for denoise and sr
+    # At the task's reference batch (128), scaled with batch_size (`effective_lr`); None: the task's default,
+    # 0.05 (SGD) for classify, 0.001 (Adam) for denoise and sr.
+    lr: float | None = None
     seed: int = 0
     train_subset: int | None = None
     test_subset: int | None = None
@@ -40,11 +42,17 @@ class RunSettings:
     noise: float | None = None  # denoise: σ on the 0–255 scale; None: 25
     scale: int | None = None  # sr: 2 or 4; None: 2
     loss: str | None = None  # restoration: "mse" or "l1"; None: the task's default
+    warmup: float = 0.1  # share of the optimiser steps over which the LR rises linearly to its peak; 0: none
+    label_smoothing: float | None = None  # classify's training labels; None: the task's default (0.1; 0 for restoration)
 
     def __post_init__(self):
-        if self.lr is None:  # an unknown task is refused by check(); the default task's lr stands in until then
-            known = isinstance(self.task, str) and self.task in list_tasks()
-            object.__setattr__(self, "lr", get_task(self.task if known else DEFAULT_TASK).default_lr)
+        # An unknown task is refused by check(); the default task's defaults stand in until then.
+        known = isinstance(self.task, str) and self.task in list_tasks()
+        task = get_task(self.task if known else DEFAULT_TASK)
+        if self.lr is None:
+            object.__setattr__(self, "lr", task.default_lr)
+        if self.label_smoothing is None:
+            object.__setattr__(self, "label_smoothing", task.default_label_smoothing or 0.0)
         if isinstance(self.input_shape, tuple):  # JSON gives lists back: keep one form, so that resume compares equal
             object.__setattr__(self, "input_shape", list(self.input_shape))
 
@@ -64,10 +72,16 @@ class RunSettings:
                                subset=self.train_subset if split == "train" else self.test_subset, seed=self.seed)
         return self.make_task().wrap(dataset, train=split == "train")
 
+    @property
+    def effective_lr(self) -> float:
+        """The peak LR training uses: `lr`, given for the task's reference batch, scaled to `batch_size`
+        (`Task.scaled_lr`: linearly for SGD, by the square root for Adam)."""
+        return self.make_task().scaled_lr(self.lr, self.batch_size)
+
     def train_config(self, progress: bool = True) -> TrainConfig:
-        return TrainConfig(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, seed=self.seed,
+        return TrainConfig(epochs=self.epochs, batch_size=self.batch_size, lr=self.effective_lr, seed=self.seed,
                            device=self.device, num_workers=self.num_workers, progress=progress,
-                           task=self.make_task())
+                           warmup=self.warmup, label_smoothing=self.label_smoothing, task=self.make_task())
 
     def comparable(self) -> dict:
         """The settings that must agree for a run to be resumed or reused (where data lives and the device may
@@ -90,12 +104,16 @@ class RunSettings:
                                    f"(--{name.replace('_', '-').replace('num-', '')})")
         if not (math.isfinite(self.lr) and self.lr > 0):
             raise CdpruneError(f"learning rate must be a finite number > 0, got {self.lr} (--lr)")
+        if not 0 <= self.warmup < 1:
+            raise CdpruneError(f"warmup must be a share of the training steps in [0, 1), got {self.warmup} (--warmup)")
+        if not 0 <= self.label_smoothing < 1:
+            raise CdpruneError(f"label smoothing must be in [0, 1), got {self.label_smoothing} (--label-smoothing)")
         for name in ("train_subset", "test_subset"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise CdpruneError(f"{name} must be at least 1, got {getattr(self, name)} "
                                    f"(--{name.replace('_', '-')})")
         resolve_device(self.device)  # "cuda" on a machine without CUDA fails here, not mid-run
-        self.make_task()
+        self.make_task().check_label_smoothing(self.label_smoothing)
         return self
 
 
@@ -149,6 +167,11 @@ class RunMetrics(Record):
     input_ssim: float | None = None
     # A budget run's check of what ships against its limits (cdprune.deploy.budget.BudgetCheck), added after training.
     budget_check: dict | None = None
+    effective_lr: float | None = None  # the peak LR training used (settings' lr scaled to the batch); None: older files
+    # How much the test score rose in the last epoch, and whether that stays within the task's
+    # `Score.max_last_gain` (None: a one-epoch run, or a file from before the check).
+    last_epoch_gain: float | None = None
+    converged: bool | None = None
 
     def __post_init__(self):
         if self.score is None:  # a file from before tasks: a classifier's

@@ -26,7 +26,7 @@ from ..storage import (
     remove_stale_temps,
     save_weights,
 )
-from ..train import CHECKPOINT_NAME, train
+from ..train import CHECKPOINT_NAME, convergence, train
 from .guard import check_checkpoint, guard_directory
 from .loading import pruned_model, read_metrics
 from .naming import plan_run_name
@@ -133,6 +133,7 @@ def _train_and_measure(out: Path, settings: RunSettings, plan, model, info, trai
     totals = profile(model, info.input_shape).totals
     base = plan.before if plan is not None else totals
     task = settings.make_task()
+    gain, converged = convergence(result.history, task)
     metrics = RunMetrics(
         method=method or plan_run_name(plan), model=settings.model, data=settings.data,
         input_shape=list(info.input_shape),
@@ -148,7 +149,8 @@ def _train_and_measure(out: Path, settings: RunSettings, plan, model, info, trai
         pretrain_flops=pretrained.total_train_flops if pretrained else 0.0, processes=result.processes,
         architecture=architecture, source_digest=models.source_digest(model), mean=list(info.mean), std=list(info.std), class_names=list(info.class_names),
         augment=getattr(train_set, "augment", None) or "none", task=task.name, score=result.test_score,
-        score_name=task.score.name, **result.test_extras, **task.reference_scores(test_set))
+        score_name=task.score.name, effective_lr=settings.effective_lr, last_epoch_gain=gain, converged=converged,
+        **result.test_extras, **task.reference_scores(test_set))
     _add_measurements(metrics, model, info.input_shape, plan.energy_model if plan is not None else None)
     atomic_write_json(out / METRICS_FILE, metrics.to_dict())
     (out / CHECKPOINT_NAME).unlink(missing_ok=True)  # the run is complete; the weights file replaces it

@@ -6,6 +6,7 @@ class's. Training, reporting and deployment ask the task; none of them branches 
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -37,6 +38,9 @@ class Score:
     digits: int = 2
     delta_unit: str = ""  # "" : the unit itself
     abbrev: str = ""  # the chart legend's short name; "": `name`
+    # A run whose headline rose by more than this in its last epoch is flagged "not converged" (same scale as
+    # the values: 0.01 is 1 pt of accuracy).
+    max_last_gain: float = 0.0
 
     def _number(self, value: float, sign: str = "") -> str:
         return f"{self.scale * value:{sign}.{self.digits}f}"
@@ -85,7 +89,10 @@ class Task:
     losses: ClassVar[tuple[str, ...]]  # the first is the default
     options: ClassVar[tuple[str, ...]] = ()  # the other RUN_OPTIONS this task takes
     optimizer: ClassVar[str] = "sgd"  # "sgd" (Nesterov momentum) or "adam"; see make_optimizer
-    default_lr: ClassVar[float] = 0.05
+    default_lr: ClassVar[float] = 0.05  # at `reference_batch`
+    reference_batch: ClassVar[int] = 128  # the batch size a run's lr is given for (see `scaled_lr`)
+    # The label smoothing a run trains with by default; None: the task has no labels to smooth and refuses any.
+    default_label_smoothing: ClassVar[float | None] = None
     output_name: ClassVar[str]  # the exported model's output
     score: ClassVar[Score]  # the headline figure
     extra_scores: ClassVar[tuple[Score, ...]] = ()  # also taken on the test set; their keys are record fields
@@ -159,8 +166,27 @@ class Task:
         """Figures of the test set without a network, as RunMetrics fields (see `reference_rows`)."""
         return {}
 
+    def training_loss(self, output: torch.Tensor, target: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:
+        """The loss the optimiser minimises: `loss_of` (mean), label-smoothed where the task smooths labels.
+        Evaluation always uses `loss_of` itself, so test losses stay comparable whatever the smoothing."""
+        self.check_label_smoothing(label_smoothing)
+        return self.loss_of(output, target)
+
+    def check_label_smoothing(self, value: float) -> None:
+        """Refuse label smoothing in a task without labels to smooth."""
+        if value and self.default_label_smoothing is None:
+            raise CdpruneError(f"label smoothing (--label-smoothing) applies to class labels, not to task {self.name}",
+                               "drop it or use --label-smoothing 0")
+
+    def scaled_lr(self, lr: float, batch_size: int) -> float:
+        """The LR a run trains with when `lr` is given for `reference_batch`: scaled linearly with the batch for
+        SGD (lr × batch / reference, Goyal et al. 2017), by its square root for Adam (Malladi et al. 2022)."""
+        ratio = batch_size / self.reference_batch
+        return lr * (math.sqrt(ratio) if self.optimizer == "adam" else ratio)
+
     def make_optimizer(self, params, config) -> torch.optim.Optimizer:
-        """The optimiser for `config` (lr, momentum, weight_decay, nesterov of a TrainConfig)."""
+        """The optimiser for `config` (lr, momentum, weight_decay, nesterov of a TrainConfig). `params` may be
+        parameter groups (`train.parameter_groups`): a group's own weight_decay then overrides the config's."""
         if self.optimizer == "adam":
             return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
         return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay,

@@ -18,7 +18,7 @@ from ._base import Score, Task
 
 MSE_FLOOR = 1e-10  # PSNR of an exact output: 100 dB, not infinity (JSON has no infinity)
 SSIM_WINDOW, SSIM_SIGMA, SSIM_K1, SSIM_K2 = 11, 1.5, 0.01, 0.03
-PSNR = Score("PSNR", "psnr", unit="dB")
+PSNR = Score("PSNR", "psnr", unit="dB", max_last_gain=0.2)
 SSIM = Score("SSIM", "ssim", digits=4)
 
 

@@ -9,7 +9,7 @@ from ..errors import CdpruneError
 from ._base import Score, Task
 from ._registry import register_task
 
-ACCURACY = Score("accuracy", "acc", unit="%", scale=100.0, delta_unit="pt", abbrev="acc")
+ACCURACY = Score("accuracy", "acc", unit="%", scale=100.0, delta_unit="pt", abbrev="acc", max_last_gain=0.01)
 
 
 @register_task
@@ -19,6 +19,7 @@ class Classify(Task):
     losses = ("cross-entropy",)
     optimizer = "sgd"
     default_lr = 0.05
+    default_label_smoothing = 0.1
     output_name = "logits"
     score = ACCURACY
     named_in_titles = False
@@ -48,6 +49,14 @@ class Classify(Task):
     def loss_of(self, output: torch.Tensor, target: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
         self._check_batch(output, target)
         return F.cross_entropy(output.float(), target, reduction=reduction)
+
+    def training_loss(self, output: torch.Tensor, target: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:
+        """Cross-entropy against labels smoothed by `label_smoothing`: the true class gets 1 - s + s/K, every
+        class s/K (K classes); with 0, the task's own `loss_of`."""
+        if not label_smoothing:
+            return self.loss_of(output, target)
+        self._check_batch(output, target)
+        return F.cross_entropy(output.float(), target, label_smoothing=label_smoothing)
 
     def score_sum(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Correct predictions in the batch."""
