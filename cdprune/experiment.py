@@ -50,13 +50,16 @@ class RunComparison(Record):
 
 def main_job(out: str | Path, settings: RunSettings, mode: str = "fa", target: float = 0.5, *,
              planner: PlannerConfig = PlannerConfig(), download: bool = False, progress: bool = True,
-             plot: bool = True) -> RunComparison:
+             plot: bool = True, train_budget: str | None = None) -> RunComparison:
     """Train dense and `mode`-pruned models with the same settings; write the comparison into `out`.
 
     planner: the step, floor and rounding the plan is made with (default PlannerConfig()).
+    train_budget: "dense-epochs=N": each run gets the training FLOPs of N dense epochs (`parse_train_budget`).
     """
     out = Path(out)
-    job, goal = Job(out, settings, progress, download), check_goal(Goal(mode, target, planner=planner))
+    settings, dense_epochs = _budgeted_settings(settings, train_budget)
+    job = Job(out, settings, progress, download, dense_epochs)
+    goal = check_goal(Goal(mode, target, planner=planner))
     get_mode(mode)  # the main job compares a complexity-driven mode with dense
     # Planning first: an unreachable target fails before any training time is spent.
     plan = plan_goal(job, goal)
@@ -67,6 +70,23 @@ def main_job(out: str | Path, settings: RunSettings, mode: str = "fa", target: f
     runs = [dense, pruned]
     write_comparison(out, runs, settings, plot=plot, planner=planner)
     return RunComparison(str(out), settings, runs)
+
+
+def parse_train_budget(text: str | None) -> int | None:
+    """"dense-epochs=N" -> N, the dense epochs whose training FLOPs every method gets (None: no budget)."""
+    if text is None:
+        return None
+    key, _, value = str(text).partition("=")
+    if key.strip() != "dense-epochs" or not value.strip().isdigit() or int(value) < 1:
+        raise CdpruneError(f"bad training budget '{text}'", "give dense-epochs=N with a whole N >= 1, e.g. "
+                           "dense-epochs=10 (--train-budget)")
+    return int(value)
+
+
+def _budgeted_settings(settings: RunSettings, train_budget: str | None) -> tuple[RunSettings, int | None]:
+    """The settings with the dense model's epochs set to the budget's N, and N (None without a budget)."""
+    dense_epochs = parse_train_budget(train_budget)
+    return (settings if dense_epochs is None else replace(settings, epochs=dense_epochs)), dense_epochs
 
 
 def estimate_seconds(job: Job, runs: list[tuple[Goal, object]], probe_steps: int = 3) -> tuple[float, dict]:
@@ -163,6 +183,8 @@ class MethodSummary(Record):
     score_std: float = 0.0
     ssim_mean: float | None = None
     planner: dict | None = None  # step, floor, round_to of the method's plans (None: dense, no plan)
+    epochs: float = 0.0  # of the method's last stage (the fine-tune of a ranking method), mean over seeds
+    pretrain_epochs: float = 0.0  # of its earlier stages (a ranking method's dense training)
 
     @classmethod
     def of(cls, method: str, runs: list[RunMetrics]) -> "MethodSummary":
@@ -177,7 +199,7 @@ class MethodSummary(Record):
                    reduction={m: float(np.mean([r.reduction[m] for r in runs])) for m in runs[0].reduction},
                    latency_ms=mean("latency_ms"), energy_mj=mean("energy_mj"),
                    train_time_s=mean("total_train_time_s"), train_flops=mean("total_train_flops"),
-                   planner=_planner_of(runs[0]))
+                   planner=_planner_of(runs[0]), epochs=mean("epochs"), pretrain_epochs=mean("pretrain_epochs"))
 
 
 def _planner_of(run: RunMetrics) -> dict | None:
@@ -198,18 +220,23 @@ class CompareResult(Record):
     epochs: int
     summaries: list[MethodSummary]
     planner: dict = field(default_factory=dict)
+    train_budget: dict | None = None  # {"dense_epochs": N} when every method got N dense epochs' training FLOPs
 
 
 # compare.csv's columns around the task's scores: <score key>_mean, _std, then each extra score's _mean
 # (acc_mean, acc_std for classify; psnr_mean, psnr_std, ssim_mean for denoise and sr).
 COMPARE_CSV_FIELDS = ["method", "seeds", "params", "flops", "memory_bytes", "params_reduction",
-                      "flops_reduction", "memory_reduction", "latency_ms", "energy_mj", "train_time_s", "train_flops"]
+                      "flops_reduction", "memory_reduction", "latency_ms", "energy_mj", "train_time_s", "train_flops", "epochs",
+                      "pretrain_epochs"]
 
 
 def compare(out: str | Path, settings: RunSettings, methods: list[str], target: float, *, metric: str = "flops",
             seeds: int = 1, planner: PlannerConfig = PlannerConfig(), download: bool = False, progress: bool = True,
-            backend: str = "local", resources: Resources = Resources()) -> CompareResult:
+            backend: str = "local", resources: Resources = Resources(), train_budget: str | None = None) -> CompareResult:
     """Train every method for every seed (seed, seed+1, …) to the same `target` reduction of `metric`.
+
+    train_budget: "dense-epochs=N": every method gets the training FLOPs of N epochs of the dense model
+    instead of `settings.epochs` (docs/design.md, "Training budget").
 
     Every method, the modes and the baselines alike, plans with the same `planner` settings (step, floor,
     round_to), which compare.json records with the table.
@@ -224,12 +251,13 @@ def compare(out: str | Path, settings: RunSettings, methods: list[str], target: 
              for m in methods]
     if seeds < 1:
         raise CdpruneError(f"seeds {seeds} must be at least 1 (--seeds)")
+    settings, dense_epochs = _budgeted_settings(settings, train_budget)
     out = Path(out)
     local = backend == "local"
     tasks = []
     for k in range(seeds):
         job = Job(out / f"seed-{settings.seed + k}", replace(settings, seed=settings.seed + k), progress and local,
-                  download)
+                  download, dense_epochs)
         dense = _task_name("dense", job.settings.seed)
         ranking = any(get_method(g.method).needs_dense for g in goals)
         # Ranking methods start from the seed's dense run: train it once, before them.
@@ -244,7 +272,8 @@ def compare(out: str | Path, settings: RunSettings, methods: list[str], target: 
                        if (name := _task_name(g.method, settings.seed + k)) in outcome.results] for g in goals}
     runs = {name: rs for name, rs in runs.items() if rs}  # a method whose every seed failed has no row
     result = CompareResult(str(out), target, metric, seeds, settings.epochs,
-                           [MethodSummary.of(name, rs) for name, rs in runs.items()], planner.to_dict())
+                           [MethodSummary.of(name, rs) for name, rs in runs.items()], planner.to_dict(),
+                           None if dense_epochs is None else {"dense_epochs": dense_epochs})
     if result.summaries:
         _write_compare(out, result, runs, settings)
     outcome.raise_failures()
@@ -258,6 +287,7 @@ def _task_name(method: str, seed: int) -> str:
 def _write_compare(out: Path, result: CompareResult, runs: dict[str, list[RunMetrics]], settings: RunSettings) -> None:
     atomic_write_json(out / "compare.json", {
         "settings": asdict(settings), "target": result.target, "metric": result.metric, "planner": result.planner,
+        "train_budget": result.train_budget,
         "summaries": [s.to_dict() for s in result.summaries],
         "runs": {name: [r.to_dict() for r in rs] for name, rs in runs.items()}})
     task = settings.make_task()
@@ -266,7 +296,8 @@ def _write_compare(out: Path, result: CompareResult, runs: dict[str, list[RunMet
     fields = COMPARE_CSV_FIELDS[:2] + scores + COMPARE_CSV_FIELDS[2:]
     rows = [[s.method, s.seeds, s.score_mean, s.score_std, *(getattr(s, e) for e in extras),
              s.params, s.flops, s.memory_bytes, s.reduction["params"],
-             s.reduction["flops"], s.reduction["memory"], s.latency_ms, s.energy_mj, s.train_time_s, s.train_flops]
+             s.reduction["flops"], s.reduction["memory"], s.latency_ms, s.energy_mj, s.train_time_s, s.train_flops,
+             s.epochs, s.pretrain_epochs]
             for s in result.summaries]
     atomic_write_text(out / "compare.csv", csv_text(fields, rows))
     first = next(iter(runs.values()))[0]
@@ -315,7 +346,7 @@ SWEEP_CSV_FIELDS = ["method", "mode", "target", "params", "flops", "memory_bytes
 def sweep(out: str | Path, settings: RunSettings, modes: list[str], targets: list[float], *,
           planner: PlannerConfig = PlannerConfig(), download: bool = False, progress: bool = True,
           bench_time_s: float = 1.0, backend: str = "local", resources: Resources = Resources(),
-          fps: float = 10.0) -> SweepResult:
+          fps: float = 10.0, train_budget: str | None = None) -> SweepResult:
     """Dense plus every mode × target (each mode reduces its own metric), measured on this device.
 
     Writes sweep.csv, sweep.json and the trade-off charts tradeoff_resources.png (accuracy
@@ -323,19 +354,22 @@ def sweep(out: str | Path, settings: RunSettings, modes: list[str], targets: lis
     share of one CPU core the model takes at `fps` inferences per second).
     Targets a mode cannot reach are recorded with status 'unreachable', not trained.
     backend="ray" trains and measures each point as a Ray task, on the node that runs it.
+    train_budget: "dense-epochs=N": each point gets the training FLOPs of N dense epochs.
     """
+    settings, dense_epochs = _budgeted_settings(settings, train_budget)
     for m in modes:
         get_mode(m)
     # Every goal is checked before the first training, so a bad target costs nothing.
     goals = [Goal("dense")] + [check_goal(Goal(m, t, planner=planner)) for m in modes for t in targets]
     out = Path(out)
-    job = Job(out, settings, progress and backend == "local", download)
+    job = Job(out, settings, progress and backend == "local", download, dense_epochs)
     tasks = [Task(g.name, _sweep_point, (job, g, bench_time_s)) for g in goals]
     outcome = run_tasks(tasks, backend, resources, progress)
     task = settings.make_task()
     title = f"{settings.model} on {settings.data}" + (f", {task.name}" if task.named_in_titles else "")
     result = SweepResult(str(out), title, [outcome.results[t.name] for t in tasks if t.name in outcome.results])
     atomic_write_json(out / "sweep.json", {"settings": asdict(settings), "planner": planner.to_dict(),
+                                           "train_budget": None if dense_epochs is None else {"dense_epochs": dense_epochs},
                                            "points": [p.to_dict() for p in result.points]})
     values = {f"test_{task.score.key}": "score", **{f"test_{s.key}": s.key for s in task.extra_scores}}
     fields = SWEEP_CSV_FIELDS[:3] + list(values) + SWEEP_CSV_FIELDS[3:]

@@ -19,6 +19,7 @@ import torch
 import cdprune
 from cdprune import models
 from cdprune.cli import main
+from cdprune.storage import save_weights
 from imagefolders import class_images, write_classes
 from support import TINY_TRAIN, ctrl_c_in_epoch, run_cli, tree
 
@@ -64,6 +65,7 @@ def root(tmp_path_factory):
     (root / "corrupt" / "checkpoint.safetensors").write_bytes(b"not a checkpoint")
     one_class = class_images(6)["coat"]
     write_classes(root / "one-class", {"coat": one_class})
+    write_classes(root / "one-class-two", {"coat": one_class, "bag": class_images(6)["bag"]})
     np.savez(root / "one-class.npz", x_train=one_class, y_train=np.zeros(6, np.int64), x_test=one_class[:2],
              y_test=np.zeros(2, np.int64))
     for name, edit in PLAN_EDITS.items():
@@ -76,6 +78,7 @@ def root(tmp_path_factory):
     (root / "huge-energy.json").write_text(json.dumps({"pj_per_mac": 1e308, "pj_per_byte": 1e308}))
     (root / "afile").write_text("x")
     (root / "empty").mkdir()
+    save_weights(root / "alexnet-4-classes.safetensors", models.create("alexnet", num_classes=4).state_dict())
     return root
 
 
@@ -178,6 +181,37 @@ CASES = [
                                  "0.3"], "val_fraction (--val-fraction) 0.3 would be ignored"),
     ("val-fraction-registered-sweep", ["sweep", "--model", "alexnet", "--out", f"{{root}}/{NEW}", *TINY_TRAIN,
                                        "--val-fraction", "0.5"], "would be ignored"),
+    # --init, --keep and --distill: the weights and the teacher are checked before anything is written.
+    ("init-mismatched-file", ["train", "alexnet", "--init", "{root}/alexnet-4-classes.safetensors", "--out",
+                              f"{{root}}/{NEW}", *TINY_TRAIN], "tensor classifier.weight is 4×256"),
+    ("init-not-safetensors", ["train", "alexnet", "--init", "{root}/afile", "--out", f"{{root}}/{NEW}", *TINY_TRAIN],
+     "cannot read weights file"),
+    ("init-missing", ["train", "alexnet", "--init", "{root}/no-such-run", "--out", f"{{root}}/{NEW}", *TINY_TRAIN],
+     "no such run directory or weights file"),
+    ("init-interrupted-run", ["train", "alexnet", "--init", "{root}/interrupted", "--out", f"{{root}}/{NEW}",
+                              *TINY_TRAIN], "is not a finished run"),
+    ("init-run-of-another-model", ["train", "vgg16", "--init", "{root}/dense", "--out", f"{{root}}/{NEW}",
+                                   *TINY_TRAIN], "another architecture"),
+    ("init-on-compare", ["compare", "--model", "alexnet", "--methods", "dense,fa", "--init", "{root}/afile", "--out",
+                         f"{{root}}/{NEW}", *TINY_TRAIN], "cannot read weights file"),
+    ("keep-without-init", ["train", "alexnet", "--keep", "random", "--out", f"{{root}}/{NEW}", *TINY_TRAIN],
+     "--keep chooses which inherited filters"),
+    ("distill-weight-above-1", ["train", "alexnet", "--distill", "{root}/dense", "--distill-weight", "2", "--out",
+                                f"{{root}}/{NEW}", *TINY_TRAIN], "distill_weight must be in [0, 1]"),
+    ("distill-temperature-0", ["train", "alexnet", "--distill", "{root}/dense", "--distill-temperature", "0", "--out",
+                               f"{{root}}/{NEW}", *TINY_TRAIN], "distill_temperature must be"),
+    ("distill-temperature-alone", ["train", "alexnet", "--distill-temperature", "2", "--out", f"{{root}}/{NEW}",
+                                   *TINY_TRAIN], "add --distill RUN"),
+    ("distill-other-task", ["train", "dncnn", "--task", "denoise", "--distill", "{root}/dense", "--out",
+                            f"{{root}}/{NEW}", *TINY_TRAIN], "was trained for task classify, this run for denoise"),
+    ("distill-interrupted-run", ["train", "alexnet", "--distill", "{root}/interrupted", "--out", f"{{root}}/{NEW}",
+                                 *TINY_TRAIN], "is not a finished run"),
+    ("distill-other-shape", ["train", "alexnet", "--distill", "{root}/dense", "--input", "3,16,16", "--data",
+                             "{root}/one-class-two", "--out", f"{{root}}/{NEW}", *TINY_TRAIN[2:]], "takes input 3x32x32"),
+    ("compare-train-budget", ["compare", "--model", "alexnet", "--methods", "dense,fa", "--train-budget",
+                              "dense-epochs=0", "--out", f"{{root}}/{NEW}", *TINY_TRAIN], "bad training budget"),
+    ("run-train-budget", ["run", "--model", "alexnet", "--train-budget", "epochs=3", "--out", f"{{root}}/{NEW}",
+                          *TINY_TRAIN], "give dense-epochs=N"),
     # A model reference that cannot be imported: one line naming it, whatever the import raised.
     ("model-not-python", ["profile", "/etc/passwd:x"], "not a Python file"),
     ("model-import-fails", ["profile", "usermodels.broken:Net"], "cannot import usermodels.broken"),
