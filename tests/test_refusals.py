@@ -183,7 +183,7 @@ CASES = [
                                        "--val-fraction", "0.5"], "would be ignored"),
     # --init, --keep and --distill: the weights and the teacher are checked before anything is written.
     ("init-mismatched-file", ["train", "alexnet", "--init", "{root}/alexnet-4-classes.safetensors", "--out",
-                              f"{{root}}/{NEW}", *TINY_TRAIN], "tensor classifier.weight is 4×256"),
+                              f"{{root}}/{NEW}", *TINY_TRAIN], "tensor classifier.6.weight is 4×1024, the model's is 10×1024"),
     ("init-not-safetensors", ["train", "alexnet", "--init", "{root}/afile", "--out", f"{{root}}/{NEW}", *TINY_TRAIN],
      "cannot read weights file"),
     ("init-missing", ["train", "alexnet", "--init", "{root}/no-such-run", "--out", f"{{root}}/{NEW}", *TINY_TRAIN],
