@@ -60,9 +60,9 @@ class TrainConfig:
 
 @dataclass
 class Distillation:
-    """A teacher model whose outputs the training loss also follows (docs/design.md, "Distillation"): the task's
-    `distill_loss` with the teacher's share `weight` (α) and softening `temperature` (T). The teacher runs in
-    eval mode, without gradients."""
+    """A teacher model whose outputs the training loss also follows: the task's `distill_loss` with the teacher's
+    share `weight` (α) and softening `temperature` (T). The teacher runs in eval mode, without gradients
+    (docs/design.md, "Inheriting weights and distillation")."""
 
     teacher: torch.nn.Module
     weight: float = 0.5

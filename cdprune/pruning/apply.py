@@ -12,8 +12,9 @@ from .pruning_plan import PruningPlan
 from .units import ChannelModel, build_graph, find_units
 
 _REMAKE = "make a new plan with 'cdprune prune'"
-# Which of a unit's filters stay when a trained model is pruned (docs/design.md, "Inheriting weights"): the plan's own
-# channels (drawn at random with the plan's seed, as the paper does), or as many of the largest L1 norm.
+# Which of a unit's filters stay when a trained model is pruned: the plan's own channels (drawn at random with the
+# plan's seed, as the paper does), or as many of the largest L1 norm (docs/design.md, "Inheriting weights and
+# distillation").
 KEEP_RULES = ("l1", "random")
 
 

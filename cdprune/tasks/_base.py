@@ -158,8 +158,9 @@ class Task:
 
     def distill_loss(self, output: torch.Tensor, target: torch.Tensor, teacher_output: torch.Tensor, weight: float,
                      temperature: float) -> torch.Tensor:
-        """The training loss against a teacher's outputs as well as the targets (docs/design.md, "Distillation"):
-        `weight` is the teacher's share α, `temperature` the softening T of tasks that soften; a mean over the batch."""
+        """The training loss against a teacher's outputs as well as the targets, a mean over the batch: `weight`
+        is the teacher's share α, `temperature` the softening T of tasks that soften (docs/design.md,
+        "Inheriting weights and distillation")."""
         raise CdpruneError(f"task {self.name} does not learn from a teacher", "drop --distill")
 
     def reference_scores(self, test_set: Dataset) -> dict:
