@@ -260,13 +260,17 @@ def compare(out: str | Path, settings: RunSettings, methods: list[str], target: 
                   download, dense_epochs)
         dense = _task_name("dense", job.settings.seed)
         ranking = any(get_method(g.method).needs_dense for g in goals)
-        # Ranking methods start from the seed's dense run: train it once, before them.
-        if ranking and "dense" not in methods:
+        # Ranking methods start from the seed's dense run: train it once, before them. Under a training budget
+        # their dense stage may be a shorter run of its own, which they train themselves, one after another.
+        if ranking and "dense" not in methods and dense_epochs is None:
             tasks.append(Task(dense, _run, (job, Goal("dense"), None, dense)))
+        waits = dense if "dense" in methods or dense_epochs is None else None
         for goal in goals:
             name = _task_name(goal.method, job.settings.seed)
-            tasks.append(Task(name, _run, (job, goal, None, name),
-                              after=dense if get_method(goal.method).needs_dense else None))
+            needs_dense = get_method(goal.method).needs_dense
+            tasks.append(Task(name, _run, (job, goal, None, name), after=waits if needs_dense else None))
+            if needs_dense and dense_epochs is not None:
+                waits = name
     outcome = run_tasks(tasks, backend, resources, progress)
     runs = {g.method: [outcome.results[name] for k in range(seeds)
                        if (name := _task_name(g.method, settings.seed + k)) in outcome.results] for g in goals}

@@ -236,3 +236,11 @@ def test_compare_under_a_training_budget(tmp_path, capsys):
     assert "FLOPs of 2 dense epochs" in (out / "compare.md").read_text()
     header = (out / "compare.csv").read_text().splitlines()[0].split(",")
     assert header[-2:] == ["epochs", "pretrain_epochs"]
+
+
+def test_a_budgeted_ranking_method_trains_only_its_own_dense_stage(tmp_path, capsys):
+    out = tmp_path / "cmp"
+    code, _, err = run_cli(capsys, "compare", "--model", NET, "--methods", "l1", "--target", "0.5", "--round-to", "1",
+                           "--train-budget", "dense-epochs=2", "--out", out, *TINY_ARGS)
+    assert code == 0, err
+    assert sorted(p.name for p in (out / "seed-0").iterdir()) == ["dense-1ep", "l1"]  # no unused 2-epoch dense run
