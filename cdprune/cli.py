@@ -26,6 +26,8 @@ from . import (AUGMENTATIONS, BACKENDS, DATASETS, DEFAULT_ENERGY_MODEL, DEFAULT_
                eval_run, export_run, main_job, make_plan, models, parse_budget, parse_shape, profile, prunable_units,
                report, sweep, tasks, train_run, write_samples)
 from .deploy.samples import check_job_samples
+from .pruning.apply import KEEP_RULES
+from .runs.records import DISTILL_TEMPERATURE, DISTILL_WEIGHT
 from . import bench_runtimes, table_runtimes, write_latency_pack
 
 TABLE_PRECISIONS = ("fp32", "int8")  # what latency tables time (int8: onnxruntime, measure/runtimes.py)
@@ -376,6 +378,20 @@ def _training_arguments(p: argparse.ArgumentParser, job: dict) -> None:
         default = defaults.get(f"{split}_subset")
         p.add_argument(f"--{split}-subset", type=_subset, default=default, metavar="N|all",
                        help=f"{split} on N images, class-balanced and seeded, or all (default {default or 'all'})")
+    p.add_argument("--init", default=None, metavar="RUN|FILE.safetensors",
+                   help="start from trained weights instead of a fresh initialisation: a finished dense run of the same "
+                        "model, or a safetensors file of its dense state dict; a pruned model keeps its kept filters' "
+                        "weights")
+    p.add_argument("--keep", default=None, choices=KEEP_RULES,
+                   help="with --init, which filters a pruned unit keeps (as many as the plan keeps): l1, the largest "
+                        "L1 norms (default), or random, the plan's own channels, drawn with its seed")
+    p.add_argument("--distill", default=None, metavar="RUN",
+                   help="train against a finished teacher run's outputs as well as the targets (same task and data "
+                        "shape)")
+    p.add_argument("--distill-temperature", type=number, default=None, metavar="T",
+                   help=f"classify: the softmax temperature of --distill (default {DISTILL_TEMPERATURE:g})")
+    p.add_argument("--distill-weight", type=number, default=None, metavar="ALPHA",
+                   help=f"the teacher's share of the loss, in [0, 1] (default {DISTILL_WEIGHT:g})")
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda or cuda:N")
     p.add_argument("--workers", type=int, default=0, help="data-loader worker processes")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
@@ -390,7 +406,9 @@ def _settings(args, model: str) -> RunSettings:
                        batch_size=args.batch_size, lr=_lr(args), seed=args.seed, train_subset=args.train_subset,
                        test_subset=args.test_subset, device=args.device, num_workers=args.workers, task=args.task,
                        noise=args.noise, scale=args.scale, loss=args.loss, warmup=args.warmup,
-                       label_smoothing=args.label_smoothing)
+                       label_smoothing=args.label_smoothing, init=args.init, keep=args.keep,
+                       distill=args.distill, distill_temperature=args.distill_temperature,
+                       distill_weight=args.distill_weight)
 
 
 def _lr(args) -> float | None:
@@ -472,7 +490,8 @@ def run_main(args) -> None:
     goal = f"-{budget.slug}" if budget is not None else f"{target:g}"
     out = args.out or f"runs/{_slug(args.model)}-{_slug(args.data)}{task}-{args.mode}{goal}"
     result = main_job(out, settings, args.mode, target, planner=_planner(args), download=args.download,
-                      progress=not args.no_progress, budget=budget)
+                      progress=not args.no_progress, budget=budget,
+                      train_budget=args.train_budget)
     samples = [] if args.samples is None else [
         write_samples(Path(out) / run.method, args.samples,
                       None if args.samples_dir is None else Path(args.samples_dir) / run.method)
@@ -493,6 +512,7 @@ def _(p):
                                               "runs/MODEL-DATA-MODE-LIMITS)")
     _planner_arguments(p)
     _training_arguments(p, DEFAULT_JOB)
+    _train_budget_argument(p)
     p.add_argument("--samples", type=int, default=None, metavar="N",
                    help="denoise and sr: write the input, output and target of the first N test images of the dense "
                         "and the pruned run as 8-bit PNGs, into OUT/RUN/samples (refused for classify before training)")
@@ -609,6 +629,13 @@ def _backend_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--task-gpus", type=number, default=0, metavar="N", help="GPUs each Ray task reserves (default 0)")
 
 
+def _train_budget_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--train-budget", default=None, metavar="dense-epochs=N",
+                   help="give every method the training FLOPs of N epochs of the dense model (3 × forward MACs per "
+                        "image): epochs = floor(N × dense FLOPs / method FLOPs), at least 1; a ranking method's "
+                        "dense stage counts too. Replaces --epochs")
+
+
 def _resources(args) -> Resources:
     if args.backend == "local" and (args.address or args.task_cpus != 1 or args.task_gpus):
         raise CdpruneError("--address, --task-cpus and --task-gpus apply to --backend ray only", "add --backend ray")
@@ -629,7 +656,7 @@ def run_compare(args) -> None:
     out = args.out or f"runs/compare-{_slug(args.model)}-{_slug(args.data)}-{goal}"
     result = compare(out, settings, _csv(args.methods), target, metric=metric, seeds=args.seeds,
                      planner=_planner(args), download=args.download, progress=not args.no_progress, backend=args.backend,
-                     resources=_resources(args), budget=budget)
+                     resources=_resources(args), budget=budget, train_budget=args.train_budget)
     print_record(result, args, report.compare_text(result, settings))
 
 
@@ -653,6 +680,7 @@ def _(p):
                                               "--budget runs/compare-MODEL-DATA-LIMITS)")
     _training_arguments(p, {})
     _backend_arguments(p)
+    _train_budget_argument(p)
 
 
 def _sweep_budgets(args) -> list[Budget] | None:
@@ -677,7 +705,8 @@ def run_sweep(args) -> None:
     result = sweep(out, settings, _csv(args.modes), targets, planner=_planner(args),
                    download=args.download,
                    progress=not args.no_progress, bench_time_s=args.bench_time, backend=args.backend,
-                   resources=_resources(args), fps=args.fps, budgets=budgets)
+                   resources=_resources(args), fps=args.fps, budgets=budgets,
+                   train_budget=args.train_budget)
     print_record(result, args, report.sweep_text(result))
 
 
@@ -696,6 +725,7 @@ def _(p):
     _planner_arguments(p)
     _training_arguments(p, {})
     _backend_arguments(p)
+    _train_budget_argument(p)
 
 
 # ---- entry point -------------------------------------------------------------------------------

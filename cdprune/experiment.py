@@ -52,18 +52,22 @@ class RunComparison(Record):
 
 def main_job(out: str | Path, settings: RunSettings, mode: str = "fa", target: float | None = None, *,
              planner: PlannerConfig = PlannerConfig(), download: bool = False, progress: bool = True,
-             plot: bool = True, budget: Budget | None = None) -> RunComparison:
+             plot: bool = True, budget: Budget | None = None,
+             train_budget: str | None = None) -> RunComparison:
     """Train dense and `mode`-pruned models with the same settings; write the comparison into `out`.
 
     target: the fraction of the mode's metric to remove (default 0.5); budget: upper limits instead
         (a `methods.Budget`, not both), checked after training on the model exported at the budget's
         precision (`check_shipped`).
     planner: the step, floor and rounding the plan is made with (default PlannerConfig()).
+    train_budget: "dense-epochs=N": each run gets the training FLOPs of N dense epochs (`parse_train_budget`).
     """
     out = Path(out)
     if budget is None and target is None:
         target = 0.5
-    job, goal = Job(out, settings, progress, download), check_goal(Goal(mode, target, planner=planner, budget=budget))
+    settings, dense_epochs = _budgeted_settings(settings, train_budget)
+    job = Job(out, settings, progress, download, dense_epochs)
+    goal = check_goal(Goal(mode, target, planner=planner, budget=budget))
     get_mode(mode)  # the main job compares a complexity-driven mode with dense
     if budget is not None:
         budget.check(*job.base_model())
@@ -76,6 +80,23 @@ def main_job(out: str | Path, settings: RunSettings, mode: str = "fa", target: f
     runs = [dense, pruned]
     write_comparison(out, runs, settings, plot=plot, planner=planner, budget=budget)
     return RunComparison(str(out), settings, runs)
+
+
+def parse_train_budget(text: str | None) -> int | None:
+    """"dense-epochs=N" -> N, the dense epochs whose training FLOPs every method gets (None: no budget)."""
+    if text is None:
+        return None
+    key, _, value = str(text).partition("=")
+    if key.strip() != "dense-epochs" or not value.strip().isdigit() or int(value) < 1:
+        raise CdpruneError(f"bad training budget '{text}'", "give dense-epochs=N with a whole N >= 1, e.g. "
+                           "dense-epochs=10 (--train-budget)")
+    return int(value)
+
+
+def _budgeted_settings(settings: RunSettings, train_budget: str | None) -> tuple[RunSettings, int | None]:
+    """The settings with the dense model's epochs set to the budget's N, and N (None without a budget)."""
+    dense_epochs = parse_train_budget(train_budget)
+    return (settings if dense_epochs is None else replace(settings, epochs=dense_epochs)), dense_epochs
 
 
 def estimate_seconds(job: Job, runs: list[tuple[Goal, object]], probe_steps: int = 3) -> tuple[float, dict]:
@@ -217,6 +238,8 @@ class MethodSummary(Record):
     # (None: no seed could be checked, one-epoch runs or records from before the check).
     not_converged: int = 0
     last_epoch_gain_max: float | None = None
+    epochs: float = 0.0  # of the method's last stage (the fine-tune of a ranking method), mean over seeds
+    pretrain_epochs: float = 0.0  # of its earlier stages (a ranking method's dense training)
 
     @classmethod
     def of(cls, method: str, runs: list[RunMetrics]) -> "MethodSummary":
@@ -231,7 +254,8 @@ class MethodSummary(Record):
                    reduction={m: float(np.mean([r.reduction[m] for r in runs])) for m in runs[0].reduction},
                    latency_ms=mean("latency_ms"), energy_mj=mean("energy_mj"),
                    train_time_s=mean("total_train_time_s"), train_flops=mean("total_train_flops"),
-                   planner=_planner_of(runs[0]), not_converged=sum(r.converged is False for r in runs),
+                   planner=_planner_of(runs[0]), epochs=mean("epochs"),
+                   pretrain_epochs=mean("pretrain_epochs"), not_converged=sum(r.converged is False for r in runs),
                    last_epoch_gain_max=max(gains) if (gains := [r.last_epoch_gain for r in runs
                                                                  if r.last_epoch_gain is not None]) else None,
                    budget_checks=[r.budget_check for r in runs] if runs[0].budget_check else None)
@@ -257,21 +281,26 @@ class CompareResult(Record):
     summaries: list[MethodSummary]
     planner: dict = field(default_factory=dict)
     budget: dict | None = None  # methods.Budget.to_dict() of a budget compare
+    train_budget: dict | None = None  # {"dense_epochs": N} when every method got N dense epochs' training FLOPs
 
 
 # compare.csv's columns around the task's scores: <score key>_mean, _std, then each extra score's _mean
 # (acc_mean, acc_std for classify; psnr_mean, psnr_std, ssim_mean for denoise and sr).
 COMPARE_CSV_FIELDS = ["method", "seeds", "params", "flops", "memory_bytes", "params_reduction",
                       "flops_reduction", "memory_reduction", "latency_ms", "energy_mj", "train_time_s", "train_flops",
-                      "not_converged", "last_epoch_gain_max"]
+                      "not_converged", "last_epoch_gain_max", "epochs", "pretrain_epochs"]
 
 
 def compare(out: str | Path, settings: RunSettings, methods: list[str], target: float | None, *,
             metric: str | None = "flops", seeds: int = 1, planner: PlannerConfig = PlannerConfig(),
             download: bool = False, progress: bool = True, backend: str = "local",
-            resources: Resources = Resources(), budget: Budget | None = None) -> CompareResult:
+            resources: Resources = Resources(), budget: Budget | None = None,
+            train_budget: str | None = None) -> CompareResult:
     """Train every method for every seed (seed, seed+1, …) to the same `target` reduction of `metric`, or within
     the same `budget` (target None; metric is then ignored).
+
+    train_budget: "dense-epochs=N": every method gets the training FLOPs of N epochs of the dense model
+    instead of `settings.epochs` (docs/design.md, "Training budget").
 
     Every method, the modes and the baselines alike, plans with the same `planner` settings (step, floor,
     round_to), which compare.json records with the table. With a budget, every pruned method plans to its limits
@@ -290,6 +319,7 @@ def compare(out: str | Path, settings: RunSettings, methods: list[str], target: 
                              planner=planner, budget=None if m == "dense" else budget)) for m in methods]
     if seeds < 1:
         raise CdpruneError(f"seeds {seeds} must be at least 1 (--seeds)")
+    settings, dense_epochs = _budgeted_settings(settings, train_budget)
     if budget is not None:
         budget.check(*Job(Path(out), settings).base_model())
     out = Path(out)
@@ -297,23 +327,28 @@ def compare(out: str | Path, settings: RunSettings, methods: list[str], target: 
     tasks = []
     for k in range(seeds):
         job = Job(out / f"seed-{settings.seed + k}", replace(settings, seed=settings.seed + k), progress and local,
-                  download)
+                  download, dense_epochs)
         dense = _task_name("dense", job.settings.seed)
         ranking = any(get_method(g.method).needs_dense for g in goals)
-        # Ranking methods start from the seed's dense run: train it once, before them.
-        if ranking and "dense" not in methods:
+        # Ranking methods start from the seed's dense run: train it once, before them. Under a training budget
+        # their dense stage may be a shorter run of its own, which they train themselves, one after another.
+        if ranking and "dense" not in methods and dense_epochs is None:
             tasks.append(Task(dense, _run, (job, Goal("dense"), None, dense)))
+        waits = dense if "dense" in methods or dense_epochs is None else None
         for goal in goals:
             name = _task_name(goal.method, job.settings.seed)
-            tasks.append(Task(name, _run, (job, goal, None, name),
-                              after=dense if get_method(goal.method).needs_dense else None))
+            needs_dense = get_method(goal.method).needs_dense
+            tasks.append(Task(name, _run, (job, goal, None, name), after=waits if needs_dense else None))
+            if needs_dense and dense_epochs is not None:
+                waits = name
     outcome = run_tasks(tasks, backend, resources, progress)
     runs = {g.method: [outcome.results[name] for k in range(seeds)
                        if (name := _task_name(g.method, settings.seed + k)) in outcome.results] for g in goals}
     runs = {name: rs for name, rs in runs.items() if rs}  # a method whose every seed failed has no row
     result = CompareResult(str(out), target, metric, seeds, settings.epochs,
                            [MethodSummary.of(name, rs) for name, rs in runs.items()], planner.to_dict(),
-                           None if budget is None else budget.to_dict())
+                           None if budget is None else budget.to_dict(),
+                           None if dense_epochs is None else {"dense_epochs": dense_epochs})
     if result.summaries:
         _write_compare(out, result, runs, settings)
     outcome.raise_failures()
@@ -328,6 +363,7 @@ def _write_compare(out: Path, result: CompareResult, runs: dict[str, list[RunMet
     atomic_write_json(out / "compare.json", {
         "settings": asdict(settings), "target": result.target, "metric": result.metric, "planner": result.planner,
         "budget": result.budget,
+        "train_budget": result.train_budget,
         "summaries": [s.to_dict() for s in result.summaries],
         "runs": {name: [r.to_dict() for r in rs] for name, rs in runs.items()}})
     task = settings.make_task()
@@ -337,7 +373,7 @@ def _write_compare(out: Path, result: CompareResult, runs: dict[str, list[RunMet
     rows = [[s.method, s.seeds, s.score_mean, s.score_std, *(getattr(s, e) for e in extras),
              s.params, s.flops, s.memory_bytes, s.reduction["params"],
              s.reduction["flops"], s.reduction["memory"], s.latency_ms, s.energy_mj, s.train_time_s, s.train_flops,
-             s.not_converged, s.last_epoch_gain_max]
+             s.not_converged, s.last_epoch_gain_max, s.epochs, s.pretrain_epochs]
             for s in result.summaries]
     atomic_write_text(out / "compare.csv", csv_text(fields, rows))
     first = next(iter(runs.values()))[0]
@@ -394,7 +430,8 @@ SWEEP_CSV_FIELDS = ["method", "mode", "target", "params", "flops", "memory_bytes
 def sweep(out: str | Path, settings: RunSettings, modes: list[str], targets: list[float] | None, *,
           planner: PlannerConfig = PlannerConfig(), download: bool = False, progress: bool = True,
           bench_time_s: float = 1.0, backend: str = "local", resources: Resources = Resources(),
-          fps: float = 10.0, budgets: list[Budget] | None = None) -> SweepResult:
+          fps: float = 10.0, budgets: list[Budget] | None = None,
+          train_budget: str | None = None) -> SweepResult:
     """Dense plus every mode × target (each mode reduces its own metric), measured on this device.
 
     Writes sweep.csv, sweep.json and the trade-off charts tradeoff_resources.png (accuracy
@@ -405,11 +442,13 @@ def sweep(out: str | Path, settings: RunSettings, modes: list[str], targets: lis
         (`check_shipped`); also writes budgets.csv (the budget table) and tradeoff_budget.png (the score
         against the first metric of the budgets, which every budget must limit).
     backend="ray" trains and measures each point as a Ray task, on the node that runs it.
+    train_budget: "dense-epochs=N": each point gets the training FLOPs of N dense epochs.
     """
+    settings, dense_epochs = _budgeted_settings(settings, train_budget)
     for m in modes:
         get_mode(m)
     out = Path(out)
-    job = Job(out, settings, progress and backend == "local", download)
+    job = Job(out, settings, progress and backend == "local", download, dense_epochs)
     # Every goal is checked before the first training, so a bad target or budget costs nothing.
     if budgets:
         if targets:
@@ -429,6 +468,7 @@ def sweep(out: str | Path, settings: RunSettings, modes: list[str], targets: lis
                          [b.to_dict() for b in budgets] if budgets else None)
     atomic_write_json(out / "sweep.json", {"settings": asdict(settings), "planner": planner.to_dict(),
                                            **({"budgets": result.budgets} if budgets else {}),
+                                           "train_budget": None if dense_epochs is None else {"dense_epochs": dense_epochs},
                                            "points": [p.to_dict() for p in result.points]})
     values = {f"test_{task.score.key}": "score", **{f"test_{s.key}": s.key for s in task.extra_scores}}
     fields = SWEEP_CSV_FIELDS[:3] + list(values) + SWEEP_CSV_FIELDS[3:]

@@ -39,6 +39,13 @@ class Job:
     settings: RunSettings  # model, data, training budget, device
     progress: bool = True
     download: bool = False
+    dense_epochs: int | None = None  # a training budget: the FLOPs of this many dense epochs for every method
+
+    def budgeted(self, dense_flops: int, flops: int) -> RunSettings:
+        """The job's settings, with the epochs a model of `flops` MACs per image gets under the budget."""
+        if self.dense_epochs is None:
+            return self.settings
+        return replace(self.settings, epochs=budget_epochs(self.dense_epochs, dense_flops, flops))
 
     def base_model(self) -> tuple[nn.Module, tuple[int, ...]]:
         info = self.settings.dataset_info()
@@ -210,19 +217,60 @@ def run_method(job: Job, goal: Goal, plan: PruningPlan | None = None) -> RunMetr
     method = get_method(check_goal(goal).method)
     if method.needs_dense:
         return _ranked(job, goal, method)
-    return job.train(goal, plan if plan is not None else plan_goal(job, goal))
+    plan = plan if plan is not None else plan_goal(job, goal)
+    settings = None
+    if job.dense_epochs is not None:
+        dense_flops = plan.before.flops if plan is not None else _dense_flops(job)
+        settings = job.budgeted(dense_flops, plan.after.flops if plan is not None else dense_flops)
+    return job.train(goal, plan, settings=settings)
+
+
+def budget_epochs(dense_epochs: int, dense_flops: int, flops: int) -> int:
+    """Epochs of a model of `flops` MACs per image that cost at most what `dense_epochs` epochs of the dense
+    model (`dense_flops`) cost: ⌊N·F_dense / F⌋, at least 1. Training FLOPs per image are 3 × the forward MACs
+    for every model, so the factor cancels (docs/design.md, "Training budget")."""
+    return max(1, dense_epochs * dense_flops // flops)
+
+
+def _dense_flops(job: Job) -> int:
+    model, shape = job.base_model()
+    return profile(model, shape).totals.flops
 
 
 def _ranked(job: Job, goal: Goal, method: Method) -> RunMetrics:
-    dense_dir = job.root / run_name("dense")
-    run_method(job, Goal("dense"))  # reused when this seed's dense run is already finished
+    # The fine-tune starts from this seed's dense run, whatever --init started that run from.
+    settings = replace(job.settings, init=None, init_digest=None, keep=None)
+    dense_goal, dense_epochs = Goal("dense"), job.settings.epochs
+    if job.dense_epochs is not None:
+        dense_epochs = _ranked_dense_epochs(job, goal, method)
+        if dense_epochs != job.dense_epochs:  # a dense stage of its own, shorter than the dense method's run
+            dense_goal = Goal("dense", name=f"{run_name('dense')}-{dense_epochs}ep")
+    dense_dir = job.root / dense_goal.name
+    job.train(dense_goal, None, settings=replace(job.settings, epochs=dense_epochs))  # reused when finished
     trained, _ = load_run(dense_dir, job.settings.model)  # the user named the model for this job
     shape = job.settings.dataset_info().input_shape
-    finetune = replace(job.settings, epochs=max(1, math.ceil(job.settings.epochs * FINETUNE_EPOCH_FRACTION)),
-                       lr=job.settings.lr * FINETUNE_LR_FACTOR)
     plan = method.rank(trained, shape, goal.target, goal.metric or "flops", floor=goal.planner.floor,
                        round_to=goal.planner.round_to, step=goal.planner.step, **_baseline_budget(goal, trained, shape))
+    if job.dense_epochs is None:
+        epochs = max(1, math.ceil(job.settings.epochs * FINETUNE_EPOCH_FRACTION))
+    else:  # the fine-tune gets what the dense stage left of the budget
+        epochs = max(1, (job.dense_epochs - dense_epochs) * plan.before.flops // plan.after.flops)
+    finetune = replace(settings, epochs=epochs, lr=job.settings.lr * FINETUNE_LR_FACTOR)
     return job.train(goal, plan, settings=finetune, init_from=dense_dir)
+
+
+def _ranked_dense_epochs(job: Job, goal: Goal, method: Method) -> int:
+    """The dense stage's epochs under the budget: the most E with E dense epochs plus ⌈E/2⌉ fine-tuning epochs
+    within N dense epochs' FLOPs, the pruned model's FLOPs taken from the plan the method makes of fresh weights
+    (exactly the trained plan's for l1, whose per-unit counts do not depend on the weights)."""
+    model, shape = job.base_model()
+    fresh = method.rank(model, shape, goal.target, goal.metric or "flops", floor=goal.planner.floor,
+                        round_to=goal.planner.round_to, step=goal.planner.step)
+    dense, pruned, budget = fresh.before.flops, fresh.after.flops, job.dense_epochs * fresh.before.flops
+    epochs = 1
+    while (epochs + 1) * dense + math.ceil((epochs + 1) * FINETUNE_EPOCH_FRACTION) * pruned <= budget:
+        epochs += 1
+    return epochs
 
 
 register_method(Method("dense", "unpruned model, trained from scratch", plan=lambda job, goal: None))

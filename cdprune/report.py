@@ -199,7 +199,7 @@ def compare_rows(summaries) -> tuple[list[str], list[list[str]]]:
     scores = [task.score.label] + [s.label for s in task.extra_scores]
     sized = [get_metric(m) for m in METRICS]  # the metrics a run's reduction records
     header = ["method", "seeds", *scores, "converged", *(m.title for m in sized), *(f"Δ{m.title}" for m in sized),
-              "CPU latency", "energy (est.)", "train time (all stages)", "train FLOPs (all stages)"]
+              "CPU latency", "energy (est.)", "epochs", "train time (all stages)", "train FLOPs (all stages)"]
     rows = []
     for s in summaries:
         r = s.reduction
@@ -208,7 +208,7 @@ def compare_rows(summaries) -> tuple[list[str], list[list[str]]]:
         shown.append(_seeds_convergence(s, task.score))
         rows.append([s.method, str(s.seeds), *shown, *(m.show(getattr(s, m.run_field)) for m in sized),
                      *(f"-{r[m.name]:.1%}" for m in sized), f"{s.latency_ms:.2f} ms", f"{s.energy_mj:.3f} mJ",
-                     f"{s.train_time_s:.0f} s", human_count(s.train_flops)])
+                     _epochs(s), f"{s.train_time_s:.0f} s", human_count(s.train_flops)])
     return header, rows
 
 
@@ -236,12 +236,27 @@ def _seeds_convergence(summary, score) -> str:
             f"up to {score.delta(summary.last_epoch_gain_max)} in the last epoch")
 
 
+def _epochs(summary) -> str:
+    """A method's epochs: '10', or '8+4' for a dense stage and a fine-tune (means over seeds)."""
+    shown = lambda value: f"{value:g}"
+    return shown(summary.epochs) if not summary.pretrain_epochs else \
+        f"{shown(summary.pretrain_epochs)}+{shown(summary.epochs)}"
+
+
+def _budget_sentence(result, settings) -> str:
+    budget = getattr(result, "train_budget", None)
+    if not budget:
+        return f"{settings.epochs} epochs (fine-tuning: half as many at a tenth of the LR)"
+    return (f"every method trained for the FLOPs of {budget['dense_epochs']} dense epochs (epochs = ⌊N × dense FLOPs "
+            "/ method FLOPs⌋; a ranking method's dense stage counts, its fine-tune at a tenth of the LR gets the rest)")
+
+
 def compare_markdown(result, settings, train_size: int, test_size: int) -> str:
     """compare.md: the settings in a sentence, then the table."""
     header, rows = compare_rows(result.summaries)
     return "\n".join([
         f"# {settings.model} on {settings.data}: methods at {compare_goal(result)}", "",
-        f"{settings.epochs} epochs (fine-tuning: half as many at a tenth of the LR), {train_size} training "
+        f"{_budget_sentence(result, settings)}, {train_size} training "
         f"images, {test_size} test images, {recipe_text(settings)}; "
         f"{settings.make_task().score.name} is the mean ± "
         f"std over seeds. Training cost counts every stage (dense pre-training and fine-tuning for the ranking "
@@ -257,7 +272,8 @@ def compare_text(result, settings) -> str:
     budget = budget_section(compare_budget_checks(result, settings.seed))
     return "\n".join([
         f"{settings.model} on {settings.data}: every method at {compare_goal(result)}, "
-        f"{result.seeds} seed(s), {result.epochs} epochs",
+        f"{result.seeds} seed(s), " + (f"the training FLOPs of {result.train_budget['dense_epochs']} dense epochs each"
+                                       if result.train_budget else f"{result.epochs} epochs"),
         table(*compare_rows(result.summaries)), "", *_with_blank(budget),
         f"tables: {result.out}/compare.md, {result.out}/compare.csv, {result.out}/compare.json"])
 

@@ -25,6 +25,7 @@ import codecs
 import contextlib
 import errno
 import glob
+import hashlib
 import inspect
 import json
 import math
@@ -158,6 +159,18 @@ def load_weights(path: str | Path) -> dict[str, torch.Tensor]:
         raise CdpruneError(f"weights file not found: {path}") from None
     except (SafetensorError, OSError) as e:
         raise CdpruneError(f"cannot read weights file {path}: {e}") from None
+
+
+def file_digest(path: str | Path) -> str:
+    """"sha256:" and the SHA-256 of a file's bytes: what a run records of the weights it started from."""
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    except OSError as e:
+        raise CdpruneError(f"cannot read {path} ({e.strerror or e})") from None
+    return "sha256:" + digest.hexdigest()
 
 
 def save_checkpoint(path: str | Path, model: torch.nn.Module,

@@ -58,6 +58,26 @@ class TrainConfig:
     progress: bool = True       # tqdm bar on stderr
     channels_last: bool = True  # NHWC tensors: about 25 % faster convs on a CPU (oneDNN) and on tensor cores
     task: Task = CLASSIFY  # the loss, metrics and optimiser (tasks.create builds one)
+    distill: "Distillation | None" = None  # a teacher the loss also follows
+
+
+@dataclass
+class Distillation:
+    """A teacher model whose outputs the training loss also follows: the task's `distill_loss` with the teacher's
+    share `weight` (α) and softening `temperature` (T). The teacher runs in eval mode, without gradients
+    (docs/design.md, "Inheriting weights and distillation")."""
+
+    teacher: torch.nn.Module
+    weight: float = 0.5
+    temperature: float = 4.0
+
+    def settings(self) -> dict:
+        return {"weight": self.weight, "temperature": self.temperature}
+
+    def loss(self, task: Task, output: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            teacher_output = self.teacher(x)
+        return task.distill_loss(output, y, teacher_output, self.weight, self.temperature)
 
 
 # The settings that shape the weight trajectory: a checkpoint may only be
@@ -273,6 +293,11 @@ def train(model: torch.nn.Module, train_set: Dataset, test_set: Dataset, config:
         run["processes"] = group.world_size
     if task != CLASSIFY:  # absent for classify, so that checkpoints from before tasks still resume
         run["task"] = task.settings()
+    if config.distill is not None:  # absent without a teacher, so that earlier checkpoints still resume
+        run["distill"] = config.distill.settings()
+        config.distill.teacher.to(device).eval()
+        if config.channels_last:
+            config.distill.teacher.to(memory_format=torch.channels_last)
     columns = task.history_columns()
     # DDP starts every rank from rank 0's weights; the raw model is what gets saved and evaluated.
     net = DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None) \
@@ -298,7 +323,7 @@ def train(model: torch.nn.Module, train_set: Dataset, test_set: Dataset, config:
                       disable=not (config.progress and group.is_main), dynamic_ncols=True) as bar:
                 train_loss, train_score = _train_epoch(net, loader, optimizer, scaler, device, use_amp, amp_dtype,
                                                        config.channels_last, bar, task, scheduler,
-                                                       config.label_smoothing)
+                                                       config.label_smoothing, config.distill)
                 train_time = time.perf_counter() - t0
                 # One process tests on the whole set, so the recorded score is exactly what
                 # `cdprune eval` reproduces; the others wait for its figures.
@@ -357,7 +382,8 @@ def _to_device(x: torch.Tensor, device: torch.device, channels_last: bool) -> to
 
 
 def _train_epoch(model, loader, optimizer, scaler, device, use_amp, amp_dtype, channels_last, bar,
-                 task: Task = CLASSIFY, scheduler=None, label_smoothing: float = 0.0) -> tuple[float, float]:
+                 task: Task = CLASSIFY, scheduler=None, label_smoothing: float = 0.0,
+                 distill: Distillation | None = None) -> tuple[float, float]:
     """One pass over `loader`, `scheduler` stepped after every optimiser step; returns (mean training loss per
     sample, the task's headline score)."""
     model.train()
@@ -370,7 +396,8 @@ def _train_epoch(model, loader, optimizer, scaler, device, use_amp, amp_dtype, c
         x, y = _to_device(x, device, channels_last), _to_device(y, device, channels_last)
         with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
             output = model(x)
-            loss = task.training_loss(output, y, label_smoothing)
+            loss = task.training_loss(output, y, label_smoothing) if distill is None else \
+                distill.loss(task, output, x, y)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()  # a disabled scaler is a plain backward() + step()
         scaler.step(optimizer)

@@ -19,6 +19,7 @@ import torch
 import cdprune
 from cdprune import models
 from cdprune.cli import main
+from cdprune.storage import save_weights
 from imagefolders import class_images, write_classes
 from support import TINY_TRAIN, ctrl_c_in_epoch, fake_latency_table, run_cli, tree
 
@@ -64,6 +65,7 @@ def root(tmp_path_factory):
     (root / "corrupt" / "checkpoint.safetensors").write_bytes(b"not a checkpoint")
     one_class = class_images(6)["coat"]
     write_classes(root / "one-class", {"coat": one_class})
+    write_classes(root / "one-class-two", {"coat": one_class, "bag": class_images(6)["bag"]})
     np.savez(root / "one-class.npz", x_train=one_class, y_train=np.zeros(6, np.int64), x_test=one_class[:2],
              y_test=np.zeros(2, np.int64))
     for name, edit in PLAN_EDITS.items():
@@ -80,6 +82,7 @@ def root(tmp_path_factory):
     assert main(["train", "alexnet", "--plan", str(root / "plan.json"), "--out", str(root / "pruned"), *TINY_TRAIN]) == 0
     assert main(["export", str(root / "pruned"), "--out", str(root / "pruned.onnx"), "--no-check"]) == 0
     fake_latency_table(models.create("vgg16"), (3, 32, 32), runtime="onnxruntime").save(root / "table-vgg16.json")
+    save_weights(root / "alexnet-4-classes.safetensors", models.create("alexnet", num_classes=4).state_dict())
     return root
 
 
@@ -218,6 +221,37 @@ CASES = [
     ("bench-file-of-no-run", ["bench", "alexnet", "--file", "{root}/afile"], "give the run directory"),
     ("bench-file-of-another-run", ["bench", "{root}/dense", "--file", "{root}/pruned.onnx"],
      "exported from another model than the run"),
+    # --init, --keep and --distill: the weights and the teacher are checked before anything is written.
+    ("init-mismatched-file", ["train", "alexnet", "--init", "{root}/alexnet-4-classes.safetensors", "--out",
+                              f"{{root}}/{NEW}", *TINY_TRAIN], "tensor classifier.6.weight is 4×1024, the model's is 10×1024"),
+    ("init-not-safetensors", ["train", "alexnet", "--init", "{root}/afile", "--out", f"{{root}}/{NEW}", *TINY_TRAIN],
+     "cannot read weights file"),
+    ("init-missing", ["train", "alexnet", "--init", "{root}/no-such-run", "--out", f"{{root}}/{NEW}", *TINY_TRAIN],
+     "no such run directory or weights file"),
+    ("init-interrupted-run", ["train", "alexnet", "--init", "{root}/interrupted", "--out", f"{{root}}/{NEW}",
+                              *TINY_TRAIN], "is not a finished run"),
+    ("init-run-of-another-model", ["train", "vgg16", "--init", "{root}/dense", "--out", f"{{root}}/{NEW}",
+                                   *TINY_TRAIN], "another architecture"),
+    ("init-on-compare", ["compare", "--model", "alexnet", "--methods", "dense,fa", "--init", "{root}/afile", "--out",
+                         f"{{root}}/{NEW}", *TINY_TRAIN], "cannot read weights file"),
+    ("keep-without-init", ["train", "alexnet", "--keep", "random", "--out", f"{{root}}/{NEW}", *TINY_TRAIN],
+     "--keep chooses which inherited filters"),
+    ("distill-weight-above-1", ["train", "alexnet", "--distill", "{root}/dense", "--distill-weight", "2", "--out",
+                                f"{{root}}/{NEW}", *TINY_TRAIN], "distill_weight must be in [0, 1]"),
+    ("distill-temperature-0", ["train", "alexnet", "--distill", "{root}/dense", "--distill-temperature", "0", "--out",
+                               f"{{root}}/{NEW}", *TINY_TRAIN], "distill_temperature must be"),
+    ("distill-temperature-alone", ["train", "alexnet", "--distill-temperature", "2", "--out", f"{{root}}/{NEW}",
+                                   *TINY_TRAIN], "add --distill RUN"),
+    ("distill-other-task", ["train", "dncnn", "--task", "denoise", "--distill", "{root}/dense", "--out",
+                            f"{{root}}/{NEW}", *TINY_TRAIN], "was trained for task classify, this run for denoise"),
+    ("distill-interrupted-run", ["train", "alexnet", "--distill", "{root}/interrupted", "--out", f"{{root}}/{NEW}",
+                                 *TINY_TRAIN], "is not a finished run"),
+    ("distill-other-shape", ["train", "alexnet", "--distill", "{root}/dense", "--input", "3,16,16", "--data",
+                             "{root}/one-class-two", "--out", f"{{root}}/{NEW}", *TINY_TRAIN[2:]], "takes input 3x32x32"),
+    ("compare-train-budget", ["compare", "--model", "alexnet", "--methods", "dense,fa", "--train-budget",
+                              "dense-epochs=0", "--out", f"{{root}}/{NEW}", *TINY_TRAIN], "bad training budget"),
+    ("run-train-budget", ["run", "--model", "alexnet", "--train-budget", "epochs=3", "--out", f"{{root}}/{NEW}",
+                          *TINY_TRAIN], "give dense-epochs=N"),
     # A model reference that cannot be imported: one line naming it, whatever the import raised.
     ("model-not-python", ["profile", "/etc/passwd:x"], "not a Python file"),
     ("model-import-fails", ["profile", "usermodels.broken:Net"], "cannot import usermodels.broken"),

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
+import torch
 import torch.nn as nn
 
 from ..complexity import Totals, architecture_id
@@ -11,9 +12,13 @@ from .pruning_plan import PruningPlan
 from .units import ChannelModel, build_graph, find_units
 
 _REMAKE = "make a new plan with 'cdprune prune'"
+# Which of a unit's filters stay when a trained model is pruned: the plan's own channels (drawn at random with the
+# plan's seed, as the paper does), or as many of the largest L1 norm (docs/design.md, "Inheriting weights and
+# distillation").
+KEEP_RULES = ("l1", "random")
 
 
-def apply_plan(model: nn.Module, plan: PruningPlan) -> nn.Module:
+def apply_plan(model: nn.Module, plan: PruningPlan, keep: str | None = None) -> nn.Module:
     """Remove the channels `plan` drops from `model`, in place, and return it.
 
     The result is a genuinely smaller module (fewer channels, not masks). `model`
@@ -21,7 +26,13 @@ def apply_plan(model: nn.Module, plan: PruningPlan) -> nn.Module:
     the channels that stay. The plan's units must be exactly this model's units
     and its totals must be what they give; otherwise nothing is removed and a
     CdpruneError says what does not match.
+
+    keep: None or "random" removes the channels the plan names; "l1" keeps, in each unit, as many channels
+        as the plan keeps, those whose filters (summed over the unit's convs) have the largest L1 norm in
+        `model` (its trained weights), as the l1 baseline ranks them.
     """
+    if keep is not None and keep not in KEEP_RULES:
+        raise CdpruneError(f"unknown keep rule {keep!r}", f"choose {' or '.join(KEEP_RULES)} (--keep)")
     check_made_for(model, plan)
     dense = profile_model(model, plan.input_shape)  # first: it turns a shape the model rejects into a CdpruneError
     graph = build_graph(model, plan.input_shape)
@@ -45,11 +56,12 @@ def apply_plan(model: nn.Module, plan: PruningPlan) -> nn.Module:
             raise CdpruneError(f"the plan states energy of {stated[0]!r} mJ before and {stated[1]!r} mJ after pruning, "
                                f"but its energy model and units give {found[0]!r} and {found[1]!r} mJ: {_REMAKE}")
 
+    kept = _largest_l1(model, plan, channels) if keep == "l1" else {u.name: list(u.kept) for u in plan.units}
     for unit in plan.units:
         if len(unit.kept) == unit.channels:
             continue
         root = model.get_submodule(unit.name)
-        gone = np.setdiff1d(np.arange(unit.channels), unit.kept).tolist()
+        gone = np.setdiff1d(np.arange(unit.channels), kept[unit.name]).tolist()
         pruner = graph.get_pruner_of_module(root)
         graph.get_pruning_group(root, pruner.prune_out_channels, gone).prune()
 
@@ -60,6 +72,29 @@ def apply_plan(model: nn.Module, plan: PruningPlan) -> nn.Module:
         raise CdpruneError(f"the pruned model has {_show(after)}, not the plan's {_show(plan.after)}, and was changed "
                            "in place", f"rebuild the model and {_REMAKE}")
     return model
+
+
+def _largest_l1(model: nn.Module, plan: PruningPlan, channels: ChannelModel) -> dict[str, list[int]]:
+    """Per unit, the plan's number of channels, chosen by the largest filter L1 norm summed over the unit's
+    convs (a position of a unit around a grouped conv: summed over its channels in every block). Ties keep
+    the later channel, as `l1_plan`'s stable ascending sort drops the earlier one."""
+    units = {u.name: u for u in channels.units}
+    kept = {}
+    for unit in plan.units:
+        mine = units[unit.name]
+        norms = sum(filter_l1(model.get_submodule(c)) for c in mine.convs).cpu().numpy()
+        order = np.argsort(norms.reshape(mine.groups, mine.positions).sum(0), kind="stable")
+        stay = len(unit.kept) // mine.groups
+        kept[unit.name] = mine.expand(np.sort(order[mine.positions - stay:])).tolist()
+    return kept
+
+
+def filter_l1(conv: nn.Module) -> torch.Tensor:
+    """L1 norm of each output channel's filter; a transposed conv keeps its output channels on weight dim 1."""
+    weight = conv.weight.detach()
+    if getattr(conv, "transposed", False):
+        weight = weight.transpose(0, 1)
+    return weight.abs().flatten(1).sum(1)
 
 
 # The flags that set a constructor argument the data decides; any other argument comes from --model-args.

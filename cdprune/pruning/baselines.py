@@ -24,6 +24,7 @@ import torch_pruning as tp
 from ..complexity import profile as profile_model
 from ..errors import CdpruneError, UnreachableTarget
 from ..metrics import LATENCY_TABLE, METRICS, metric_names
+from .apply import filter_l1
 from .pruning_plan import PruningPlan
 from .sampler import DEFAULT_ROUND_TO, Sampler, budget_limits, check_settings
 from .units import build_graph, find_units, require_units
@@ -129,19 +130,11 @@ def l1_plan(model: nn.Module, input_shape, target: float | None, metric: str = "
     state = _setup(model, input_shape, target, metric, step, floor, round_to, 0, budget, latency, energy)
     for u, drop in enumerate(_uniform_counts(state, _goal_test(state, target, metric, budget))):
         unit = state.channels.units[u]
-        norms = sum(_filter_l1(model.get_submodule(c)) for c in unit.convs).cpu().numpy()
+        norms = sum(filter_l1(model.get_submodule(c)) for c in unit.convs).cpu().numpy()
         # A position of a unit around a grouped conv is one channel per group: its norm is their sum.
         order = np.argsort(norms.reshape(unit.groups, unit.positions).sum(0), kind="stable")
         state.keep(u, order[int(drop):])
     return _finish(state, model, input_shape, "l1", target, metric, budget)
-
-
-def _filter_l1(conv: nn.Module) -> torch.Tensor:
-    """L1 norm of each output channel's filter; a transposed conv keeps its output channels on weight dim 1."""
-    weight = conv.weight.detach()
-    if getattr(conv, "transposed", False):
-        weight = weight.transpose(0, 1)
-    return weight.abs().flatten(1).sum(1)
 
 
 def magnitude_plan(model: nn.Module, input_shape, target: float | None, metric: str = "flops", *, floor: float = 0.1,

@@ -41,8 +41,10 @@ def build_model(ref: str, num_classes: int, input_shape, plan: PruningPlan | Non
     return pruned_model(base, plan, ref, input_shape)
 
 
-def pruned_model(base: torch.nn.Module, plan: PruningPlan | None, ref: str, input_shape) -> torch.nn.Module:
-    """`base` pruned by `plan`, after checking that the plan was made for this model and input."""
+def pruned_model(base: torch.nn.Module, plan: PruningPlan | None, ref: str, input_shape,
+                 keep: str | None = None) -> torch.nn.Module:
+    """`base` pruned by `plan`, after checking that the plan was made for this model and input; `keep` as
+    `apply_plan` takes it (which of a trained model's filters stay)."""
     if plan is None:
         return base
     if tuple(plan.input_shape) != tuple(input_shape):
@@ -52,7 +54,7 @@ def pruned_model(base: torch.nn.Module, plan: PruningPlan | None, ref: str, inpu
     if plan.model is not None and plan.model != ref and architecture_id(base) != plan.architecture:
         raise CdpruneError(f"the plan was made for {plan.model}, not {ref}: make a plan for {ref} "
                            f"with 'cdprune prune {ref}'")
-    return apply_plan(base, plan)
+    return apply_plan(base, plan, keep)
 
 
 def trusted_reference(recorded: str, given: str | None, where: str | Path) -> str:

@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, field, fields
 from ..data import AUGMENTATIONS, dataset_info, load_dataset
 from ..errors import CdpruneError
 from ..pruning import PruningPlan
+from ..pruning.apply import KEEP_RULES
 from ..records import Record
 from ..tasks import DEFAULT_TASK, Task, get_task, list_tasks
 from ..tasks import create as create_task
@@ -15,6 +16,8 @@ from ..train import TrainConfig, resolve_device
 
 PLAN_FILE, WEIGHTS_FILE, METRICS_FILE, SETTINGS_FILE = "plan.json", "model.safetensors", "metrics.json", "run.json"
 TRAINING_PASSES = 3  # one forward + a backward of about twice its cost, the usual estimate
+DISTILL_TEMPERATURE = 4.0  # Hinton et al. 2015 use 2 to 20; 4 is the common choice on CIFAR
+DISTILL_WEIGHT = 0.5  # the teacher's share α: hard labels and soft targets count alike
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,14 @@ class RunSettings:
     warmup: float = 0.1  # share of the optimiser steps over which the LR rises linearly to its peak; 0: none
     label_smoothing: float | None = None  # classify's training labels; None: the task's default (0.1; 0 for restoration)
 
+    init: str | None = None  # a finished dense run or a .safetensors file whose weights start the model (--init)
+    init_digest: str | None = None  # "sha256:…" of those weights; train_run fills it in
+    keep: str | None = None  # which inherited filters a pruned unit keeps: "l1" (the default with init) or "random"
+    distill: str | None = None  # a finished run whose outputs the loss also follows (--distill)
+    distill_digest: str | None = None  # "sha256:…" of the teacher's weights; train_run fills it in
+    distill_temperature: float | None = None  # T; 4 with a teacher
+    distill_weight: float | None = None  # α, the teacher's share of the loss; 0.5 with a teacher
+
     def __post_init__(self):
         # An unknown task is refused by check(); the default task's defaults stand in until then.
         known = isinstance(self.task, str) and self.task in list_tasks()
@@ -53,6 +64,12 @@ class RunSettings:
             object.__setattr__(self, "lr", task.default_lr)
         if self.label_smoothing is None:
             object.__setattr__(self, "label_smoothing", task.default_label_smoothing or 0.0)
+        if self.init is not None and self.keep is None:
+            object.__setattr__(self, "keep", "l1")
+        if self.distill is not None:
+            for name, default in (("distill_temperature", DISTILL_TEMPERATURE), ("distill_weight", DISTILL_WEIGHT)):
+                if getattr(self, name) is None:
+                    object.__setattr__(self, name, default)
         if isinstance(self.input_shape, tuple):  # JSON gives lists back: keep one form, so that resume compares equal
             object.__setattr__(self, "input_shape", list(self.input_shape))
 
@@ -85,9 +102,10 @@ class RunSettings:
 
     def comparable(self) -> dict:
         """The settings that must agree for a run to be resumed or reused (where data lives and the device may
-        change; the worker count may not: data-loader workers draw the augmentation stream). The task's
+        change, and so may the paths of --init and --distill, whose digests are compared instead; the worker count
+        may not: data-loader workers draw the augmentation stream). The task's
         settings are compared with their defaults filled in, so `noise=None` and `noise=25` agree."""
-        values = {k: v for k, v in asdict(self).items() if k not in ("data_dir", "device")}
+        values = {k: v for k, v in asdict(self).items() if k not in ("data_dir", "device", "init", "distill")}
         return {**values, **self.make_task().settings()}
 
     def check(self) -> "RunSettings":
@@ -113,8 +131,29 @@ class RunSettings:
                 raise CdpruneError(f"{name} must be at least 1, got {getattr(self, name)} "
                                    f"(--{name.replace('_', '-')})")
         resolve_device(self.device)  # "cuda" on a machine without CUDA fails here, not mid-run
-        self.make_task().check_label_smoothing(self.label_smoothing)
+        task = self.make_task()
+        task.check_label_smoothing(self.label_smoothing)
+        self._check_inheritance(task)
         return self
+
+    def _check_inheritance(self, task: Task) -> None:
+        if self.keep is not None and self.keep not in KEEP_RULES:
+            raise CdpruneError(f"unknown keep rule '{self.keep}'", f"choose {' or '.join(KEEP_RULES)} (--keep)")
+        if self.keep is not None and self.init is None:
+            raise CdpruneError("--keep chooses which inherited filters a pruned unit keeps", "add --init RUN or "
+                               "--init FILE.safetensors, or drop --keep")
+        if self.distill is None:
+            given = [n for n in ("distill_temperature", "distill_weight") if getattr(self, n) is not None]
+            if given:
+                raise CdpruneError(f"--{given[0].replace('_', '-')} sets the distillation", "add --distill RUN, or drop it")
+            return
+        if not task.distils:
+            raise CdpruneError(f"task {task.name} does not learn from a teacher", "drop --distill")
+        if not (math.isfinite(self.distill_temperature) and self.distill_temperature > 0):
+            raise CdpruneError(f"distill_temperature must be a finite number > 0, got {self.distill_temperature} "
+                               "(--distill-temperature)")
+        if not 0 <= self.distill_weight <= 1:
+            raise CdpruneError(f"distill_weight must be in [0, 1], got {self.distill_weight} (--distill-weight)")
 
 
 @dataclass
@@ -151,6 +190,7 @@ class RunMetrics(Record):
     plan: dict | None = None  # mode, target, seed and planner settings (step, floor, round_to) of the plan, if pruned
     pretrain_time_s: float = 0.0  # earlier stages of this method (dense training before ranking)
     pretrain_flops: float = 0.0
+    pretrain_epochs: int = 0  # epochs of those earlier stages
     processes: int = 1  # data-parallel training processes (torchrun)
     architecture: str = ""  # fingerprint of the unpruned model (complexity.architecture_id)
     source_digest: str | None = None  # of the user's model source files (models.source_digest); None: torch's own

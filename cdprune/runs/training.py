@@ -8,7 +8,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import sys
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
@@ -26,8 +26,9 @@ from ..storage import (
     remove_stale_temps,
     save_weights,
 )
-from ..train import CHECKPOINT_NAME, convergence, train
+from ..train import CHECKPOINT_NAME, TrainConfig, convergence, train
 from .guard import check_checkpoint, guard_directory
+from .inherit import inherit, load_teacher, with_digests
 from .loading import pruned_model, read_metrics
 from .naming import plan_run_name
 from .records import (
@@ -50,6 +51,8 @@ def train_run(out: str | Path, settings: RunSettings, plan: PruningPlan | None =
 
     init_from: a finished dense run whose trained weights start the model instead of a fresh
         initialisation (fine-tuning after ranking); its training cost is counted as pre-training.
+        `settings.init` does the same for a user's run or weights file, and `settings.keep` says which
+        inherited filters a pruned unit keeps; `settings.distill` names a teacher run (see inherit.py).
     model: the unpruned model to start from, instead of building `settings.model` (which then only
         names it); it is copied, not changed. `load_run(out, model=...)` needs it again.
     datasets: (train, test) datasets of your own, wrapped by `cdprune.data.from_dataset` (instead of
@@ -62,7 +65,9 @@ def train_run(out: str | Path, settings: RunSettings, plan: PruningPlan | None =
     every rank returns rank 0's metrics.
     """
     out = Path(out)
-    settings.check()
+    settings = with_digests(settings.check())
+    if settings.init is not None and init_from is not None:
+        raise CdpruneError("init_from and settings.init both name the weights to start from", "give one")
     digest = plan.to_dict()["digest"] if plan is not None else None
     if guard_directory(out, settings, digest, resume) == "finished":
         return read_metrics(out)
@@ -89,9 +94,14 @@ def train_run(out: str | Path, settings: RunSettings, plan: PruningPlan | None =
     architecture = architecture_id(base)
     if pretrained is not None:
         base.load_state_dict(load_weights(Path(init_from) / WEIGHTS_FILE))
-    model = pruned_model(base, plan, settings.model, info.input_shape)
+    if settings.init is not None:  # an --init run's training counts as pre-training, as init_from's does
+        pretrained = inherit(base, settings, settings.model)
+    model = pruned_model(base, plan, settings.model, info.input_shape, keep=settings.keep)
     # One forward pass on zeros: a classifier given an image task (or the reverse) fails here, in one line.
     task.check_model(model, info.input_shape, info.num_classes)
+    config = settings.train_config(progress)
+    if settings.distill is not None:
+        config = replace(config, distill=load_teacher(settings, info, task))
     if resume:
         check_checkpoint(out, settings, len(train_set))
     if datasets is None:
@@ -109,7 +119,7 @@ def train_run(out: str | Path, settings: RunSettings, plan: PruningPlan | None =
                 plan.save(out / PLAN_FILE)
             else:
                 (out / PLAN_FILE).unlink(missing_ok=True)  # left by a start that never finished an epoch
-        metrics = _train_and_measure(out, settings, plan, model, info, train_set, test_set, resume, progress,
+        metrics = _train_and_measure(out, settings, plan, model, info, train_set, test_set, resume, config,
                                      pretrained, method, architecture)
     return metrics
 
@@ -123,8 +133,8 @@ def _note_short_subsets(settings: RunSettings, train_set: Dataset, test_set: Dat
 
 
 def _train_and_measure(out: Path, settings: RunSettings, plan, model, info, train_set, test_set, resume: bool,
-                       progress: bool, pretrained, method, architecture: str) -> RunMetrics:
-    result = train(model, train_set, test_set, settings.train_config(progress), out, resume=resume)
+                       config: TrainConfig, pretrained, method, architecture: str) -> RunMetrics:
+    result = train(model, train_set, test_set, config, out, resume=resume)
     if not distributed.from_environment().is_main:
         return RunMetrics.from_dict(distributed.share_from_main(None))
     save_weights(out / WEIGHTS_FILE, model.state_dict())
@@ -146,7 +156,8 @@ def _train_and_measure(out: Path, settings: RunSettings, plan, model, info, trai
         plan=None if plan is None else {"mode": plan.mode, "target": plan.target, "seed": plan.seed,
                                         **planner_settings(plan)},
         pretrain_time_s=pretrained.total_train_time_s if pretrained else 0.0,
-        pretrain_flops=pretrained.total_train_flops if pretrained else 0.0, processes=result.processes,
+        pretrain_flops=pretrained.total_train_flops if pretrained else 0.0,
+        pretrain_epochs=pretrained.epochs + pretrained.pretrain_epochs if pretrained else 0, processes=result.processes,
         architecture=architecture, source_digest=models.source_digest(model), mean=list(info.mean), std=list(info.std), class_names=list(info.class_names),
         augment=getattr(train_set, "augment", None) or "none", task=task.name, score=result.test_score,
         score_name=task.score.name, effective_lr=settings.effective_lr, last_epoch_gain=gain, converged=converged,

@@ -101,6 +101,7 @@ class Task:
     named_in_titles: ClassVar[bool] = True  # the default task goes unnamed in titles and folder names
     scores_exports: ClassVar[bool] = False  # eval --onnx and export --int8 can score its exported files
     shows_samples: ClassVar[bool] = False  # eval --samples can write its inputs, outputs and targets as images
+    distils: ClassVar[bool] = False  # gives distill_loss: --distill can train it against a teacher run
 
     def __post_init__(self):
         if self.loss is None:
@@ -161,6 +162,13 @@ class Task:
     def extra_sums(self, output: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
         """Each extra score (by key) summed over the batch."""
         return {}
+
+    def distill_loss(self, output: torch.Tensor, target: torch.Tensor, teacher_output: torch.Tensor, weight: float,
+                     temperature: float) -> torch.Tensor:
+        """The training loss against a teacher's outputs as well as the targets, a mean over the batch: `weight`
+        is the teacher's share α, `temperature` the softening T of tasks that soften (docs/design.md,
+        "Inheriting weights and distillation")."""
+        raise CdpruneError(f"task {self.name} does not learn from a teacher", "drop --distill")
 
     def reference_scores(self, test_set: Dataset) -> dict:
         """Figures of the test set without a network, as RunMetrics fields (see `reference_rows`)."""

@@ -37,6 +37,7 @@ class RestorationTask(Task):
     reference_rows = (("input PSNR (no network)", "input_psnr", PSNR),)
     scores_exports = True
     shows_samples = True
+    distils = True
 
     def degrade(self, clean: torch.Tensor, index: int | None = None) -> torch.Tensor:
         """The network's input for one clean image (C×H×W, [0, 1]); index None draws fresh noise from
@@ -73,6 +74,12 @@ class RestorationTask(Task):
             F.l1_loss(output, target, reduction="none")
         per_sample = error.flatten(1).mean(1)
         return per_sample.sum() if reduction == "sum" else per_sample.mean()
+
+    def distill_loss(self, output: torch.Tensor, target: torch.Tensor, teacher_output: torch.Tensor, weight: float,
+                     temperature: float) -> torch.Tensor:
+        """(1 − α)·loss(student, clean) + α·loss(student, teacher's output): the teacher's image is a second
+        target (no softening: `temperature` is not used)."""
+        return (1 - weight) * self.loss_of(output, target) + weight * self.loss_of(output, teacher_output.float())
 
     def score_sum(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Per-image PSNR (dB), summed over the batch."""

@@ -24,6 +24,7 @@ class Classify(Task):
     score = ACCURACY
     named_in_titles = False
     scores_exports = True
+    distils = True
 
     def check_output(self, shape, input_shape, num_classes: int | None = None) -> None:
         if shape is None or len(shape) != 1 or (num_classes is not None and shape[0] != num_classes):
@@ -57,6 +58,17 @@ class Classify(Task):
             return self.loss_of(output, target)
         self._check_batch(output, target)
         return F.cross_entropy(output.float(), target, label_smoothing=label_smoothing)
+
+    def distill_loss(self, output: torch.Tensor, target: torch.Tensor, teacher_output: torch.Tensor, weight: float,
+                     temperature: float) -> torch.Tensor:
+        """(1 − α)·CE(student, y) + α·T²·KL(softmax(teacher/T) ‖ softmax(student/T)), per sample, averaged
+        (Hinton et al. 2015; T² keeps the soft term's gradients on the scale of the hard one's)."""
+        self._check_batch(output, target)
+        student = F.log_softmax(output.float() / temperature, dim=1)
+        teacher = F.log_softmax(teacher_output.float() / temperature, dim=1)
+        kl = F.kl_div(student, teacher, reduction="none", log_target=True).sum(1)
+        hard = F.cross_entropy(output.float(), target, reduction="none")
+        return ((1 - weight) * hard + weight * temperature ** 2 * kl).mean()
 
     def score_sum(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Correct predictions in the batch."""
