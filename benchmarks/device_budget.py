@@ -82,7 +82,7 @@ def estimate_part(names, min_time_s: float, table_kw: dict) -> dict:
             start = time.time()
             table = tables[(name, precision)] = table_for(name, precision, table_kw)
             dense = timed(build(name), precision, min_time_s)
-            fraction = reachable_fraction(name, table, precision, dense.p50_ms)
+            fraction = reachable_fraction(name, table, precision, dense.p50_ms) or BUDGET_FRACTION
             budget = fraction * dense.p50_ms
             print(f"{name} {precision}: table in {time.time() - start:.0f} s, dense p50 {dense.p50_ms:.3f} ms "
                   f"(table {table.network_ms:.3f}), budget {budget:.3f} ms", flush=True)
@@ -110,8 +110,8 @@ def estimate_part(names, min_time_s: float, table_kw: dict) -> dict:
     return {"rows": rows, "speedups": speedups}
 
 
-def reachable_fraction(name: str, table, precision: str, dense_ms: float) -> float:
-    """The first of FALLBACK_FRACTIONS of the dense p50 that every planned mode can reach with `table`."""
+def reachable_fraction(name: str, table, precision: str, dense_ms: float) -> float | None:
+    """The first of FALLBACK_FRACTIONS of the dense p50 that every planned mode can reach with `table` (None: none)."""
     for fraction in FALLBACK_FRACTIONS:
         try:
             for mode in PLANNED:
@@ -120,7 +120,7 @@ def reachable_fraction(name: str, table, precision: str, dense_ms: float) -> flo
             return fraction
         except cdprune.CdpruneError:
             continue
-    return FALLBACK_FRACTIONS[-1]
+    return None
 
 
 def default_speedup(name: str, table, min_time_s: float) -> list[dict]:
@@ -158,6 +158,10 @@ def train_part(names, out: Path, smoke: bool, estimate: dict) -> list[dict]:
         table = table_for(name, "int8", {"repeats": 3, "min_time_s": 0.005} if smoke else {})
         dense = timed(build(name), "int8", 0.2 if smoke else 2.0)
         fraction = reachable_fraction(name, table, "int8", dense.p50_ms)
+        if fraction is None:
+            print(f"{name}: no plan reaches {FALLBACK_FRACTIONS[-1]:.0%} of the dense int8 p50; not trained", flush=True)
+            rows.append({"model": name, "method": "-", "status": "unreachable", "dense_int8_p50_ms": dense.p50_ms})
+            continue
         limit = fraction * dense.p50_ms
         budget = cdprune.methods.Budget({"latency": limit}, table=table, runtime="onnxruntime", precision="int8")
         settings = cdprune.RunSettings(MODELS[name], "fashion-mnist", input_shape=list(SHAPE), epochs=epochs,
@@ -184,7 +188,7 @@ def train_part(names, out: Path, smoke: bool, estimate: dict) -> list[dict]:
 
 def goals(result: dict) -> dict:
     est = [r for r in result.get("estimate", {}).get("rows", []) if r["status"] == "ok"]
-    trained = [r for r in result.get("train", []) if r["method"] != "dense"]
+    trained = [r for r in result.get("train", []) if r["method"] not in ("dense", "-")]
     la_beats = []
     for name in {r["model"] for r in trained}:
         acc = {r["method"]: r["test_acc"] for r in trained if r["model"] == name}
@@ -234,6 +238,10 @@ def markdown(result: dict) -> str:
                   "| model | method | images × epochs | test acc | converged | estimate | measured p50 | p90 | budget |",
                   "|---|---|---|---|---|---|---|---|---|"]
         for r in result["train"]:
+            if r.get("status") == "unreachable":
+                lines.append(f"| {r['model']} | - | - | - | - | no plan reaches {FALLBACK_FRACTIONS[-1]:.0%} of the dense "
+                             f"int8 p50 ({r['dense_int8_p50_ms']:.3f} ms) | | | |")
+                continue
             est_ms = "-" if r["estimate_ms"] is None else f"{r['estimate_ms']:.3f} ms"
             p50 = "-" if r["p50_ms"] is None else f"{r['p50_ms']:.3f} ms"
             p90 = "-" if r["p90_ms"] is None else f"{r['p90_ms']:.3f} ms"
