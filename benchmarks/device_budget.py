@@ -49,6 +49,7 @@ GOAL_SPEEDUP_PER_FLOPS = 0.9
 TRAIN = {"alexnet": (10000, 6, 64), "edgenet": (10000, 6, 64), "mobilenetv2": (5000, 4, 64),
          "vgg16": (5000, 4, 64), "resnet50": (2000, 3, 64)}
 SMOKE_TRAIN = (256, 1, 64)
+TRAIN_ORDER = ("vgg16", "alexnet", "edgenet", "mobilenetv2", "resnet50")  # the heaviest last
 
 
 def build(name: str):
@@ -151,18 +152,25 @@ def default_speedup(name: str, table, min_time_s: float) -> list[dict]:
              "layers": layers[:6]}]
 
 
-def train_part(names, out: Path, smoke: bool, estimate: dict) -> list[dict]:
+def train_part(names, out: Path, smoke: bool, save) -> list[dict]:
+    """Trains model after model; `save(rows)` after each, so an interrupted run keeps the models it finished."""
     rows = []
     for name in names:
         images, epochs, batch = SMOKE_TRAIN if smoke else TRAIN[name]
         table = table_for(name, "int8", {"repeats": 3, "min_time_s": 0.005} if smoke else {})
-        dense = timed(build(name), "int8", 0.2 if smoke else 2.0)
-        fraction = reachable_fraction(name, table, "int8", dense.p50_ms)
+        # The budget is a fraction of the dense p50 the table recorded; a folder that was started keeps the budget
+        # it was started with (compare.json), so that its finished runs' plans still match when the part resumes.
+        dense_ms = table.network_ms
+        fraction = reachable_fraction(name, table, "int8", dense_ms)
         if fraction is None:
             print(f"{name}: no plan reaches {FALLBACK_FRACTIONS[-1]:.0%} of the dense int8 p50; not trained", flush=True)
-            rows.append({"model": name, "method": "-", "status": "unreachable", "dense_int8_p50_ms": dense.p50_ms})
+            rows.append({"model": name, "method": "-", "status": "unreachable", "dense_int8_p50_ms": dense_ms})
+            save(rows)
             continue
-        limit = fraction * dense.p50_ms
+        started = out / name / "compare.json"
+        limit = json.loads(started.read_text())["budget"]["limits"]["latency"] if started.exists() else \
+            fraction * dense_ms
+        fraction = limit / dense_ms
         budget = cdprune.methods.Budget({"latency": limit}, table=table, runtime="onnxruntime", precision="int8")
         settings = cdprune.RunSettings(MODELS[name], "fashion-mnist", input_shape=list(SHAPE), epochs=epochs,
                                        batch_size=batch, train_subset=images, test_subset=500 if smoke else 2000)
@@ -178,11 +186,13 @@ def train_part(names, out: Path, smoke: bool, estimate: dict) -> list[dict]:
             check = (s.budget_checks or [None])[0]
             row = (check or {}).get("rows", [{}])[0] if check else {}
             rows.append({"model": name, "method": s.method, "budget_ms": limit, "fraction": fraction,
-                         "dense_int8_p50_ms": dense.p50_ms,
-                         "test_acc": s.score_mean, "converged": getattr(s, "converged", None),
+                         "dense_int8_p50_ms": dense_ms,
+                         "test_acc": s.score_mean, "converged": None if s.last_epoch_gain_max is None else not s.not_converged,
+                         "last_epoch_gain": s.last_epoch_gain_max,
                          "estimate_ms": row.get("planned"), "p50_ms": row.get("measured"),
                          "p90_ms": row.get("measured_p90"), "passed": row.get("passed"),
                          "train_time_s": s.train_time_s, "images": images, "epochs": epochs, "batch": batch})
+        save(rows)
     return rows
 
 
@@ -258,22 +268,31 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--only", choices=("estimate", "train"), default=None)
     parser.add_argument("--smoke", action="store_true", help="alexnet and edgenet, short timings")
+    parser.add_argument("--models", default=None, help="comma-separated models to train (default all, heaviest last)")
     args = parser.parse_args()
     names = ["alexnet", "edgenet"] if args.smoke else list(MODELS)
     path = HERE / ("runs/device_budget-smoke.json" if args.smoke else "results/device_budget.json")
     result = json.loads(path.read_text()) if path.exists() and args.only else {}
     result["cpu"] = cpu_description()
+
+    def save() -> None:  # after each part, so an interrupted run keeps what it measured
+        result["goals"] = goals(result)
+        atomic_write_json(path, result)
+        atomic_write_text(path.with_suffix(".md"), markdown(result))
+
     if args.only in (None, "estimate"):
         table_kw = {"repeats": 3, "min_time_s": 0.005} if args.smoke else {}
         result["estimate"] = estimate_part(names, 0.2 if args.smoke else 2.0, table_kw)
+        save()
     if args.only in (None, "train"):
-        result["train"] = train_part(names, HERE / "runs" / ("device-budget-smoke" if args.smoke else "device-budget"),
-                                     args.smoke, result.get("estimate", {}))
-    result["goals"] = goals(result)
-    atomic_write_json(path, result)
-    text = markdown(result)
-    atomic_write_text(path.with_suffix(".md"), text)
-    print(text)
+        def save_rows(rows):
+            result["train"] = rows
+            save()
+
+        order = args.models.split(",") if args.models else TRAIN_ORDER
+        train_part(order if not args.smoke else names,
+                   HERE / "runs" / ("device-budget-smoke" if args.smoke else "device-budget"), args.smoke, save_rows)
+    print(markdown(result))
 
 
 if __name__ == "__main__":
