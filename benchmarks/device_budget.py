@@ -2,6 +2,7 @@
 
     python benchmarks/device_budget.py                  # both parts; writes benchmarks/results/device_budget.{json,md}
     python benchmarks/device_budget.py --only estimate  # one part: estimate | train (the other keeps its last rows)
+    python benchmarks/device_budget.py --only train --models mobilenetv2,resnet50   # train some models (resumes)
     python benchmarks/device_budget.py --smoke          # a short check of the script; writes under benchmarks/runs only
 
 Every time is ONNX Runtime, batch 1, 1 thread, by the timing protocol of measure/timing.py, in this
@@ -285,11 +286,13 @@ def main() -> None:
         result["estimate"] = estimate_part(names, 0.2 if args.smoke else 2.0, table_kw)
         save()
     if args.only in (None, "train"):
+        order = args.models.split(",") if args.models else TRAIN_ORDER
+        kept = [r for r in result.get("train", []) if r["model"] not in order]  # models this run does not train
+
         def save_rows(rows):
-            result["train"] = rows
+            result["train"] = kept + rows
             save()
 
-        order = args.models.split(",") if args.models else TRAIN_ORDER
         train_part(order if not args.smoke else names,
                    HERE / "runs" / ("device-budget-smoke" if args.smoke else "device-budget"), args.smoke, save_rows)
     print(markdown(result))

@@ -16,13 +16,12 @@ when a file is exported or loaded.
 from __future__ import annotations
 
 import contextlib
-import logging
-import warnings
 
 import numpy as np
 import torch
 
 from ..measure.latency import quiet_native_stderr, require_module
+from ..measure.quantize import quiet_quantizer
 from .export import describe_sidecar, sidecar_precision
 from .formats import ExportFormat, register_format
 
@@ -32,15 +31,8 @@ CALIBRATION_BATCH = 16
 @contextlib.contextmanager
 def _quiet():
     """The exporters' deprecation warnings, progress lines and native start-up notes stay off the terminal."""
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings(), quiet_native_stderr(), torch.no_grad():
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        root.setLevel(level)
+    with quiet_quantizer(), quiet_native_stderr(), torch.no_grad():
+        yield
 
 
 def pt2e_int8(model: torch.nn.Module, input_shape, quantizer, images: np.ndarray, *,
