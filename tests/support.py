@@ -4,6 +4,7 @@ import hashlib
 from pathlib import Path
 
 import pytest
+import torch.utils.data
 
 from cdprune import RunSettings
 from cdprune.cli import main
@@ -96,3 +97,22 @@ def fake_latency_table(model, input_shape, runtime="onnxruntime", threads=1, ms=
                         grids=grids, network_ms=10 * ms * len(layers), layer_sum_ms=ms * len(layers),
                         model=getattr(model, "cdprune_spec", {}).get("name"), torch_version=torch.__version__,
                         source="hand-made table")
+
+
+class InterruptingDataset(torch.utils.data.Dataset):
+    """Raises KeyboardInterrupt (Ctrl-C) at the item fetch after `after` fetches; None: never."""
+
+    def __init__(self, x, y, after: int | None = None):
+        self.x, self.y, self.after, self.calls = x, y, after, 0
+
+    def __len__(self):
+        return len(self.x)
+
+    def item(self, i):
+        return self.x[i], self.y[i]
+
+    def __getitem__(self, i):
+        self.calls += 1
+        if self.after is not None and self.calls > self.after:
+            raise KeyboardInterrupt
+        return self.item(i)

@@ -9,7 +9,7 @@ from dataclasses import replace
 import pytest
 import torch
 import torch.nn as nn
-from torch.utils.data import Dataset, TensorDataset
+from torch.utils.data import TensorDataset
 
 import cdprune
 from cdprune import RunSettings, report, storage, tasks
@@ -27,7 +27,7 @@ from cdprune.train import (
     train,
     warmup_steps,
 )
-from support import TINY_TRAIN, run_cli
+from support import TINY_TRAIN, InterruptingDataset, run_cli
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -47,22 +47,6 @@ def quadrants(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
         r, c = divmod(label, 2)
         x[i, 0, 4 * r:4 * r + 4, 4 * c:4 * c + 4] += 1.5
     return x, y
-
-
-class Interrupting(Dataset):
-    """Raises KeyboardInterrupt (Ctrl-C) at the fetch after `after` items; None: never."""
-
-    def __init__(self, x, y, after: int | None = None):
-        self.x, self.y, self.after, self.calls = x, y, after, 0
-
-    def __len__(self):
-        return len(self.x)
-
-    def __getitem__(self, i):
-        self.calls += 1
-        if self.after is not None and self.calls > self.after:
-            raise KeyboardInterrupt
-        return self.x[i], self.y[i]
 
 
 def tiny_cnn(seed: int) -> nn.Module:
@@ -102,7 +86,7 @@ def test_warmup_and_steps_counts():
 
 def test_training_steps_the_lr_every_optimiser_step(tmp_path):
     """history.csv's lr is the LR of each epoch's first step: 6 warm-up steps of 24, then the cosine over 18."""
-    result = train(tiny_cnn(0), Interrupting(*TRAIN_XY), TEST_SET, CONFIG, tmp_path)
+    result = train(tiny_cnn(0), InterruptingDataset(*TRAIN_XY), TEST_SET, CONFIG, tmp_path)
     lrs = [r.lr for r in result.history]
     assert lrs[0] == pytest.approx(0.05 / 6)  # step 0: 1/6 of the peak
     assert lrs[1] == pytest.approx(0.05 * 0.5 * (1 + math.cos(math.pi * 2 / 18)))  # step 8
@@ -117,11 +101,11 @@ def test_resume_in_the_middle_of_the_warm_up_is_bit_identical(tmp_path):
     """Half the steps are warm-up (12 of 24): Ctrl-C in epoch 2 leaves a checkpoint at step 8, inside it."""
     config = replace(CONFIG, warmup=0.5)
     straight = tiny_cnn(0)
-    expected = train(straight, Interrupting(*TRAIN_XY), TEST_SET, config, tmp_path / "straight")
+    expected = train(straight, InterruptingDataset(*TRAIN_XY), TEST_SET, config, tmp_path / "straight")
     with pytest.raises(TrainingInterrupted):
-        train(tiny_cnn(0), Interrupting(*TRAIN_XY, after=256 + 40), TEST_SET, config, tmp_path / "broken")
+        train(tiny_cnn(0), InterruptingDataset(*TRAIN_XY, after=256 + 40), TEST_SET, config, tmp_path / "broken")
     resumed = tiny_cnn(7)
-    result = train(resumed, Interrupting(*TRAIN_XY), TEST_SET, config, tmp_path / "broken", resume=True)
+    result = train(resumed, InterruptingDataset(*TRAIN_XY), TEST_SET, config, tmp_path / "broken", resume=True)
     for key, value in straight.state_dict().items():
         assert torch.equal(resumed.state_dict()[key], value), key
     assert [r.lr for r in result.history] == [r.lr for r in expected.history]
@@ -129,9 +113,9 @@ def test_resume_in_the_middle_of_the_warm_up_is_bit_identical(tmp_path):
 
 
 def test_resume_with_another_warmup_is_refused(tmp_path):
-    train(tiny_cnn(0), Interrupting(*TRAIN_XY), TEST_SET, replace(CONFIG, epochs=1), tmp_path)
+    train(tiny_cnn(0), InterruptingDataset(*TRAIN_XY), TEST_SET, replace(CONFIG, epochs=1), tmp_path)
     with pytest.raises(CdpruneError, match="warmup="):
-        train(tiny_cnn(0), Interrupting(*TRAIN_XY), TEST_SET, replace(CONFIG, epochs=1, warmup=0.1), tmp_path,
+        train(tiny_cnn(0), InterruptingDataset(*TRAIN_XY), TEST_SET, replace(CONFIG, epochs=1, warmup=0.1), tmp_path,
               resume=True)
 
 
@@ -203,7 +187,7 @@ def test_an_epoch_of_few_steps_warns_and_names_the_fix(tmp_path, capsys):
 
 
 def test_an_epoch_of_enough_steps_does_not_warn(tmp_path, capsys):
-    train(tiny_cnn(0), Interrupting(*TRAIN_XY), TEST_SET, replace(CONFIG, epochs=1, batch_size=8), tmp_path)
+    train(tiny_cnn(0), InterruptingDataset(*TRAIN_XY), TEST_SET, replace(CONFIG, epochs=1, batch_size=8), tmp_path)
     assert "warning" not in capsys.readouterr().err  # 32 steps
 
 

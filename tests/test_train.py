@@ -16,7 +16,7 @@ import pytest
 import torch
 import torch.nn as nn
 from safetensors import safe_open
-from torch.utils.data import Dataset, TensorDataset
+from torch.utils.data import TensorDataset
 
 from cdprune import storage
 from cdprune.errors import CdpruneError
@@ -31,6 +31,8 @@ from cdprune.train import (
     train,
 )
 
+from support import InterruptingDataset
+
 NUM_CLASSES = 4
 
 
@@ -44,7 +46,7 @@ def quadrant_data(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     return x, y
 
 
-class NoisyDataset(Dataset):
+class NoisyDataset(InterruptingDataset):
     """Adds noise from torch's *global* RNG per item, like real augmentation.
 
     With `interrupt_after` set, the item fetch after that many fetches raises
@@ -52,15 +54,9 @@ class NoisyDataset(Dataset):
     """
 
     def __init__(self, x, y, interrupt_after: int | None = None):
-        self.x, self.y, self.interrupt_after, self.calls = x, y, interrupt_after, 0
+        super().__init__(x, y, after=interrupt_after)
 
-    def __len__(self):
-        return len(self.x)
-
-    def __getitem__(self, i):
-        self.calls += 1
-        if self.interrupt_after is not None and self.calls > self.interrupt_after:
-            raise KeyboardInterrupt
+    def item(self, i):
         return self.x[i] + 0.05 * torch.randn_like(self.x[i]), self.y[i]
 
 
