@@ -116,3 +116,15 @@ class InterruptingDataset(torch.utils.data.Dataset):
         if self.after is not None and self.calls > self.after:
             raise KeyboardInterrupt
         return self.item(i)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """A test module that imports this trains tiny models on one thread: extra threads only add overhead, and they
+    stall badly when the machine's cores are shared with other processes."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

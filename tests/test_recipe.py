@@ -27,15 +27,7 @@ from cdprune.train import (
     train,
     warmup_steps,
 )
-from support import TINY_TRAIN, InterruptingDataset, run_cli
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+from support import TINY_TRAIN, InterruptingDataset, one_thread, run_cli  # noqa: F401 (one_thread: autouse fixture)
 
 
 def quadrants(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -31,7 +31,7 @@ from cdprune.train import (
     train,
 )
 
-from support import InterruptingDataset
+from support import InterruptingDataset, one_thread  # noqa: F401 (one_thread: autouse fixture)
 
 NUM_CLASSES = 4
 
@@ -79,16 +79,6 @@ def tiny_cnn(seed: int) -> nn.Module:
         nn.Conv2d(8, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(),
         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(0.1), nn.Linear(16, NUM_CLASSES),
     )
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # These models are tiny: extra threads only add overhead, and they stall
-    # badly when the machine's cores are shared with other processes.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 TRAIN_XY = quadrant_data(256, seed=1)
