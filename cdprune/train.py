@@ -268,12 +268,12 @@ def train(model: torch.nn.Module, train_set: Dataset, test_set: Dataset, config:
         raise CdpruneError(f"batch size {config.batch_size} does not split over {group.world_size} processes",
                            f"use a multiple of {group.world_size}")
     device = distributed.join(group, config.device) or resolve_device(config.device)
+    check_autocast(config.autocast, device)
     out_dir = Path(out_dir)
     if group.is_main:
         out_dir.mkdir(parents=True, exist_ok=True)
     ckpt_path, history_path = out_dir / CHECKPOINT_NAME, out_dir / HISTORY_NAME
 
-    check_autocast(config.autocast, device)
     if config.autocast is not None:  # weights, gradients and the optimiser stay fp32; only the forward pass is cast
         use_amp, amp_dtype = True, AUTOCAST_DTYPES[config.autocast]
         if group.is_main and device.type == "cpu" and not cpu_has_bf16():
