@@ -373,6 +373,9 @@ def _training_arguments(p: argparse.ArgumentParser, job: dict) -> None:
     p.add_argument("--label-smoothing", type=number, default=None, metavar="S",
                    help=f"classify: train on labels smoothed by S (default {classify.default_label_smoothing}; "
                         "0: none); refused for denoise and sr")
+    p.add_argument("--autocast", default=None, metavar="bf16",
+                   help="train with the forward pass and loss in bf16 autocast (weights, gradients and the optimiser "
+                        "stay fp32; evaluation, export and latency are fp32); default: fp32")
     p.add_argument("--seed", type=int, default=defaults["seed"], help=f"default {defaults['seed']}")
     for split in ("train", "test"):
         default = defaults.get(f"{split}_subset")
@@ -406,7 +409,7 @@ def _settings(args, model: str) -> RunSettings:
                        batch_size=args.batch_size, lr=_lr(args), seed=args.seed, train_subset=args.train_subset,
                        test_subset=args.test_subset, device=args.device, num_workers=args.workers, task=args.task,
                        noise=args.noise, scale=args.scale, loss=args.loss, warmup=args.warmup,
-                       label_smoothing=args.label_smoothing, init=args.init, keep=args.keep,
+                       label_smoothing=args.label_smoothing, autocast=args.autocast, init=args.init, keep=args.keep,
                        distill=args.distill, distill_temperature=args.distill_temperature,
                        distill_weight=args.distill_weight)
 

@@ -153,12 +153,13 @@ def task_sentence(settings) -> str:
 
 def recipe_text(settings) -> str:
     """The training recipe in a phrase: 'batch 32, peak lr 0.02 (0.08 at batch 128), 10% warm-up then cosine,
-    label smoothing 0.1'."""
+    label smoothing 0.1, bf16 autocast'."""
     task = settings.make_task()
     smoothing = f", label smoothing {settings.label_smoothing:g}" if settings.label_smoothing else ""
+    precision = f", {settings.autocast} autocast" if settings.autocast else ""
     schedule = f"{settings.warmup:.0%} warm-up then cosine" if settings.warmup else "cosine, no warm-up"
     return (f"batch {settings.batch_size}, peak lr {settings.effective_lr:.4g} ({settings.lr:g} at batch "
-            f"{task.reference_batch}), {schedule}{smoothing}")
+            f"{task.reference_batch}), {schedule}{smoothing}{precision}")
 
 
 def comparison_table(runs) -> str:

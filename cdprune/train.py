@@ -16,6 +16,7 @@ the batch one process would train on.
 from __future__ import annotations
 
 import math
+import platform
 import random
 import sys
 import time
@@ -37,6 +38,7 @@ from .tasks import CLASSIFY, Task
 
 CHECKPOINT_NAME = "checkpoint.safetensors"
 HISTORY_NAME = "history.csv"
+AUTOCAST_DTYPES = {"bf16": torch.bfloat16}  # TrainConfig.autocast and RunSettings.autocast (--autocast)
 
 
 @dataclass
@@ -54,6 +56,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"        # "auto" (CUDA if available), "cpu", "cuda" or "cuda:N"
     amp: bool | None = None     # None: mixed precision on CUDA; always off on CPU
+    autocast: str | None = None  # "bf16": forward pass and loss under bf16 autocast on any device; None: as `amp` says
     num_workers: int = 0
     progress: bool = True       # tqdm bar on stderr
     channels_last: bool = True  # NHWC tensors: about 25 % faster convs on a CPU (oneDNN) and on tensor cores
@@ -265,13 +268,20 @@ def train(model: torch.nn.Module, train_set: Dataset, test_set: Dataset, config:
         raise CdpruneError(f"batch size {config.batch_size} does not split over {group.world_size} processes",
                            f"use a multiple of {group.world_size}")
     device = distributed.join(group, config.device) or resolve_device(config.device)
+    check_autocast(config.autocast, device)
     out_dir = Path(out_dir)
     if group.is_main:
         out_dir.mkdir(parents=True, exist_ok=True)
     ckpt_path, history_path = out_dir / CHECKPOINT_NAME, out_dir / HISTORY_NAME
 
-    use_amp = device.type == "cuda" and config.amp is not False
-    amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
+    if config.autocast is not None:  # weights, gradients and the optimiser stay fp32; only the forward pass is cast
+        use_amp, amp_dtype = True, AUTOCAST_DTYPES[config.autocast]
+        if group.is_main and device.type == "cpu" and not cpu_has_bf16():
+            print("cdprune: warning: this CPU has no bf16 instructions (avx512_bf16 or amx_bf16): bf16 autocast "
+                  "will likely train slower than fp32", file=sys.stderr)
+    else:
+        use_amp = device.type == "cuda" and config.amp is not False
+        amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
 
@@ -293,6 +303,8 @@ def train(model: torch.nn.Module, train_set: Dataset, test_set: Dataset, config:
         run["processes"] = group.world_size
     if task != CLASSIFY:  # absent for classify, so that checkpoints from before tasks still resume
         run["task"] = task.settings()
+    if config.autocast is not None:  # absent in fp32, so that earlier checkpoints still resume
+        run["autocast"] = config.autocast
     if config.distill is not None:  # absent without a teacher, so that earlier checkpoints still resume
         run["distill"] = config.distill.settings()
         config.distill.teacher.to(device).eval()
@@ -347,6 +359,29 @@ def train(model: torch.nn.Module, train_set: Dataset, test_set: Dataset, config:
                        device=device.type if group.active else str(device), processes=group.world_size,
                        test_score=last[f"test_{task.score.key}"],
                        test_extras={s.key: last[f"test_{s.key}"] for s in task.extra_scores})
+
+
+def check_autocast(value: str | None, device: torch.device | None = None) -> None:
+    """Refuse an autocast setting other than None or "bf16", and bf16 on a GPU without it."""
+    if value is not None and value not in AUTOCAST_DTYPES:
+        raise CdpruneError(f"unknown autocast {value!r}", f"use {' or '.join(AUTOCAST_DTYPES)}, or leave it out "
+                           "for fp32", option="autocast")
+    if value == "bf16" and device is not None and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise CdpruneError(f"GPU {torch.cuda.get_device_name(device)} does not compute in bf16",
+                           "leave --autocast out (training on CUDA already uses fp16 mixed precision)")
+
+
+def cpu_has_bf16() -> bool:
+    """Whether this CPU computes in bf16 natively (x86's avx512_bf16 or amx_bf16 flags); elsewhere, or without
+    /proc/cpuinfo, True: there is nothing to warn about that we can tell."""
+    if platform.machine().lower() not in ("x86_64", "amd64", "i386", "i686"):
+        return True
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return True
+    flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
+    return bool({"avx512_bf16", "amx_bf16"} & set(flags))
 
 
 def _check_fit(model: torch.nn.Module, train_set: Dataset, task: Task) -> None:
@@ -479,6 +514,7 @@ def _check_config(config: TrainConfig, train_set: Dataset) -> None:
         raise CdpruneError(f"label smoothing must be in [0, 1) (got {config.label_smoothing})",
                            "use for example 0.1 (--label-smoothing)")
     config.task.check_label_smoothing(config.label_smoothing)
+    check_autocast(config.autocast)
     if config.nesterov and config.momentum <= 0:
         raise CdpruneError("Nesterov momentum needs momentum > 0")
     if len(train_set) == 0:
@@ -508,9 +544,10 @@ def _restore(path: Path, model, optimizer, scheduler, scaler, run: dict) -> list
     """Load a checkpoint made by the same run settings; return its history."""
     old = read_checkpoint_meta(path).get("run", {})
     if old != run:
-        diff = [k for k in run if old.get(k) != run[k]]
+        # Both sides: a setting recorded only when used (autocast, distill, task) may be missing from either.
+        diff = [k for k in [*run, *(k for k in old if k not in run)] if old.get(k) != run.get(k)]
         was = ", ".join(f"{k}={old.get(k)!r}" for k in diff)
-        now = ", ".join(f"{k}={run[k]!r}" for k in diff)
+        now = ", ".join(f"{k}={run.get(k)!r}" for k in diff)
         raise CdpruneError(f"checkpoint {path} was made with {was}, not {now}; "
                            "use the original settings to resume, or start over without --resume")
     meta = load_checkpoint(path, model, optimizer)

@@ -54,9 +54,11 @@ def check_checkpoint(out: Path, settings: RunSettings, train_size: int) -> None:
                            "(the finished epochs in it are lost)") from None
     expected = {"epochs": settings.epochs, "batch_size": settings.batch_size, "lr": settings.effective_lr,
                 "seed": settings.seed, "train_size": train_size, "num_workers": settings.num_workers,
-                "warmup": settings.warmup, "label_smoothing": settings.label_smoothing}
-    # A checkpoint from before the warm-up and label smoothing lacks them: it trained on another schedule.
-    diff = [k for k in expected if (k in old or k in ("warmup", "label_smoothing")) and old.get(k) != expected[k]]
+                "warmup": settings.warmup, "label_smoothing": settings.label_smoothing, "autocast": settings.autocast}
+    # A checkpoint from before the warm-up and label smoothing lacks them: it trained on another schedule. One
+    # without autocast trained in fp32, as a run without the setting does.
+    diff = [k for k in expected if (k in old or k in ("warmup", "label_smoothing", "autocast"))
+            and old.get(k) != expected[k]]
     if diff:
         was = ", ".join(f"{k}={old.get(k)!r} (now {expected[k]!r})" for k in diff)
         raise CdpruneError(f"checkpoint {path} was made with {was}: use those settings to resume, or delete it to "

@@ -12,7 +12,7 @@ from ..pruning.apply import KEEP_RULES
 from ..records import Record
 from ..tasks import DEFAULT_TASK, Task, get_task, list_tasks
 from ..tasks import create as create_task
-from ..train import TrainConfig, resolve_device
+from ..train import TrainConfig, check_autocast, resolve_device
 
 PLAN_FILE, WEIGHTS_FILE, METRICS_FILE, SETTINGS_FILE = "plan.json", "model.safetensors", "metrics.json", "run.json"
 TRAINING_PASSES = 3  # one forward + a backward of about twice its cost, the usual estimate
@@ -47,6 +47,7 @@ class RunSettings:
     loss: str | None = None  # restoration: "mse" or "l1"; None: the task's default
     warmup: float = 0.1  # share of the optimiser steps over which the LR rises linearly to its peak; 0: none
     label_smoothing: float | None = None  # classify's training labels; None: the task's default (0.1; 0 for restoration)
+    autocast: str | None = None  # "bf16": the training forward pass and loss under bf16 autocast; None: fp32
 
     init: str | None = None  # a finished dense run or a .safetensors file whose weights start the model (--init)
     init_digest: str | None = None  # "sha256:…" of those weights; train_run fills it in
@@ -98,7 +99,8 @@ class RunSettings:
     def train_config(self, progress: bool = True) -> TrainConfig:
         return TrainConfig(epochs=self.epochs, batch_size=self.batch_size, lr=self.effective_lr, seed=self.seed,
                            device=self.device, num_workers=self.num_workers, progress=progress,
-                           warmup=self.warmup, label_smoothing=self.label_smoothing, task=self.make_task())
+                           warmup=self.warmup, label_smoothing=self.label_smoothing, autocast=self.autocast,
+                           task=self.make_task())
 
     def comparable(self) -> dict:
         """The settings that must agree for a run to be resumed or reused (where data lives and the device may
@@ -130,7 +132,7 @@ class RunSettings:
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise CdpruneError(f"{name} must be at least 1, got {getattr(self, name)} "
                                    f"(--{name.replace('_', '-')})")
-        resolve_device(self.device)  # "cuda" on a machine without CUDA fails here, not mid-run
+        check_autocast(self.autocast, resolve_device(self.device))  # "cuda" without CUDA fails here, not mid-run
         task = self.make_task()
         task.check_label_smoothing(self.label_smoothing)
         self._check_inheritance(task)
