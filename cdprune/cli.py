@@ -76,10 +76,13 @@ MODEL_HELP = (f"a registered model ({', '.join(models.names())}), or a reference
               "'{\"model_name\": \"resnet18\", \"num_classes\": 10, \"in_chans\": 3}')")
 
 
-def _model_args_argument(p: argparse.ArgumentParser) -> None:
+def _model_args_argument(p: argparse.ArgumentParser, job: dict | None = None) -> None:
+    """--model-args; `job` (the main job's DEFAULT_JOB) names its default for the job's own model only."""
+    default = (f"; default {json.dumps(job['model_args'])} for {job['model']}, none for another model"
+               if job and "model_args" in job else "")
     p.add_argument("--model-args", default=None, metavar="JSON",
                    help="keyword arguments of the model's constructor as a JSON object, e.g. '{\"width\": 0.5}' "
-                        "(num_classes and in_channels come from the data where the constructor names them)")
+                        f"(num_classes and in_channels come from the data where the constructor names them){default}")
 
 
 def _model_arguments(p: argparse.ArgumentParser) -> None:
@@ -349,7 +352,7 @@ def _training_arguments(p: argparse.ArgumentParser, job: dict) -> None:
                         "datasets keep their own)")
     p.add_argument("--val-fraction", type=number, default=0.2, metavar="F",
                    help="share of each class held out for testing when a folder has no val/ or test/ (default 0.2)")
-    _model_args_argument(p)
+    _model_args_argument(p, job)
     p.add_argument("--download", action="store_true", help="fetch CIFAR into --data-dir when missing (needs a network)")
     p.add_argument("--task", default=tasks.DEFAULT_TASK, choices=tasks.list_tasks(),
                    help="what the network learns: classify (labels), denoise (Gaussian noise) or sr "
@@ -482,6 +485,8 @@ def _(p):
 def run_main(args) -> None:
     if args.samples_dir is not None and args.samples is None:
         raise CdpruneError("--samples-dir says where --samples writes its pictures", "add --samples N")
+    if args.model_args is None and args.model == DEFAULT_JOB["model"]:  # the job's width belongs to its model only
+        args.model_args = json.dumps(DEFAULT_JOB["model_args"])
     settings = _settings(args, args.model)
     if args.samples is not None:  # refused before any training
         check_job_samples(settings, args.samples, args.download)
