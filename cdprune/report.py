@@ -395,7 +395,8 @@ def latency_pack_text(folder, model_name: str, model_flags: str = "") -> str:
         f"{model_name} · {t['runtime']}, {t['precision']}, {t['threads']} thread{'s' if t['threads'] != 1 else ''} · "
         f"input {'×'.join(map(str, t['input_shape']))} · batch 1",
         f"latency-table pack written to {folder}: {len(manifest['files'])} layer files for {len(manifest['grids'])} "
-        f"layers, the dense network, manifest.json and measure_table.py",
+        f"layers, the dense network{' and its half-width copy' if manifest.get('calibration') else ''}, manifest.json "
+        f"and measure_table.py",
         "on the board (Python with onnxruntime and numpy): python measure_table.py --out table.json",
         f"then plan with it anywhere: cdprune prune {shlex.quote(model_name)}{model_flags} --mode la "
         f"--latency-table table.json"])
