@@ -86,7 +86,8 @@ def test_the_point_round_trips_and_a_bad_one_is_refused(tmp_path):
     loaded = LatencyTable.load(tmp_path / "t.json")
     assert loaded == table() and loaded.calibration_point["fractions"] == HALF and loaded.fit.points == 2
     for bad in ({"network_ms": 0.0, "fractions": HALF}, {"network_ms": 4.0, "fractions": {"nowhere": [0.5, 0.5]}},
-                {"network_ms": 4.0, "fractions": {"head": [0.0, 0.5]}}, {"network_ms": 4.0, "fractions": {"head": [1.5]}},
+                {"network_ms": 4.0, "fractions": {"head": [0.0, 0.5]}},
+                {"network_ms": 4.0, "fractions": {"head": [1.5]}},
                 {"fractions": HALF}, [4.0]):
         data = {**table().to_dict(), "calibration_point": bad}
         (tmp_path / "bad.json").write_text(json.dumps(data))

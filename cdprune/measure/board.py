@@ -4,7 +4,8 @@
 its import, so it needs only Python, numpy and onnxruntime on the board (no torch, no cdprune). It
 times every ONNX file the pack's manifest lists, by cdprune's protocol: a grid entry is the fastest of
 at least `repeats` runs lasting at least `min_time_s` (`fastest_ms`), the dense network the median of
-`time_calls`, and so the half-width network of the calibration point where the pack has one; and writes the latency table JSON (TABLE_FORMAT) that `cdprune prune --latency-table` reads.
+`time_calls`, and so the half-width network of the calibration point where the pack has one; and
+writes the latency table JSON (TABLE_FORMAT) that `cdprune prune --latency-table` reads.
 """
 import argparse
 import json
