@@ -66,7 +66,9 @@ def table_for(name: str, precision: str, table_kw: dict):
     path = TABLES / f"{name}-{precision}{'-smoke' if table_kw else ''}.json"
     if path.exists():
         return cdprune.LatencyTable.load(path)
-    table = build_latency_table(build(name), SHAPE, "onnxruntime", threads=1, precision=precision, **table_kw)
+    half, fractions = cdprune.half_width_copy(build(name), SHAPE)  # the second calibration point
+    table = build_latency_table(build(name), SHAPE, "onnxruntime", threads=1, precision=precision,
+                                calibration_model=half, calibration_fractions=fractions, **table_kw)
     path.parent.mkdir(parents=True, exist_ok=True)
     table.save(path)
     return cdprune.LatencyTable.load(path)

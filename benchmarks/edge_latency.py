@@ -74,7 +74,9 @@ def la_against_fa(names, min_time_s, folder: Path, repeats=None, table_time_s=No
     for name in names:
         net = models.create(name)
         start = time.perf_counter()
-        table = cdprune.build_latency_table(net, SHAPE, "onnxruntime", 1, **timing)
+        half, fractions = cdprune.half_width_copy(net, SHAPE)  # the second calibration point
+        table = cdprune.build_latency_table(net, SHAPE, "onnxruntime", 1, calibration_model=half,
+                                            calibration_fractions=fractions, **timing)
         built_s = time.perf_counter() - start
         fa = cdprune.make_plan(net, SHAPE, "fa", 0.5, seed=0)
         la = cdprune.make_plan(net, SHAPE, "la", 0.5, target_metric="flops", seed=0, latency_table=table,

@@ -26,6 +26,7 @@ from .deploy.budget import BudgetCheck, BudgetRow
 from .metrics import METRICS, Metric, register_metric
 from .records import VERSION
 from .pruning import MODES, PruningPlan, UnitsReport, apply_plan, make_plan, parse_budget, prunable_units
+from .pruning.baselines import half_width_copy
 from .pruning.sampler import DEFAULT_ROUND_TO, PlannerConfig
 from .runs import EvalResult, RunMetrics, RunSettings, eval_run, load_run, train_run
 from .tasks import TASKS, Task
@@ -38,7 +39,8 @@ __all__ = ["data", "distributed", "models", "report", "tasks", "TASKS", "Task", 
            "ExportResult", "OnnxEvalResult", "SamplesResult", "bench", "eval_onnx", "export_run", "write_samples", "ExportFormat", "export_formats",
            "register_format", "Runtime", "register_runtime", "bench_runtimes", "table_runtimes",
            "DEFAULT_ENERGY_MODEL", "EnergyModel", "CdpruneError", "CheckFailed", "UnreachableTarget", "LatencyTable",
-           "build_latency_table", "write_latency_pack", "DEFAULT_ROUND_TO", "PlannerConfig", "METRICS", "Metric", "register_metric",
+           "build_latency_table", "write_latency_pack", "half_width_copy", "DEFAULT_ROUND_TO", "PlannerConfig",
+           "METRICS", "Metric", "register_metric",
            "DEFAULT_JOB", "CompareResult", "RunComparison", "SweepResult",
            "compare", "main_job", "sweep", "METHODS", "PRECISIONS", "Budget", "BudgetCheck", "BudgetRow",
            "MODES", "PruningPlan", "apply_plan", "make_plan",

@@ -23,8 +23,8 @@ from . import (AUGMENTATIONS, BACKENDS, DATASETS, DEFAULT_ENERGY_MODEL, DEFAULT_
                METHODS, METRICS, MODES, PRECISIONS, Budget, CdpruneError, CheckFailed, EnergyModel, LatencyTable,
                PlannerConfig, PruningPlan,
                Resources, RunSettings, TrainingInterrupted, bench, build_latency_table, compare, distributed, eval_onnx,
-               eval_run, export_run, main_job, make_plan, models, parse_budget, parse_shape, profile, prunable_units,
-               report, sweep, tasks, train_run, write_samples)
+               eval_run, export_run, half_width_copy, main_job, make_plan, models, parse_budget, parse_shape, profile,
+               prunable_units, report, sweep, tasks, train_run, write_samples)
 from .deploy.samples import check_job_samples
 from .pruning.apply import KEEP_RULES
 from .runs.records import DISTILL_TEMPERATURE, DISTILL_WEIGHT
@@ -272,16 +272,18 @@ def run_latency_table(args) -> None:
         raise CdpruneError("give either --out FILE (time the table here) or --pack DIR (files to time on the board)")
     model, shape, num_classes = _build(args)
     progress = not (args.json or args.no_progress)
+    half, fractions = half_width_copy(model, shape)  # the table's second calibration point
+    point = {"calibration_model": half, "calibration_fractions": fractions}
     if args.pack is not None:
         folder = write_latency_pack(model, shape, args.pack, args.runtime, args.threads, precision=args.precision,
-                                    repeats=args.repeats, min_time_s=args.min_time, progress=progress)
+                                    repeats=args.repeats, min_time_s=args.min_time, progress=progress, **point)
         if args.json:
             print_json({"pack": str(folder), "script": str(folder / "measure_table.py")})
             return
         print(report.latency_pack_text(folder, args.model, _model_flags(args)))
         return
     table = build_latency_table(model, shape, args.runtime, args.threads, repeats=args.repeats,
-                                min_time_s=args.min_time, progress=progress, precision=args.precision)
+                                min_time_s=args.min_time, progress=progress, precision=args.precision, **point)
     path = table.save(args.out)
     if args.json:
         print_json({**table.to_dict(), "path": str(path)})

@@ -22,7 +22,7 @@ from .measure.energy import energy_model_of
 from .measure.layer_latency import LatencyTable, latency_table
 from .metrics import ENERGY_MODEL, LATENCY_TABLE, get_metric, metric_names
 from .pruning import MODES, PruningPlan, make_plan
-from .pruning.baselines import l1_plan, magnitude_plan, uniform_plan
+from .pruning.baselines import half_width_copy, l1_plan, magnitude_plan, uniform_plan
 from .pruning.sampler import PlannerConfig, budget_limits
 from .pruning.units import find_units
 from .runs import RunMetrics, RunSettings, load_run, run_name, train_run
@@ -122,7 +122,8 @@ class Budget:
         """The latency table the limits are priced with: the given one, else this machine's (cached)."""
         if not self.timed:
             return None
-        return self.table or latency_table(model, input_shape, runtime=self.runtime or "torch", precision=self.ships)
+        return self.table or latency_table(model, input_shape, runtime=self.runtime or "torch", precision=self.ships,
+                                           calibration=lambda: half_width_copy(model, input_shape))
 
     def plan_options(self) -> dict:
         """make_plan's keywords for this budget."""

@@ -371,10 +371,21 @@ def latency_table_text(table, model_name: str, path, model_flags: str = "") -> s
     return "\n".join([
         f"{model_name} · {table.describe()} · input {'×'.join(map(str, table.input_shape))} · batch 1",
         table_text(["layer", "timed as", "ms at 100 %", "ms at 50 %"], rows), "",
-        f"dense network {table.network_ms:.3f} ms measured; layers alone {table.layer_sum_ms:.3f} ms "
-        f"(calibration {table.calibration:.3f})",
+        f"dense network {table.network_ms:.3f} ms measured; layers alone {table.layer_sum_ms:.3f} ms",
+        _calibration_text(table),
         f"latency table written to {path}: plan with it anywhere, "
         f"cdprune prune {shlex.quote(model_name)}{model_flags} --mode la --latency-table {shlex.quote(str(path))}"])
+
+
+def _calibration_text(table) -> str:
+    """How the table turns layer times into the network's: the two-point line, or the one-point factor and why."""
+    fit, point = table.fit, table.calibration_point
+    if fit.points == 2:
+        return (f"half-width network {point['network_ms']:.3f} ms measured; estimate = {fit.fixed_ms:.3f} ms fixed + "
+                f"{fit.scale:.3f} × the layers' own times (calibrated on both networks)")
+    why = f"; the half-width network ({point['network_ms']:.3f} ms) is not used: {fit.fallback}" if point else ""
+    return (f"estimate = {fit.fixed_ms:.3f} ms for the call + {fit.scale:.3f} × the layers' own times (calibrated on "
+            f"the dense network){why}")
 
 
 def latency_pack_text(folder, model_name: str, model_flags: str = "") -> str:
@@ -385,7 +396,8 @@ def latency_pack_text(folder, model_name: str, model_flags: str = "") -> str:
         f"{model_name} · {t['runtime']}, {t['precision']}, {t['threads']} thread{'s' if t['threads'] != 1 else ''} · "
         f"input {'×'.join(map(str, t['input_shape']))} · batch 1",
         f"latency-table pack written to {folder}: {len(manifest['files'])} layer files for {len(manifest['grids'])} "
-        f"layers, the dense network, manifest.json and measure_table.py",
+        f"layers, the dense network{' and its half-width copy' if manifest.get('calibration') else ''}, manifest.json "
+        f"and measure_table.py",
         "on the board (Python with onnxruntime and numpy): python measure_table.py --out table.json",
         f"then plan with it anywhere: cdprune prune {shlex.quote(model_name)}{model_flags} --mode la "
         f"--latency-table table.json"])

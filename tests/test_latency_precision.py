@@ -7,7 +7,7 @@ import sys
 import pytest
 
 import cdprune
-from cdprune import LatencyTable, make_plan
+from cdprune import LatencyTable, half_width_copy, make_plan
 from cdprune.complexity import architecture_id
 from cdprune.measure.latency import cpu_model_name
 from nets import ResidualNet
@@ -116,10 +116,19 @@ def test_a_pack_is_timed_without_torch_and_plans(notorch, tmp_path, capsys):
     code, out, err = run(capsys, "latency-table", "tests/nets.py:ResidualNet", "--input", "3,8,8", "--runtime",
                          "onnxruntime", "--precision", "int8", "--threads", "1", *QUICK, "--pack", tmp_path / "pack")
     assert code == 0, err
-    assert "measure_table.py --out table.json" in out
+    assert "measure_table.py --out table.json" in out and "the dense network and its half-width copy" in out
     manifest = json.loads((tmp_path / "pack" / "manifest.json").read_text())
     assert manifest["table"]["precision"] == "int8" and set(manifest["grids"]) == {"stem.0", "body.0", "body.3", "head"}
     assert all((tmp_path / "pack" / f).is_file() for f in [*manifest["files"], manifest["network"]])
+    # The half-width network of the calibration point ships quantised exactly as the dense one.
+    import onnx
+
+    _, fractions = half_width_copy(ResidualNet(), SHAPE)
+    half = manifest["calibration"]
+    assert half["fractions"] == {k: list(v) for k, v in fractions.items()}
+    ops = {n.op_type for n in onnx.load(tmp_path / "pack" / half["network"]).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    assert ops == {n.op_type for n in onnx.load(tmp_path / "pack" / manifest["network"]).graph.node}
     done = subprocess.run([str(notorch), str(tmp_path / "pack" / "measure_table.py"), "--repeats", "2",
                            "--min-time", "0", "--out", str(tmp_path / "table.json")], capture_output=True, text=True,
                           cwd=tmp_path, timeout=120)
@@ -128,6 +137,13 @@ def test_a_pack_is_timed_without_torch_and_plans(notorch, tmp_path, capsys):
     assert (measured.precision, measured.runtime, measured.threads) == ("int8", "onnxruntime", 1)
     assert measured.cpu_model == cpu_model_name() and measured.runtime_version.startswith("onnxruntime ")
     assert measured.network_ms > 0 and set(measured.layers) == set(manifest["grids"])
+    point = measured.calibration_point  # timed on the board like the dense network
+    assert point["fractions"] == half["fractions"] and point["network_ms"] == point["network_timing"]["p50_ms"] > 0
+    estimate = sum(measured.estimated_layer_ms(name, *point["fractions"][name]) for name in measured.grids)
+    if measured.fit.points == 2:  # microsecond layers: noise can make the fit degenerate, and then the table says so
+        assert estimate == pytest.approx(point["network_ms"])
+    else:
+        assert f"one-point calibration ({measured.fit.fallback})" in measured.describe() and measured.fit.fallback
     plan = make_plan(ResidualNet(), SHAPE, None, None, budget={"latency": 1000.0}, latency_table=tmp_path / "table.json")
     assert plan.latency["precision"] == "int8" and plan.latency["before_ms"] > 0
     code, _, err = run(capsys, "prune", "tests/nets.py:ResidualNet", "--input", "3,8,8", "--budget",

@@ -46,6 +46,9 @@ def test_the_table_records_what_it_was_measured_on(device):
     assert all(len(grid) == 4 and all(len(row) == 4 and min(row) > 0 for row in grid) for grid in table["grids"].values())
     assert table["layer_sum_ms"] == pytest.approx(sum(g[-1][-1] for g in table["grids"].values()))
     assert table["network_ms"] > 0
+    _, half = cdprune.half_width_copy(models.create("alexnet"), SHAPE)  # the second calibration point, timed too
+    assert table["calibration_point"]["fractions"] == {k: list(v) for k, v in half.items()}
+    assert table["calibration_point"]["network_ms"] == table["calibration_point"]["network_timing"]["p50_ms"] > 0
     assert not (device / "cache").exists()  # measuring a table for a device does not fill this machine's cache
 
 

@@ -4,7 +4,8 @@
 its import, so it needs only Python, numpy and onnxruntime on the board (no torch, no cdprune). It
 times every ONNX file the pack's manifest lists, by cdprune's protocol: a grid entry is the fastest of
 at least `repeats` runs lasting at least `min_time_s` (`fastest_ms`), the dense network the median of
-`time_calls`; and writes the latency table JSON (TABLE_FORMAT) that `cdprune prune --latency-table` reads.
+`time_calls`, and so the half-width network of the calibration point where the pack has one; and
+writes the latency table JSON (TABLE_FORMAT) that `cdprune prune --latency-table` reads.
 """
 import argparse
 import json
@@ -65,10 +66,19 @@ def measure(folder: str, threads: int, repeats: int, min_time_s: float) -> dict:
                                  min_time_s)
     print(file=sys.stderr)
     grids = {layer: [[times[name] for name in row] for row in grid] for layer, grid in manifest["grids"].items()}
-    network = time_calls(file_step(os.path.join(folder, manifest["network"]), threads),
-                         warmup=timing["network_warmup"], min_repeats=max(timing["network_min_repeats"], repeats),
-                         min_time_s=timing["network_time_factor"] * min_time_s,
-                         max_time_s=timing["network_time_limit"] * timing["network_time_factor"] * min_time_s)
+
+    def network_time(name: str) -> dict:
+        return time_calls(file_step(os.path.join(folder, name), threads),
+                          warmup=timing["network_warmup"], min_repeats=max(timing["network_min_repeats"], repeats),
+                          min_time_s=timing["network_time_factor"] * min_time_s,
+                          max_time_s=timing["network_time_limit"] * timing["network_time_factor"] * min_time_s)
+
+    network = network_time(manifest["network"])
+    point = None
+    if manifest.get("calibration"):
+        half = network_time(manifest["calibration"]["network"])
+        point = {"network_ms": half["p50_ms"], "fractions": manifest["calibration"]["fractions"],
+                 "network_timing": {k: half[k] for k in timing["network_fields"]}}
     overhead = fastest_ms(file_step(os.path.join(folder, manifest["overhead"]), threads), timing["layer_warmup"],
                           repeats, min_time_s) if manifest.get("overhead") else 0.0
     table = dict(manifest["table"])
@@ -76,7 +86,8 @@ def measure(folder: str, threads: int, repeats: int, min_time_s: float) -> dict:
                   "cpu_model": cpu_model_name(), "machine": platform.machine(), "repeats": repeats,
                   "min_time_s": min_time_s, "network_ms": network["p50_ms"],
                   "layer_sum_ms": sum(grid[-1][-1] for grid in grids.values()), "overhead_ms": overhead,
-                  "network_timing": {k: network[k] for k in timing["network_fields"]}, "grids": grids})
+                  "network_timing": {k: network[k] for k in timing["network_fields"]}, "calibration_point": point,
+                  "grids": grids})
     return table
 
 

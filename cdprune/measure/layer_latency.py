@@ -4,9 +4,13 @@ Each conv and linear layer is timed in isolation on one device, at a grid of inp
 output-channel fractions (25/50/75/100 % of its original width), in one runtime at one thread
 count. Each entry is the fastest of repeated runs, which other processes on the machine disturb
 least, so the table estimates uncontended latency. A pruned layer's latency is read off the grid
-by bilinear interpolation. The network's latency is one call's fixed cost in the runtime (timed on an
-identity model) plus the sum of its layers' less that cost each, scaled by one calibration factor that
-makes the dense estimate the dense network's measured latency (docs/design.md, §5.3).
+by bilinear interpolation. Each layer's own time is its isolated time less one call's fixed cost in the
+runtime (timed on an identity model). The network's latency is a straight line in the sum of its layers'
+own times, a + b·Σ, through two measured points: the dense network and a copy with every prunable unit at
+half its channels (`calibration_point`, which the caller that can prune builds). `a` is the time that does
+not shrink with the layers (pooling, reshapes, int8's quantise and dequantise steps, the call itself).
+Without a usable second point, one factor scales the layers' own times to the dense network less one
+call, and the call's cost is added once (docs/design.md, §5.3).
 
 - torch tables time the bare conv or linear layer, as eager PyTorch runs it; BN, activations and
   framework overhead are spread in proportion by the calibration.
@@ -38,6 +42,7 @@ import os
 import platform
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Callable, NamedTuple
 
 import numpy as np
 import torch
@@ -54,6 +59,7 @@ FRACTIONS = (0.25, 0.5, 0.75, 1.0)
 TABLE_FORMAT = "cdprune-latency-table/1"
 DEFAULT_REPEATS = 15  # timed runs per grid entry, at least…
 DEFAULT_MIN_TIME_S = 0.03  # …and at least this long
+CALIBRATION_FRACTION = 0.5  # the second calibration point: every prunable unit at this fraction of its channels
 NETWORK_TIME_FACTOR = 16  # the dense network is timed at least this many times longer than one grid entry…
 NETWORK_TIME_LIMIT = 4  # …and, while its median's interval is wider than ±3 %, up to this many times longer still
 # Element-wise activation modules that ONNX Runtime fuses into the conv before them (or runs right
@@ -86,6 +92,16 @@ def check_runtime(runtime) -> str:
     return runtime
 
 
+class Fit(NamedTuple):
+    """How a table turns the layers' own times into the network's: network ≈ fixed_ms + scale · Σ own.
+    `fallback`: why the one-point calibration is used despite a second point ("" when it is not)."""
+
+    fixed_ms: float
+    scale: float
+    points: int  # 1: calibrated on the dense network alone; 2: on the dense and the half-width network
+    fallback: str = ""
+
+
 @dataclass(frozen=True)
 class LatencyTable:
     """Measured milliseconds per layer on a channel-fraction grid, plus the calibration to the whole network.
@@ -115,6 +131,9 @@ class LatencyTable:
     overhead_ms: float = 0.0
     # How the dense network was timed (measure/timing.py): p50, p90, n, ci_rel, converged, noisy, noise.
     network_timing: dict | None = field(default=None, compare=False)
+    # The second measured point: {"network_ms": the half-width network's median, "fractions": {layer: [in, out]}
+    # as the planner prices it, "network_timing": how it was timed}. None in tables from before it was kept.
+    calibration_point: dict | None = None
     source: str = field(default="", compare=False)  # where it came from: a file, or this machine's cache
 
     @functools.cached_property
@@ -124,18 +143,54 @@ class LatencyTable:
 
     @functools.cached_property
     def calibration(self) -> float:
-        """The scale from the layers' own times (each less one call's overhead) to the network's, less its one call."""
-        overhead = self._overhead
-        rest = sum(max(0.0, grid[-1][-1] - overhead) for grid in self.grids.values())
-        return (self.network_ms - overhead) / rest if rest > 0 else 1.0
+        """The one-point scale from the layers' own times (each less one call's overhead) to the network's, less
+        its one call."""
+        rest = self.own_sum_ms()
+        return (self.network_ms - self._overhead) / rest if rest > 0 else 1.0
+
+    def own_ms(self, name: str, in_fraction: float, out_fraction: float) -> float:
+        """A layer's own time at these fractions: its isolated time less the call's overhead that timing paid."""
+        return max(0.0, self.layer_ms(name, in_fraction, out_fraction) - self._overhead)
+
+    def own_sum_ms(self, fractions: dict | None = None) -> float:
+        """The layers' own times summed, each at its (in, out) fractions in `fractions` (full width if absent)."""
+        fractions = fractions or {}
+        return sum(self.own_ms(name, *fractions.get(name, (1.0, 1.0))) for name in self.grids)
+
+    @functools.cached_property
+    def fit(self) -> Fit:
+        """The line network ≈ fixed_ms + scale · Σ own through the dense network and the calibration point;
+        the one-point calibration (the call's overhead fixed, the rest in proportion) without a point, or where
+        the line would be degenerate."""
+        one_point = Fit(self._overhead, self.calibration, 1)
+        if self.calibration_point is None:
+            return one_point
+        dense, half = self.own_sum_ms(), self.own_sum_ms(self.calibration_point["fractions"])
+        measured = self.calibration_point["network_ms"]
+        if dense <= half:
+            return one_point._replace(fallback="the layers at half width are not faster than dense")
+        scale = (self.network_ms - measured) / (dense - half)
+        fixed = self.network_ms - scale * dense
+        if scale <= 0:
+            return one_point._replace(fallback="the half-width network is not faster than the dense one")
+        if not 0 <= fixed <= self.network_ms:
+            return one_point._replace(fallback=f"the fixed part would be {fixed:.3f} ms, outside 0..network_ms")
+        return Fit(fixed, scale, 2)
 
     def estimated_layer_ms(self, name: str, in_fraction: float, out_fraction: float) -> float:
-        """One layer's share of the network's estimated time: its own time at these fractions less one call's
-        overhead, calibrated, plus an equal share of the network's one call. Over the dense layers these add up to
-        network_ms exactly; a pruned layer sheds its compute but not the runtime's fixed cost."""
-        overhead = self._overhead
-        own = max(0.0, self.layer_ms(name, in_fraction, out_fraction) - overhead)
-        return self.calibration * own + overhead / len(self.grids)
+        """One layer's share of the network's estimated time: its own time at these fractions, scaled, plus an
+        equal share of the fixed part (`fit`). Over the dense layers these add up to network_ms exactly, and, with
+        a calibration point, over its layers to the half-width network's measured time; a pruned layer sheds its
+        compute but not the fixed part."""
+        fit = self.fit
+        return fit.scale * self.own_ms(name, in_fraction, out_fraction) + fit.fixed_ms / len(self.grids)
+
+    @property
+    def calibrated_to(self) -> str:
+        """What the estimate is calibrated to, in words (a plan's latency source)."""
+        if self.fit.points == 2:
+            return "calibrated to the measured dense and half-width networks"
+        return "calibrated to the measured dense network"
 
     @property
     def key(self) -> dict:
@@ -144,9 +199,11 @@ class LatencyTable:
                          self.cpu_model, self.machine, self.torch_version, self.precision)
 
     def describe(self) -> str:
-        """'onnxruntime 1.20.1, int8, 1 thread, AMD EPYC 7B13': where the times come from."""
+        """'onnxruntime 1.20.1, int8, 1 thread, AMD EPYC 7B13': where the times come from, and, where a calibration
+        point could not be used, why."""
+        fallback = f", one-point calibration ({self.fit.fallback})" if self.fit.fallback else ""
         return (f"{self.runtime_version}, {self.precision}, {self.threads} thread{'s' if self.threads != 1 else ''}, "
-                f"{self.cpu_model}")
+                f"{self.cpu_model}{fallback}")
 
     def layer_ms(self, name: str, in_fraction: float, out_fraction: float) -> float:
         grid = np.asarray(self.grids[name])
@@ -160,8 +217,8 @@ class LatencyTable:
                 "cpu_model": self.cpu_model,
                 "machine": self.machine, "torch_version": self.torch_version, "fractions": list(FRACTIONS),
                 "repeats": self.repeats, "min_time_s": self.min_time_s, "network_ms": self.network_ms,
-                "layer_sum_ms": self.layer_sum_ms, "overhead_ms": self.overhead_ms, "network_timing": self.network_timing, "layers": self.layers,
-                "grids": self.grids}
+                "layer_sum_ms": self.layer_sum_ms, "overhead_ms": self.overhead_ms, "network_timing": self.network_timing,
+                "calibration_point": self.calibration_point, "layers": self.layers, "grids": self.grids}
 
     def save(self, path: str | Path) -> Path:
         """Write the table as JSON, atomically."""
@@ -202,6 +259,7 @@ class LatencyTable:
                         precision=_text(data.get("precision", "fp32")),  # files before int8 tables were fp32
                         overhead_ms=_ms(data.get("overhead_ms", 0.0)),
                         network_timing=data["network_timing"] if isinstance(data.get("network_timing"), dict) else None,
+                        calibration_point=calibration_point(data.get("calibration_point"), grids),
                         source=source)
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise bad(f"missing or malformed field {exc}") from None
@@ -249,6 +307,34 @@ class LatencyTable:
         missing = sorted(set(layers) - set(self.grids))
         if missing:
             raise CdpruneError(f"{where} has no times for layer {missing[0]} of this model", fix)
+
+
+def calibration_point(data, layers) -> dict | None:
+    """A table's calibration point checked ({"network_ms", "fractions", "network_timing"}), or None when absent."""
+    if data is None:
+        return None
+    if not isinstance(data, dict):
+        raise TypeError(f"calibration_point {data!r} is not an object")
+    measured = _ms(data["network_ms"])
+    if measured <= 0:
+        raise ValueError("calibration_point's network_ms must be positive")
+    fractions = {}
+    for name, pair in data["fractions"].items():
+        if name not in layers:
+            raise ValueError(f"calibration_point names layer {name!r}, which has no grid")
+        fractions[str(name)] = check_fractions(pair)
+    point = {"network_ms": measured, "fractions": fractions}
+    if isinstance(data.get("network_timing"), dict):
+        point["network_timing"] = data["network_timing"]
+    return point
+
+
+def check_fractions(pair) -> list[float]:
+    """[in, out]: a layer's channel fractions, each in (0, 1]."""
+    fractions = [float(_ms(f)) for f in pair]
+    if len(fractions) != 2 or not all(0 < f <= 1 for f in fractions):
+        raise ValueError(f"{pair!r} is not an (in, out) pair of fractions in (0, 1]")
+    return fractions
 
 
 def _no_constant(token: str):
@@ -312,12 +398,16 @@ def check_timing(threads, repeats, min_time_s) -> None:
 
 
 def latency_table(model: nn.Module, input_shape, refresh: bool = False, progress: bool = False, *,
-                  runtime: str = "torch", threads: int | None = None, precision: str = "fp32") -> LatencyTable:
+                  runtime: str = "torch", threads: int | None = None, precision: str = "fp32",
+                  calibration: Callable[[], tuple[nn.Module, dict]] | None = None) -> LatencyTable:
     """The cached table for `model` at `input_shape` on this CPU, built (tens of seconds) when missing.
 
     threads: the runtime's intra-op threads (default: torch's current thread count). `model` is not
     changed. `refresh` rebuilds the table; a damaged cache entry is rebuilt, and an unwritable cache
     only costs a rebuild next time.
+    calibration: called only when a table is built, returns (the half-width copy of `model`, its layers'
+    fractions), as `build_latency_table`'s calibration_model and calibration_fractions; a cached table
+    without a calibration point is then rebuilt with one.
     """
     check_precision(runtime, precision)
     check_timing(threads, DEFAULT_REPEATS, DEFAULT_MIN_TIME_S)
@@ -328,11 +418,13 @@ def latency_table(model: nn.Module, input_shape, refresh: bool = False, progress
     if path.exists() and not refresh:
         try:
             table = LatencyTable.from_dict(json.loads(path.read_text()), source=f"the latency cache ({path})")
-            if table.key == key:
+            if table.key == key and (calibration is None or table.calibration_point is not None):
                 return table
         except (OSError, ValueError, CdpruneError):
             pass  # a damaged cache entry is simply rebuilt
-    table = build_latency_table(model, input_shape, runtime, threads, progress=progress, precision=precision)
+    half, fractions = calibration() if calibration is not None else (None, None)
+    table = build_latency_table(model, input_shape, runtime, threads, progress=progress, precision=precision,
+                                calibration_model=half, calibration_fractions=fractions)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_json(path, table.to_dict())
@@ -343,7 +435,8 @@ def latency_table(model: nn.Module, input_shape, refresh: bool = False, progress
 
 def build_latency_table(model: nn.Module, input_shape, runtime: str = "torch", threads: int | None = None, *,
                         repeats: int = DEFAULT_REPEATS, min_time_s: float = DEFAULT_MIN_TIME_S,
-                        progress: bool = False, precision: str = "fp32") -> LatencyTable:
+                        progress: bool = False, precision: str = "fp32", calibration_model: nn.Module | None = None,
+                        calibration_fractions: dict | None = None) -> LatencyTable:
     """Measure a fresh table for `model` at `input_shape` on this CPU, in `runtime` with `threads` threads.
 
     Each grid entry is the fastest of at least `repeats` runs lasting at least `min_time_s` seconds
@@ -352,6 +445,11 @@ def build_latency_table(model: nn.Module, input_shape, runtime: str = "torch", t
     "int8" (onnxruntime) quantises every layer variant and the network as `export --int8` does. `model`
     is not changed: the timing runs on a float32 copy on the CPU in eval mode. Nothing is cached (see
     `latency_table`).
+
+    calibration_model: `model` with every prunable unit at half its channels (pruning's `half_width_copy`),
+    timed like the dense network for the table's second calibration point; calibration_fractions: each
+    layer's (in, out) channel fractions in it, as the planner prices them. Both or neither; without them the
+    table is calibrated on the dense network alone.
     """
     check_precision(runtime, precision)
     check_timing(threads, repeats, min_time_s)
@@ -359,6 +457,7 @@ def build_latency_table(model: nn.Module, input_shape, runtime: str = "torch", t
     version = runtime_version(runtime)  # a runtime's package missing: one line, before any work
     threads = threads or torch.get_num_threads()
     net, layers = traced_copy(model, input_shape)
+    fractions = check_calibration(calibration_model, calibration_fractions, layers)
 
     from tqdm import tqdm
 
@@ -377,15 +476,47 @@ def build_latency_table(model: nn.Module, input_shape, runtime: str = "torch", t
         # fp32: an identity holds nothing to quantise, and the call's cost does not depend on it.
         overhead = runner.time_module(nn.Identity(), input_shape, threads, 3, repeats, min_time_s, "fp32")
         step = runner.module_step(net, input_shape, threads, precision)
-        network = time_calls(step, warmup=5, min_repeats=max(5, repeats), min_time_s=NETWORK_TIME_FACTOR * min_time_s,
-                             max_time_s=NETWORK_TIME_LIMIT * NETWORK_TIME_FACTOR * min_time_s)
+        network = time_network(step, repeats, min_time_s)
+        point = None
+        if calibration_model is not None:
+            half = runner.module_step(cpu_copy(calibration_model), input_shape, threads, precision)
+            timed_half = time_network(half, repeats, min_time_s)
+            point = {"network_ms": timed_half["p50_ms"], "fractions": fractions,
+                     "network_timing": network_timing(timed_half)}
     spec = getattr(model, "cdprune_spec", None) or {}
     return LatencyTable(architecture=architecture_id(model), input_shape=input_shape, runtime=runtime,
                         runtime_version=version, threads=threads, cpu_model=cpu_model_name(),
                         machine=platform.machine(), grids=grids, network_ms=network["p50_ms"],
                         layer_sum_ms=sum(g[-1][-1] for g in grids.values()), layers=timed, model=spec.get("name"),
                         repeats=repeats, min_time_s=float(min_time_s), precision=precision, overhead_ms=overhead,
-                        network_timing=network_timing(network), source="measured on this machine")
+                        network_timing=network_timing(network), calibration_point=point,
+                        source="measured on this machine")
+
+
+def time_network(step, repeats: int, min_time_s: float) -> dict:
+    """A whole network timed by measure/timing.py's protocol, NETWORK_TIME_FACTOR times a grid entry's time at least."""
+    return time_calls(step, warmup=5, min_repeats=max(5, repeats), min_time_s=NETWORK_TIME_FACTOR * min_time_s,
+                      max_time_s=NETWORK_TIME_LIMIT * NETWORK_TIME_FACTOR * min_time_s)
+
+
+def check_calibration(model: nn.Module | None, fractions: dict | None, layers) -> dict | None:
+    """{layer: [in, out]} of a calibration point, refused in one line where it is half given or names a layer
+    the table does not time."""
+    if (model is None) != (fractions is None):
+        raise CdpruneError("a calibration point needs both the half-width model and its layers' fractions",
+                           "give calibration_model and calibration_fractions together, or neither")
+    if fractions is None:
+        return None
+    try:
+        checked = {}
+        for name, pair in fractions.items():
+            if name not in layers:
+                raise ValueError(f"it names layer {name!r}, which the model does not run")
+            checked[str(name)] = check_fractions(pair)
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise CdpruneError(f"calibration_fractions are not {{layer: (in, out)}} fractions in (0, 1] ({exc})",
+                           "build them with cdprune.half_width_copy") from None
+    return checked
 
 
 def network_timing(result: dict) -> dict:
@@ -395,9 +526,14 @@ def network_timing(result: dict) -> dict:
 
 def traced_copy(model: nn.Module, input_shape):
     """(a float32 CPU copy of `model` in eval mode, its conv and linear layers as `_trace` finds them)."""
-    # A copy: eval mode, the move to the CPU and float32 must not reach the caller's model.
-    net = copy.deepcopy(model).to(device="cpu", dtype=torch.float32).eval()
+    net = cpu_copy(model)
     return net, _trace(net, input_shape)
+
+
+def cpu_copy(model: nn.Module) -> nn.Module:
+    """A float32 CPU copy of `model` in eval mode: what is timed (eval mode, the move and float32 must not reach
+    the caller's model)."""
+    return copy.deepcopy(model).to(device="cpu", dtype=torch.float32).eval()
 
 
 @dataclass

@@ -15,6 +15,7 @@ never fewer than its floor. `layer-random`, the ablation of the complexity weigh
 """
 from __future__ import annotations
 
+import copy
 
 import numpy as np
 import torch
@@ -24,7 +25,8 @@ import torch_pruning as tp
 from ..complexity import profile as profile_model
 from ..errors import CdpruneError, UnreachableTarget
 from ..metrics import LATENCY_TABLE, METRICS, metric_names
-from .apply import filter_l1
+from ..measure.layer_latency import CALIBRATION_FRACTION
+from .apply import apply_plan, filter_l1
 from .pruning_plan import PruningPlan
 from .sampler import DEFAULT_ROUND_TO, Sampler, budget_limits, check_settings
 from .units import build_graph, find_units, require_units
@@ -120,6 +122,22 @@ def uniform_plan(model: nn.Module, input_shape, target: float | None, metric: st
         gone = state.rng.choice(state.original[u], size=int(drop), replace=False)
         state.keep(u, np.setdiff1d(np.arange(state.original[u]), gone))
     return _finish(state, model, input_shape, "uniform", target, metric, budget)
+
+
+def half_width_copy(model: nn.Module, input_shape, round_to: int = DEFAULT_ROUND_TO) -> tuple[nn.Module, dict]:
+    """(a pruned copy of `model` with every prunable unit at half its channels, rounded as the planner rounds,
+    {layer: (in, out) channel fractions} as the planner prices latency): the second point a latency table is
+    calibrated on (`build_latency_table`'s calibration_model and calibration_fractions). Which channels stay
+    does not change a latency, so each unit keeps its first ones. `model` is not changed."""
+    input_shape = tuple(int(s) for s in input_shape)
+    channels = find_units(model, profile_model(model, input_shape))
+    require_units(channels)
+    state = Sampler(channels, 0.1, 0.1, round_to, 0)
+    drop = np.floor(CALIBRATION_FRACTION * state.original + 0.5).astype(np.int64)
+    for u, gone in enumerate(_rounded_removal(state, drop)):
+        state.keep(u, np.arange(state.original[u] - gone))
+    plan = state.to_plan(model, input_shape, "uniform", None, {})
+    return apply_plan(copy.deepcopy(model), plan), state.layer_fractions()
 
 
 def l1_plan(model: nn.Module, input_shape, target: float | None, metric: str = "flops", *, floor: float = 0.1,

@@ -183,8 +183,11 @@ def make_plan(model: nn.Module, input_shape=(3, 32, 32), mode: str | None = "fa"
     elif wants_latency:
         from ..measure.layer_latency import latency_table as cached_table
 
+        from .baselines import half_width_copy
+
         latency = cached_table(model, input_shape, refresh=refresh_latency, runtime=latency_runtime or "torch",
-                               precision=latency_precision or "fp32")
+                               precision=latency_precision or "fp32",
+                               calibration=lambda: half_width_copy(model, input_shape))
     wants_energy = energy_model is not None or ENERGY_MODEL in pricing
     sampler = Sampler(channels, step, floor, round_to, seed, latency, energy if wants_energy else None)
 
@@ -331,10 +334,15 @@ class Sampler:
 
     def _layer_costs(self, metric: Metric, model, removed: np.ndarray) -> dict[str, float]:
         """A layer-priced metric (latency) of every conv and linear layer, at the channels each keeps."""
+        return {name: metric.layer_cost(model, name, *pair) for name, pair in self.layer_fractions(removed).items()}
+
+    def layer_fractions(self, removed: np.ndarray | None = None) -> dict[str, tuple[float, float]]:
+        """Every conv and linear layer's (input, output) channel fractions, now or when unit u has lost removed[u]."""
+        removed = self.removed if removed is None else removed
         out = {}
         for m in self.channels.layers():
             c_in, c_out = m.channels(removed)
-            out[m.name] = metric.layer_cost(model, m.name, c_in / m.in_base, c_out / m.out_base)
+            out[m.name] = (c_in / m.in_base, c_out / m.out_base)
         return out
 
     def unit_complexity(self, metric: str) -> np.ndarray:
@@ -415,7 +423,7 @@ class Sampler:
         # The plan file records latency and energy in fields of their own (its format, §6).
         latency = {} if self.latency is None else {
             "before_ms": round(self._before("latency"), 4), "after_ms": round(self.total("latency"), 4),
-            "source": f"per-layer latency table ({self.latency.describe()}), calibrated to the measured dense network",
+            "source": f"per-layer latency table ({self.latency.describe()}), {self.latency.calibrated_to}",
             "runtime": self.latency.runtime, "precision": self.latency.precision, "threads": self.latency.threads,
             "cpu_model": self.latency.cpu_model}
         energy = {} if self.energy is None else {
