@@ -402,13 +402,14 @@ def markdown(setup: Setup, record: dict) -> str:
     ranking, transfer = record["ranking"]["routes"], record["transfer"]["routes"]
     goals = record["ranking"]["goals"]
     s, lr_ft = setup.ranking, setup.ranking.lr * FINETUNE_LR_FACTOR
-    data = "all 60,000 Fashion-MNIST training images, tested on all 10,000" if not setup.smoke else \
+    data = f"{s.train_subset:,} Fashion-MNIST training images (class-balanced), tested on all 10,000" if not setup.smoke else \
         f"SMOKE CHECK ONLY: {s.train_subset} synthetic images, tested on {s.test_subset}"
     distilled = goals["ii_init_beats_l1_at_equal_finetune_flops"]
     lines = [
         "# Accuracy at equal training compute: AlexNet (width 0.25), −50 % FLOPs, against l1", "",
         f"CPU: {record['cpu']}, {record['threads']} torch threads; flags {' '.join(record['cpu_flags']) or 'none'}; "
-        f"torch {record['torch']}. FLOPs are cdprune's count (multiply-accumulates); training FLOPs are 3 × the "
+        f"torch {record['torch']}; wall times were taken beside other work on the same 2 cores, so compare "
+        "FLOPs, not seconds. FLOPs are cdprune's count (multiply-accumulates); training FLOPs are 3 × the "
         "forward MACs per image × images × epochs, as every run records them. Accuracy: mean ± std over seeds "
         f"{', '.join(map(str, setup.seeds))}; '− l1' is paired by seed, ± its standard error (std of the per-seed "
         "differences / √n). Epochs 'a+b': a epochs of the stage the run starts from, then b of its own.", "",

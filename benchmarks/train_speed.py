@@ -6,9 +6,10 @@
                                                         # writes to a temporary folder, never over the results
 
 Every registered classification model, the user model tests/usermodels/edgenet.py:EdgeNet (by reference, as a
-user names it) and DnCNN denoising (σ = 25), at 1×28×28, batch 64 and the main job's batch (32), on the CPU with
-torch's default threads. Each model is timed dense and pruned by the default plan (`make_plan(model, shape, "fa",
-0.5, seed=0)`), in fp32 and with `--autocast bf16`, two ways, so that a slowdown can be traced:
+user names it) and DnCNN denoising (σ = 25), at 1×28×28, batch 64 (the main job's), on the CPU with torch's
+default threads. Each model is timed dense and pruned by the default plan (`make_plan(model, shape, "fa", 0.5,
+seed=0)`), in fp32 and with `--autocast bf16`, two ways, so that a slowdown can be traced. EdgeNet is also timed
+with the plan unrounded (round_to 1, odd channel counts), as cdprune planned before round_to 8 became the default:
 
 - `steps`: one training step (forward, loss, backward, optimiser step) on tensors already in memory, as the
   training loop takes it (channels-last, the task's loss and optimiser), timed by cdprune's timing protocol
@@ -48,11 +49,13 @@ SHAPE = (1, 28, 28)
 CLASSES = 10
 DEVICE = "cpu"
 PRECISIONS = (None, "bf16")  # RunSettings.autocast: fp32, bf16 autocast
-# name -> (model reference, model_args, task)
+# name -> (model reference, model_args, task[, make_plan keywords])
 RESTORATION_MODELS = ("dncnn", "unet")  # registered, but they map images to images: timed as dncnn below
 CASES = {**{name: (name, {}, "classify") for name in models.names() if name not in RESTORATION_MODELS},
-         "edgenet": (EDGENET, {}, "classify"), "dncnn": ("dncnn", {}, "denoise")}
-FULL = dict(batches=(64, 32), loop_images=2000, test_images=64, warmup=3, min_repeats=10, min_time_s=2.0,
+         "edgenet": (EDGENET, {}, "classify"),
+         # The plan of cdprune before DEFAULT_ROUND_TO became 8, which own_data.md's 1.72× slower FA-0.5 ran.
+         "edgenet-unrounded": (EDGENET, {}, "classify", {"round_to": 1}), "dncnn": ("dncnn", {}, "denoise")}
+FULL = dict(batches=(64,), loop_images=2000, test_images=64, warmup=3, min_repeats=10, min_time_s=2.0,
             max_time_s=20.0)
 SMOKE = dict(batches=(8,), loop_images=16, test_images=8, warmup=1, min_repeats=2, min_time_s=0.0,
              max_time_s=0.2)
@@ -124,15 +127,15 @@ def loop_per_s(model: nn.Module, settings: RunSettings, folder: Path) -> float:
 
 
 def measure_model(name: str, case: tuple, sizes: dict, data: Path, folder: Path) -> dict:
-    ref, model_args, task = case
+    ref, model_args, task, plan_kw = (*case, {})[:4]
 
     def fresh():
         torch.manual_seed(0)
         return models.create(ref, CLASSES, SHAPE[0], model_args)
 
-    plan = cdprune.make_plan(fresh(), SHAPE, "fa", 0.5, seed=0)
+    plan = cdprune.make_plan(fresh(), SHAPE, "fa", 0.5, seed=0, **plan_kw)
     variants = {"dense": lambda: fresh(), "fa-0.5": lambda: cdprune.apply_plan(fresh(), plan)}
-    entry = {"model": ref, "model_args": model_args, "task": task, "flops_reduction": plan.reduction["flops"],
+    entry = {"model": ref, "model_args": model_args, "task": task, "plan_settings": plan_kw, "flops_reduction": plan.reduction["flops"],
              "odd_convs": {v: odd_convs(make()) for v, make in variants.items()}, "rows": []}
     for batch in sizes["batches"]:
         for precision in PRECISIONS:
