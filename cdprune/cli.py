@@ -78,7 +78,7 @@ MODEL_HELP = (f"a registered model ({', '.join(models.names())}), or a reference
 
 def _model_args_argument(p: argparse.ArgumentParser, job: dict | None = None) -> None:
     """--model-args; `job` (the main job's DEFAULT_JOB) names its default for the job's own model only."""
-    default = (f"; default {json.dumps(job['model_args'])} for {job['model']}, none for another model"
+    default = (f"; default {json.dumps(job['model_args'])} when --model is left out, none for a named model"
                if job and "model_args" in job else "")
     p.add_argument("--model-args", default=None, metavar="JSON",
                    help="keyword arguments of the model's constructor as a JSON object, e.g. '{\"width\": 0.5}' "
@@ -487,8 +487,10 @@ def _(p):
 def run_main(args) -> None:
     if args.samples_dir is not None and args.samples is None:
         raise CdpruneError("--samples-dir says where --samples writes its pictures", "add --samples N")
-    if args.model_args is None and args.model == DEFAULT_JOB["model"]:  # the job's width belongs to its model only
-        args.model_args = json.dumps(DEFAULT_JOB["model_args"])
+    if args.model is None:  # the job's own model, at the job's width; a named model is built as it is registered
+        args.model = DEFAULT_JOB["model"]
+        if args.model_args is None:
+            args.model_args = json.dumps(DEFAULT_JOB["model_args"])
     settings = _settings(args, args.model)
     if args.samples is not None:  # refused before any training
         check_job_samples(settings, args.samples, args.download)
@@ -514,7 +516,8 @@ def run_main(args) -> None:
 
 @command("run", "the main job: plan, train dense and pruned, compare (default: VGG-16, Fashion-MNIST, FA 0.5)")(run_main)
 def _(p):
-    p.add_argument("--model", default=DEFAULT_JOB["model"], help=f"{MODEL_HELP} (default {DEFAULT_JOB['model']})")
+    p.add_argument("--model", default=None, help=f"{MODEL_HELP} (default {DEFAULT_JOB['model']} with --model-args "
+                                                 f"'{json.dumps(DEFAULT_JOB['model_args'])}')")
     p.add_argument("--mode", default=DEFAULT_JOB["mode"], help=f"default {DEFAULT_JOB['mode']}")
     p.add_argument("--target", type=number, default=None, help=f"default {DEFAULT_JOB['target']} (not with --budget)")
     _budget_arguments(p)

@@ -233,16 +233,22 @@ def test_a_small_network_lands_near_its_target_and_says_how_far(tmp_path, capsys
     assert code == 0 and "the plan removes 15.2% of the flops for a target of 10%, 5.2 points beyond it" in out, out
 
 
-def test_the_main_jobs_width_goes_to_its_own_model_only(tmp_path, capsys):
-    from cdprune import models
+def test_the_main_jobs_width_applies_only_when_the_model_is_left_out(tmp_path, capsys):
     code, out, err = run_cli(capsys, "run", "--out", tmp_path / "job", *TINY_TRAIN, "--json")
     assert code == 0, err
     dense = json.loads(out)["runs"][0]
     assert dense["settings"]["model_args"] == {"width": 0.5}
-    # 32·(3·9) + 32·(32·9) + 64·(32·9) + … : VGG-16's convs at half their channels, BN and the classifier.
-    convs = [32, 32, 64, 64, 128, 128, 128, 256, 256, 256, 256, 256, 256]
-    weights = sum(c_in * c_out * 9 for c_in, c_out in zip([3, *convs[:-1]], convs))
-    assert dense["params"] == weights + 2 * sum(convs) + 256 * 10 + 10
-    code, out, err = run_cli(capsys, "run", "--model", "alexnet", "--out", tmp_path / "other", *TINY_TRAIN, "--json")
+    assert dense["params"] == vgg16_params(width=0.5)
+    # Naming the model, even the same one, builds it as registered: the paper's full-width VGG-16.
+    code, out, err = run_cli(capsys, "run", "--model", "vgg16", "--out", tmp_path / "named", *TINY_TRAIN, "--json")
     assert code == 0, err
-    assert json.loads(out)["runs"][0]["settings"]["model_args"] == {}
+    dense = json.loads(out)["runs"][0]
+    assert dense["settings"]["model_args"] == {} and dense["params"] == vgg16_params(width=1.0)
+
+
+def vgg16_params(width: float) -> int:
+    """VGG-16's parameters by hand: 3×3 convs without bias from 3 input channels, BN's weight and bias, a
+    10-way linear classifier."""
+    convs = [round(c * width) for c in (64, 64, 128, 128, 256, 256, 256, 512, 512, 512, 512, 512, 512)]
+    weights = sum(c_in * c_out * 9 for c_in, c_out in zip([3, *convs[:-1]], convs))
+    return weights + 2 * sum(convs) + convs[-1] * 10 + 10
