@@ -4,6 +4,8 @@ import hashlib
 from pathlib import Path
 
 import pytest
+import torch
+import torch.nn as nn
 import torch.utils.data
 
 from cdprune import RunSettings
@@ -128,3 +130,21 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+def quadrants(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """1×8×8 noise with one brightened quadrant; the label is the quadrant (4 classes): a task a tiny CNN
+    learns in a few dozen steps, for the training-loop tests."""
+    g = torch.Generator().manual_seed(seed)
+    x = 0.5 * torch.randn(n, 1, 8, 8, generator=g)
+    y = torch.randint(0, 4, (n,), generator=g)
+    for i, label in enumerate(y.tolist()):
+        r, c = divmod(label, 2)
+        x[i, 0, 4 * r:4 * r + 4, 4 * c:4 * c + 4] += 1.5
+    return x, y
+
+
+def tiny_cnn(seed: int) -> nn.Module:
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+                         nn.Flatten(), nn.Linear(8, 4))

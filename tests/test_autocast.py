@@ -6,31 +6,14 @@ from dataclasses import replace
 
 import pytest
 import torch
-import torch.nn as nn
 from torch.utils.data import TensorDataset
 
 import cdprune.train as train_module
 from cdprune import RunSettings, report, storage
 from cdprune.errors import CdpruneError
 from cdprune.train import TrainConfig, TrainingInterrupted, train
-from support import TINY_TRAIN, InterruptingDataset, one_thread, run_cli  # noqa: F401 (one_thread: autouse fixture)
-
-
-def quadrants(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """1×8×8 noise with one brightened quadrant; the label is the quadrant (4 classes)."""
-    g = torch.Generator().manual_seed(seed)
-    x = 0.5 * torch.randn(n, 1, 8, 8, generator=g)
-    y = torch.randint(0, 4, (n,), generator=g)
-    for i, label in enumerate(y.tolist()):
-        r, c = divmod(label, 2)
-        x[i, 0, 4 * r:4 * r + 4, 4 * c:4 * c + 4] += 1.5
-    return x, y
-
-
-def tiny_cnn(seed: int) -> nn.Module:
-    torch.manual_seed(seed)
-    return nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
-                         nn.Flatten(), nn.Linear(8, 4))
+from support import TINY_TRAIN, InterruptingDataset, quadrants, run_cli, tiny_cnn
+from support import one_thread  # noqa: F401 (an autouse fixture)
 
 
 TRAIN_XY, TEST_SET = quadrants(256, 1), TensorDataset(*quadrants(64, 2))
