@@ -380,10 +380,6 @@ def latency_table_text(table, model_name: str, path, model_flags: str = "") -> s
 def _calibration_text(table) -> str:
     """How the table turns layer times into the network's: the two-point line, or the one-point factor and why."""
     fit, point = table.fit, table.calibration_point
-    if fit.points == 2 and fit.power != 1.0:
-        return (f"half-width network {point['network_ms']:.3f} ms measured; estimate = {fit.scale:.3f} × the layers' "
-                f"dense own times × (own / dense own) ^ {fit.power:.2f} (calibrated on both networks: the network "
-                "falls faster than its layers timed alone)")
     if fit.points == 2:
         return (f"half-width network {point['network_ms']:.3f} ms measured; estimate = {fit.fixed_ms:.3f} ms fixed + "
                 f"{fit.scale:.3f} × the layers' own times (calibrated on both networks)")

@@ -52,6 +52,8 @@ def test_the_line_passes_through_both_measured_points():
 @pytest.mark.parametrize("point_ms, fractions, why", [
     (4.0, {name: [1.0, 1.0] for name in SCALES}, "the layers at half width are not faster than dense"),
     (12.0, None, "the half-width network is not faster than the dense one"),
+    # b = (10 − 1) / 4.5 = 2, a = 10 − 2 · 5.6 = −1.2
+    (1.0, None, "the fixed part would be -1.200 ms, outside 0..network_ms"),
 ])
 def test_a_degenerate_point_falls_back_to_one_point_and_says_so(point_ms, fractions, why):
     t, old = table(point_ms, fractions), table(None)
@@ -63,23 +65,6 @@ def test_a_degenerate_point_falls_back_to_one_point_and_says_so(point_ms, fracti
     plan = make_plan(ResidualNet(), SHAPE, None, None, budget={"latency": 100.0}, latency_table=t)
     assert f"one-point calibration ({why})), calibrated to the measured dense network" in plan.latency["source"]
     assert f"the half-width network ({point_ms:.3f} ms) is not used: {why}" in report.latency_table_text(t, "n", "t")
-
-
-def test_a_network_that_falls_faster_than_its_layers_gets_a_power_not_a_negative_fixed_part():
-    # The line through (5.6, 10) and (1.1, 1.0) has b = 9 / 4.5 = 2 and a = 10 − 2 · 5.6 = −1.2 ms: no fixed part
-    # can be negative, so each layer's time falls as (own / dense own) ** k instead, with k from
-    # (10 / 5.6) · (0.9 · (1/6)^k · 2 + 1.9 · (4/19)^k · 2) = 1.0 ms.
-    t = table(1.0)
-    k = t.fit.power
-    assert (t.fit.points, t.fit.fallback, t.fit.fixed_ms) == (2, "", 0.0) and 1.41 < k < 1.43
-    assert 10 / 5.6 * (1.8 * (1 / 6) ** k + 3.8 * (4 / 19) ** k) == pytest.approx(1.0)
-    assert network_estimate(t, {}) == pytest.approx(10.0)
-    assert network_estimate(t, HALF) == pytest.approx(1.0)
-    # body.0 alone at half width: 10/5.6 · (0.9 + 1.9 · (4/19)^k + 1.9 + 0.9)
-    one = {"body.0": [0.5, 0.5]}
-    assert network_estimate(t, one) == pytest.approx(10 / 5.6 * (3.7 + 1.9 * (4 / 19) ** k))
-    assert "× (own / dense own) ^ 1.42" in report.latency_table_text(t, "n", "t")
-    assert "one-point" not in t.describe()
 
 
 def test_an_old_table_file_without_the_point_estimates_as_before(tmp_path):

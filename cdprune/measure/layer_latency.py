@@ -60,7 +60,6 @@ TABLE_FORMAT = "cdprune-latency-table/1"
 DEFAULT_REPEATS = 15  # timed runs per grid entry, at least…
 DEFAULT_MIN_TIME_S = 0.03  # …and at least this long
 CALIBRATION_FRACTION = 0.5  # the second calibration point: every prunable unit at this fraction of its channels
-MAX_POWER = 8.0  # the steepest fall a two-point fit may give a layer's time: (own / dense own) ** 8
 NETWORK_TIME_FACTOR = 16  # the dense network is timed at least this many times longer than one grid entry…
 NETWORK_TIME_LIMIT = 4  # …and, while its median's interval is wider than ±3 %, up to this many times longer still
 # Element-wise activation modules that ONNX Runtime fuses into the conv before them (or runs right
@@ -94,15 +93,13 @@ def check_runtime(runtime) -> str:
 
 
 class Fit(NamedTuple):
-    """How a table turns the layers' own times into the network's: network ≈ fixed_ms + scale · Σ own, where a
-    layer's own time counts as dense own · (own / dense own) ** power (power 1: as timed).
+    """How a table turns the layers' own times into the network's: network ≈ fixed_ms + scale · Σ own.
     `fallback`: why the one-point calibration is used despite a second point ("" when it is not)."""
 
     fixed_ms: float
     scale: float
     points: int  # 1: calibrated on the dense network alone; 2: on the dense and the half-width network
     fallback: str = ""
-    power: float = 1.0  # above 1 where the network falls faster than its layers timed alone (see `fit`)
 
 
 @dataclass(frozen=True)
@@ -176,33 +173,9 @@ class LatencyTable:
         fixed = self.network_ms - scale * dense
         if scale <= 0:
             return one_point._replace(fallback="the half-width network is not faster than the dense one")
-        if fixed < 0:
-            # The network fell faster than its layers timed alone (a narrow layer alone keeps more of its time than
-            # it does in the network): no fixed part, and each layer's time falls as a power of its own ratio.
-            power = self._power_through(measured)
-            if power is not None:
-                return Fit(0.0, self.network_ms / dense, 2, power=power)
         if not 0 <= fixed <= self.network_ms:
             return one_point._replace(fallback=f"the fixed part would be {fixed:.3f} ms, outside 0..network_ms")
         return Fit(fixed, scale, 2)
-
-    def _power_through(self, half_ms: float) -> float | None:
-        """The power k > 1 with Σ scale · dense own · (half own / dense own) ** k = half_ms (scale: the dense
-        network over Σ dense own), or None where no k up to MAX_POWER reaches it."""
-        fractions = self.calibration_point["fractions"]
-        pairs = [(d, self.own_ms(name, *fractions.get(name, (1.0, 1.0))) / d) for name in self.grids
-                 if (d := self.own_ms(name, 1.0, 1.0)) > 0]
-        if not pairs:
-            return None
-        target = half_ms * sum(d for d, _ in pairs) / self.network_ms
-        total = lambda k: sum(d * min(1.0, r) ** k for d, r in pairs)  # noqa: E731 (falls as k grows)
-        low, high = 1.0, MAX_POWER
-        if not total(high) <= target <= total(low):
-            return None
-        for _ in range(60):
-            mid = (low + high) / 2
-            low, high = (mid, high) if total(mid) > target else (low, mid)
-        return (low + high) / 2
 
     def estimated_layer_ms(self, name: str, in_fraction: float, out_fraction: float) -> float:
         """One layer's share of the network's estimated time: its own time at these fractions, scaled, plus an
@@ -210,10 +183,7 @@ class LatencyTable:
         a calibration point, over its layers to the half-width network's measured time; a pruned layer sheds its
         compute but not the fixed part."""
         fit = self.fit
-        own = self.own_ms(name, in_fraction, out_fraction)
-        if fit.power != 1.0 and (dense := self.own_ms(name, 1.0, 1.0)) > 0:
-            own = dense * min(1.0, own / dense) ** fit.power
-        return fit.scale * own + fit.fixed_ms / len(self.grids)
+        return fit.scale * self.own_ms(name, in_fraction, out_fraction) + fit.fixed_ms / len(self.grids)
 
     @property
     def calibrated_to(self) -> str:
