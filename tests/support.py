@@ -148,3 +148,21 @@ def tiny_cnn(seed: int) -> nn.Module:
     torch.manual_seed(seed)
     return nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
                          nn.Flatten(), nn.Linear(8, 4))
+
+
+QUADRANTS_TRAIN, QUADRANTS_TEST = quadrants(256, 1), torch.utils.data.TensorDataset(*quadrants(64, 2))
+
+
+def straight_and_resumed(config, tmp_path):
+    """tiny_cnn trained on the quadrants straight through, and again with Ctrl-C 40 images into epoch 2, then
+    resumed into a model built with another seed: (straight model, its result, resumed model, its result)."""
+    from cdprune.train import TrainingInterrupted, train
+    straight = tiny_cnn(0)
+    expected = train(straight, InterruptingDataset(*QUADRANTS_TRAIN), QUADRANTS_TEST, config, tmp_path / "straight")
+    with pytest.raises(TrainingInterrupted):
+        train(tiny_cnn(0), InterruptingDataset(*QUADRANTS_TRAIN, after=256 + 40), QUADRANTS_TEST, config,
+              tmp_path / "broken")
+    resumed = tiny_cnn(7)
+    result = train(resumed, InterruptingDataset(*QUADRANTS_TRAIN), QUADRANTS_TEST, config, tmp_path / "broken",
+                   resume=True)
+    return straight, expected, resumed, result

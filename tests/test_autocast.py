@@ -6,17 +6,17 @@ from dataclasses import replace
 
 import pytest
 import torch
-from torch.utils.data import TensorDataset
 
 import cdprune.train as train_module
 from cdprune import RunSettings, report, storage
 from cdprune.errors import CdpruneError
-from cdprune.train import TrainConfig, TrainingInterrupted, train
-from support import TINY_TRAIN, InterruptingDataset, quadrants, run_cli, tiny_cnn
+from cdprune.train import TrainConfig, train
+from support import (QUADRANTS_TEST, QUADRANTS_TRAIN, TINY_TRAIN, InterruptingDataset, run_cli,
+                     straight_and_resumed, tiny_cnn)
 from support import one_thread  # noqa: F401 (an autouse fixture)
 
 
-TRAIN_XY, TEST_SET = quadrants(256, 1), TensorDataset(*quadrants(64, 2))
+TRAIN_XY, TEST_SET = QUADRANTS_TRAIN, QUADRANTS_TEST
 # 256 images at batch 32: 8 steps per epoch, 24 in all.
 FP32 = TrainConfig(epochs=3, batch_size=32, lr=0.05, device="cpu", progress=False, warmup=0.25)
 BF16 = replace(FP32, autocast="bf16")
@@ -41,12 +41,7 @@ def test_autocast_changes_the_loss_and_still_trains(tmp_path):
 
 
 def test_resume_of_an_autocast_run_is_bit_identical(tmp_path):
-    straight = tiny_cnn(0)
-    expected = train(straight, InterruptingDataset(*TRAIN_XY), TEST_SET, BF16, tmp_path / "straight")
-    with pytest.raises(TrainingInterrupted):  # Ctrl-C in epoch 2, 40 images in
-        train(tiny_cnn(0), InterruptingDataset(*TRAIN_XY, after=256 + 40), TEST_SET, BF16, tmp_path / "broken")
-    resumed = tiny_cnn(7)
-    result = train(resumed, InterruptingDataset(*TRAIN_XY), TEST_SET, BF16, tmp_path / "broken", resume=True)
+    straight, expected, resumed, result = straight_and_resumed(BF16, tmp_path)
     for key, value in straight.state_dict().items():
         assert torch.equal(resumed.state_dict()[key], value), key
     assert [r.train_loss for r in result.history] == [r.train_loss for r in expected.history]

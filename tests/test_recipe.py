@@ -9,7 +9,6 @@ from dataclasses import replace
 import pytest
 import torch
 import torch.nn as nn
-from torch.utils.data import TensorDataset
 
 import cdprune
 from cdprune import RunSettings, report, storage, tasks
@@ -19,7 +18,6 @@ from cdprune.runs import read_metrics
 from cdprune.train import (
     EpochRecord,
     TrainConfig,
-    TrainingInterrupted,
     convergence,
     lr_factor,
     parameter_groups,
@@ -27,11 +25,12 @@ from cdprune.train import (
     train,
     warmup_steps,
 )
-from support import TINY_TRAIN, InterruptingDataset, quadrants, run_cli, tiny_cnn
+from support import (QUADRANTS_TEST, QUADRANTS_TRAIN, TINY_TRAIN, InterruptingDataset, run_cli,
+                     straight_and_resumed, tiny_cnn)
 from support import one_thread  # noqa: F401 (an autouse fixture)
 
 
-TRAIN_XY, TEST_SET = quadrants(256, 1), TensorDataset(*quadrants(64, 2))
+TRAIN_XY, TEST_SET = QUADRANTS_TRAIN, QUADRANTS_TEST
 # 256 images at batch 32: 8 steps per epoch, 24 in all.
 CONFIG = TrainConfig(epochs=3, batch_size=32, lr=0.05, device="cpu", progress=False, warmup=0.25)
 
@@ -76,12 +75,7 @@ def test_training_steps_the_lr_every_optimiser_step(tmp_path):
 def test_resume_in_the_middle_of_the_warm_up_is_bit_identical(tmp_path):
     """Half the steps are warm-up (12 of 24): Ctrl-C in epoch 2 leaves a checkpoint at step 8, inside it."""
     config = replace(CONFIG, warmup=0.5)
-    straight = tiny_cnn(0)
-    expected = train(straight, InterruptingDataset(*TRAIN_XY), TEST_SET, config, tmp_path / "straight")
-    with pytest.raises(TrainingInterrupted):
-        train(tiny_cnn(0), InterruptingDataset(*TRAIN_XY, after=256 + 40), TEST_SET, config, tmp_path / "broken")
-    resumed = tiny_cnn(7)
-    result = train(resumed, InterruptingDataset(*TRAIN_XY), TEST_SET, config, tmp_path / "broken", resume=True)
+    straight, expected, resumed, result = straight_and_resumed(config, tmp_path)
     for key, value in straight.state_dict().items():
         assert torch.equal(resumed.state_dict()[key], value), key
     assert [r.lr for r in result.history] == [r.lr for r in expected.history]
