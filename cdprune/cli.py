@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Callable
 
 from . import (AUGMENTATIONS, BACKENDS, DATASETS, DEFAULT_ENERGY_MODEL, DEFAULT_JOB, DEFAULT_ROUND_TO, FORMATS,
-               METHODS, METRICS, MODES, PRECISIONS, Budget, CdpruneError, CheckFailed, EnergyModel, LatencyTable,
+               DEFAULT_MARGIN, METHODS, METRICS, MODES, PRECISIONS, Budget, CdpruneError, CheckFailed, EnergyModel, LatencyTable,
                PlannerConfig, PruningPlan,
                Resources, RunSettings, TrainingInterrupted, bench, build_latency_table, compare, distributed, eval_onnx,
                eval_run, export_run, half_width_copy, main_job, make_plan, models, parse_budget, parse_shape, profile,
@@ -154,19 +154,31 @@ def _budget_arguments(p: argparse.ArgumentParser, sweep: bool = False) -> None:
     p.add_argument("--precision", choices=PRECISIONS, default=None,
                    help="the precision that ships: the pruned model is exported as fp32 or static int8 ONNX and "
                         "measured so (default fp32)")
+    _margin_argument(p)
+    p.add_argument("--no-fit", dest="fit", action="store_false",
+                   help="do not time each plan on this machine before training (by default, where the latency table "
+                        "was timed on this CPU in onnxruntime, a plan whose file misses the limit less its margin is "
+                        "made again, tighter)")
+
+
+def _margin_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--margin", type=number, default=None, metavar="FRACTION",
+                   help=f"fraction of a latency limit kept free when planning, in [0, 0.5), for the device's "
+                        f"run-to-run drift (default {DEFAULT_MARGIN:g} with a latency limit)")
 
 
 def _budget(args, text: str | None) -> Budget | None:
     """The budget of --budget (or one entry of --budgets) with its table, runtime and precision; None without one."""
     if text is None:
         given = [flag for flag, value in (("--latency-table", args.latency_table), ("--runtime", args.runtime),
-                                          ("--precision", args.precision)) if value is not None]
+                                          ("--precision", args.precision), ("--margin", args.margin)) if value is not None]
+        given += [] if args.fit else ["--no-fit"]
         if given:
             raise CdpruneError(f"{', '.join(given)} go{'es' if len(given) == 1 else ''} with a budget",
                                "add --budget (sweep: --budgets), or drop them")
         return None
     table = LatencyTable.load(args.latency_table) if args.latency_table else None
-    return Budget(parse_budget(text), text.strip(), table, args.runtime, args.precision)
+    return Budget(parse_budget(text), text.strip(), table, args.runtime, args.precision, args.margin, args.fit)
 
 
 def _model_flags(args) -> str:
@@ -227,7 +239,8 @@ def run_prune(args) -> None:
         print(report.units_text(units), file=sys.stderr)  # why make_plan is about to refuse
     plan = make_plan(model, shape, mode, target, budget=budget, target_metric=args.target_metric, seed=args.seed,
                      **_planner(args).to_dict(), refresh_latency=args.refresh, latency_table=args.latency_table,
-                     latency_runtime=args.runtime, latency_precision=args.precision, energy_model=energy_model)
+                     latency_runtime=args.runtime, latency_precision=args.precision, energy_model=energy_model,
+                     margin=_margin(args.margin, budget))
     plan_path = plan.save(args.out)
     if args.json:
         extra = {"excluded": units.to_dict()["excluded"]} if units is not None else {}
@@ -237,6 +250,11 @@ def run_prune(args) -> None:
     print(report.plan_text(plan, args.model, title, plan_path))
     if units is not None:
         print("\n" + report.units_text(units))
+
+
+def _margin(margin: float | None, budget: dict | None) -> float:
+    """--margin, else the default one for a latency limit (none without one)."""
+    return margin if margin is not None else DEFAULT_MARGIN if budget and "latency" in budget else 0.0
 
 
 @command("prune", "sample a complexity-driven pruning plan and write it")(run_prune)
@@ -258,6 +276,7 @@ def _(p):
     p.add_argument("--precision", choices=TABLE_PRECISIONS, default=None,
                    help="precision the model ships in, whose latency mode la and latency budgets estimate (int8: "
                         "onnxruntime; default: the table's, else fp32)")
+    _margin_argument(p)
     p.add_argument("--refresh", action="store_true", help="rebuild the cached per-layer latency table (mode la, latency budgets)")
     _energy_model_argument(p)
     p.add_argument("--out", default="plan.json", help="where to write the plan (default plan.json)")

@@ -28,14 +28,15 @@ from ..metrics import LATENCY_TABLE, METRICS, metric_names
 from ..measure.layer_latency import CALIBRATION_FRACTION
 from .apply import apply_plan, filter_l1
 from .pruning_plan import PruningPlan
-from .sampler import DEFAULT_ROUND_TO, Sampler, budget_limits, check_settings
+from .sampler import DEFAULT_ROUND_TO, Sampler, aimed, budget_limits, check_margin, check_settings, unreachable_budget
 from .units import build_graph, find_units, require_units
 
 
 def _setup(model: nn.Module, input_shape, target: float | None, metric: str, step: float, floor: float,
-           round_to: int, seed: int, budget: dict | None = None, latency=None, energy=None) -> Sampler:
-    if budget:
-        return _budget_setup(model, input_shape, target, budget, step, floor, round_to, seed, latency, energy)
+           round_to: int, seed: int, budget: dict | None = None, latency=None, energy=None,
+           margin: float = 0.0) -> Sampler:
+    if budget or margin:
+        return _budget_setup(model, input_shape, target, budget, step, floor, round_to, seed, latency, energy, margin)
     if target is None:
         raise CdpruneError("the baselines need a target reduction (--target), e.g. --target 0.5")
     target, step, floor, round_to, seed = check_settings(target, step, floor, round_to, seed)
@@ -51,38 +52,40 @@ def _setup(model: nn.Module, input_shape, target: float | None, metric: str, ste
     return state
 
 
-def _budget_setup(model, input_shape, target, budget: dict, step, floor, round_to, seed, latency, energy) -> Sampler:
+def _budget_setup(model, input_shape, target, budget: dict, step, floor, round_to, seed, latency, energy,
+                  margin: float) -> Sampler:
     """The sampler state for a budget: limits priced as make_plan prices them (the latency table and energy model
     given), each checked reachable at the floor."""
+    budget = budget_limits(budget)
+    margin = check_margin(margin, budget)
     if target is not None:
         raise CdpruneError("a baseline aims at a target (--target) or a budget (--budget), not both", "drop one")
-    budget = budget_limits(budget)
     _, step, floor, round_to, seed = check_settings(None, step, floor, round_to, seed)
     channels = find_units(model, profile_model(model, tuple(input_shape)))
     require_units(channels)
     if LATENCY_TABLE in {METRICS[m].priced_by for m in budget} and latency is not None:
         latency.check_fits(model, tuple(input_shape), None, (m.name for m in channels.layers()))
     state = Sampler(channels, step, floor, round_to, seed, latency, energy)
-    for metric, limit in budget.items():
+    for metric, limit in aimed(budget, margin).items():
         least = state.smallest(metric)
         if least > limit:
-            shown = METRICS[metric].show
-            raise UnreachableTarget(f"budget {metric}={shown(limit)} cannot be met", f"the least this model reaches "
-                                    f"with floor {floor:g} is {shown(least)}; raise the budget (--budget) or lower --floor")
+            raise unreachable_budget(metric, budget[metric], least, floor, margin)
     return state
 
 
-def _goal_test(state: Sampler, target: float | None, metric: str, budget: dict | None):
-    """removed -> whether the goal holds: the target reduction of `metric`, or every limit of `budget`."""
+def _goal_test(state: Sampler, target: float | None, metric: str, budget: dict | None, margin: float = 0.0):
+    """removed -> whether the goal holds: the target reduction of `metric`, or every limit of `budget` (latency
+    less its margin)."""
     if budget:
-        limits = budget_limits(budget)
+        limits = aimed(budget_limits(budget), margin)
         return lambda removed: all(state.total(m, removed) <= limit for m, limit in limits.items())
     return lambda removed: state.reduction(metric, removed) >= target
 
 
-def _finish(state: Sampler, model, input_shape, mode: str, target, metric: str, budget) -> PruningPlan:
+def _finish(state: Sampler, model, input_shape, mode: str, target, metric: str, budget,
+            margin: float = 0.0) -> PruningPlan:
     if budget:
-        return state.to_plan(model, input_shape, mode, None, budget_limits(budget))
+        return state.to_plan(model, input_shape, mode, None, budget_limits(budget), margin=margin)
     return state.to_plan(model, input_shape, mode, target, {}, metric)
 
 
@@ -109,19 +112,20 @@ def _uniform_counts(state: Sampler, reached) -> np.ndarray:
 
 def uniform_plan(model: nn.Module, input_shape, target: float | None, metric: str = "flops", *, seed: int = 0,
                  floor: float = 0.1, round_to: int = DEFAULT_ROUND_TO, step: float = 0.1, budget: dict | None = None,
-                 latency=None, energy=None) -> PruningPlan:
+                 latency=None, energy=None, margin: float = 0.0) -> PruningPlan:
     """Remove the same fraction of every unit's channels, chosen at random. `step` is only recorded in the plan
     (a baseline takes no steps), so that it states the planner settings it was made under.
 
     budget: instead of a target, upper limits per metric (as make_plan takes them); the common fraction is the
         smallest at which every limit holds, each priced as make_plan prices it: by the size model, the
         latency table `latency` or the energy model `energy`.
+    margin: a latency limit is reached less this fraction of it, as make_plan's `margin`.
     """
-    state = _setup(model, input_shape, target, metric, step, floor, round_to, seed, budget, latency, energy)
-    for u, drop in enumerate(_uniform_counts(state, _goal_test(state, target, metric, budget))):
+    state = _setup(model, input_shape, target, metric, step, floor, round_to, seed, budget, latency, energy, margin)
+    for u, drop in enumerate(_uniform_counts(state, _goal_test(state, target, metric, budget, margin))):
         gone = state.rng.choice(state.original[u], size=int(drop), replace=False)
         state.keep(u, np.setdiff1d(np.arange(state.original[u]), gone))
-    return _finish(state, model, input_shape, "uniform", target, metric, budget)
+    return _finish(state, model, input_shape, "uniform", target, metric, budget, margin)
 
 
 def half_width_copy(model: nn.Module, input_shape, round_to: int = DEFAULT_ROUND_TO) -> tuple[nn.Module, dict]:
@@ -142,26 +146,26 @@ def half_width_copy(model: nn.Module, input_shape, round_to: int = DEFAULT_ROUND
 
 def l1_plan(model: nn.Module, input_shape, target: float | None, metric: str = "flops", *, floor: float = 0.1,
             round_to: int = DEFAULT_ROUND_TO, step: float = 0.1, budget: dict | None = None, latency=None,
-            energy=None) -> PruningPlan:
+            energy=None, margin: float = 0.0) -> PruningPlan:
     """Li et al. 2017: the same fraction per unit; the filters with the smallest L1 norm go (trained `model`).
-    budget, latency, energy: as for `uniform_plan`."""
-    state = _setup(model, input_shape, target, metric, step, floor, round_to, 0, budget, latency, energy)
-    for u, drop in enumerate(_uniform_counts(state, _goal_test(state, target, metric, budget))):
+    budget, latency, energy, margin: as for `uniform_plan`."""
+    state = _setup(model, input_shape, target, metric, step, floor, round_to, 0, budget, latency, energy, margin)
+    for u, drop in enumerate(_uniform_counts(state, _goal_test(state, target, metric, budget, margin))):
         unit = state.channels.units[u]
         norms = sum(filter_l1(model.get_submodule(c)) for c in unit.convs).cpu().numpy()
         # A position of a unit around a grouped conv is one channel per group: its norm is their sum.
         order = np.argsort(norms.reshape(unit.groups, unit.positions).sum(0), kind="stable")
         state.keep(u, order[int(drop):])
-    return _finish(state, model, input_shape, "l1", target, metric, budget)
+    return _finish(state, model, input_shape, "l1", target, metric, budget, margin)
 
 
 def magnitude_plan(model: nn.Module, input_shape, target: float | None, metric: str = "flops", *, floor: float = 0.1,
                    round_to: int = DEFAULT_ROUND_TO, step: float = 0.1, budget: dict | None = None, latency=None,
-                   energy=None) -> PruningPlan:
+                   energy=None, margin: float = 0.0) -> PruningPlan:
     """torch-pruning's GroupMagnitudeImportance (L2, mean-normalised per group), ranked globally across units.
-    budget, latency, energy: as for `uniform_plan`; the ranking goes on until every limit holds."""
-    state = _setup(model, input_shape, target, metric, step, floor, round_to, 0, budget, latency, energy)
-    reached = _goal_test(state, target, metric, budget)
+    budget, latency, energy, margin: as for `uniform_plan`; the ranking goes on until every limit holds."""
+    state = _setup(model, input_shape, target, metric, step, floor, round_to, 0, budget, latency, energy, margin)
+    reached = _goal_test(state, target, metric, budget, margin)
     graph = build_graph(model, input_shape)
     importance = tp.importance.GroupMagnitudeImportance(p=2, normalizer="mean")
     scored = []  # (score, unit, channel)
@@ -194,6 +198,6 @@ def magnitude_plan(model: nn.Module, input_shape, target: float | None, metric: 
             break
     for u, gone in enumerate(_rounded_removal(state, drop)):
         state.keep(u, np.setdiff1d(np.arange(state.original[u]), ranked[u][:gone]))
-    return _finish(state, model, input_shape, "tp-magnitude", target, metric, budget)
+    return _finish(state, model, input_shape, "tp-magnitude", target, metric, budget, margin)
 
 

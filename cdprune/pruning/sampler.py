@@ -121,7 +121,7 @@ def make_plan(model: nn.Module, input_shape=(3, 32, 32), mode: str | None = "fa"
               budget: dict[str, float] | str | None = None, target_metric: str | None = None, seed: int = 0,
               step: float = 0.1, floor: float = 0.1, round_to: int = DEFAULT_ROUND_TO, refresh_latency: bool = False,
               latency_table=None, latency_runtime: str | None = None, latency_precision: str | None = None,
-              energy_model: EnergyModel | str | None = None) -> PruningPlan:
+              energy_model: EnergyModel | str | None = None, margin: float = 0.0) -> PruningPlan:
     """Sample a pruning plan (docs/design.md, "Sampling").
 
     `model` is not modified; the same arguments and seed give the same plan.
@@ -148,8 +148,12 @@ def make_plan(model: nn.Module, input_shape=(3, 32, 32), mode: str | None = "fa"
     energy_model: the coefficients that price energy (an EnergyModel or a JSON file's path; default the
         45 nm model). The plan records it, with its energy before and after, whenever energy is part
         of the goal (mode ea, an energy target or budget) or an energy model is given.
+    margin: a latency limit is planned to limit × (1 − margin), in [0, 0.5): room for the device's run-to-run
+        drift and the table's error. The plan records the budget as given, the margin and the aim in its
+        latency (docs/design.md, "Margin").
     """
     budget = budget_limits(budget)
+    margin = check_margin(margin, budget)
     energy = energy_model_of(energy_model)
     target, step, floor, round_to, seed = check_settings(target, step, floor, round_to, seed)
     table = _given_table(latency_table, latency_runtime, latency_precision)
@@ -196,16 +200,15 @@ def make_plan(model: nn.Module, input_shape=(3, 32, 32), mode: str | None = "fa"
         if reachable < target:
             raise UnreachableTarget(f"target {target:g} is beyond reach", f"mode {chosen.name} can remove at most {reachable:.3f} "
                                     f"of the {stop_metric} with floor {floor:g}; lower --target or --floor")
-    for metric, limit in budget.items():
+    aims = aimed(budget, margin)
+    for metric, limit in aims.items():
         least = sampler.smallest(metric)
         if least > limit:
-            shown = get_metric(metric).show
-            raise UnreachableTarget(f"budget {metric}={shown(limit)} cannot be met", "the least this model reaches with "
-                                    f"floor {floor:g} is {shown(least)}; raise the budget (--budget) or lower --floor")
+            raise unreachable_budget(metric, budget[metric], least, floor, margin)
 
     while True:
         short = target is not None and sampler.reduction(stop_metric) < target
-        over = {m: sampler.total(m) / limit for m, limit in budget.items() if sampler.total(m) > limit}
+        over = {m: sampler.total(m) / limit for m, limit in aims.items() if sampler.total(m) > limit}
         if not short and not over:
             break
         metric = chosen.metric if chosen is not None else max(over, key=over.get)
@@ -213,7 +216,35 @@ def make_plan(model: nn.Module, input_shape=(3, 32, 32), mode: str | None = "fa"
         if weights is None:  # cannot happen after the reachability checks, kept as a guard
             raise CdpruneError("every unit is at its floor before the goal was met; lower --floor")
         sampler.draw(weights, (stop_metric, target) if short and not over else None)
-    return sampler.to_plan(model, input_shape, chosen.name if chosen else AUTO, target, budget, stop_metric)
+    return sampler.to_plan(model, input_shape, chosen.name if chosen else AUTO, target, budget, stop_metric, margin)
+
+
+MAX_MARGIN = 0.5
+
+
+def check_margin(margin, budget: dict) -> float:
+    """A latency margin in [0, MAX_MARGIN); above 0 it needs a latency limit to apply to."""
+    hint = "give the fraction of the latency limit kept free, e.g. --margin 0.05"
+    margin = _real("margin", "--margin", margin, hint)
+    if not 0 <= margin < MAX_MARGIN:
+        raise CdpruneError(f"margin (--margin) {margin:g} is outside [0, {MAX_MARGIN:g})", hint)
+    if margin > 0 and "latency" not in budget:
+        raise CdpruneError("a margin (--margin) serves latency limits only", "add latency=... to --budget, or drop "
+                           "--margin")
+    return margin
+
+
+def aimed(budget: dict, margin: float) -> dict:
+    """The limits a plan is sampled to: a latency limit less its margin, the others as given."""
+    return {m: limit * (1 - margin) if m == "latency" else limit for m, limit in budget.items()}
+
+
+def unreachable_budget(metric: str, limit: float, least: float, floor: float, margin: float) -> UnreachableTarget:
+    shown = get_metric(metric).show
+    kept = f" less its margin {margin:g}" if margin and metric == "latency" else ""
+    return UnreachableTarget(f"budget {metric}={shown(limit)}{kept} cannot be met", f"the least this model reaches "
+                             f"with floor {floor:g} is {shown(least)}; raise the budget (--budget)"
+                             f"{', lower --margin' if kept else ''} or lower --floor")
 
 
 def _given_table(table, runtime, precision=None):
@@ -416,7 +447,8 @@ class Sampler:
         self.keep(u, np.setdiff1d(self.kept[u], gone))
         self.steps += 1
 
-    def to_plan(self, model: nn.Module, input_shape, mode: str, target, budget, target_metric=None) -> PruningPlan:
+    def to_plan(self, model: nn.Module, input_shape, mode: str, target, budget, target_metric=None,
+                margin: float = 0.0) -> PruningPlan:
         spec = getattr(model, "cdprune_spec", None) or {}
         units = tuple(UnitPlan(u.name, tuple(u.convs), u.channels, tuple(int(i) for i in u.expand(kept)))
                       for u, kept in zip(self.channels.units, self.kept))
@@ -426,6 +458,8 @@ class Sampler:
             "source": f"per-layer latency table ({self.latency.describe()}), {self.latency.calibrated_to}",
             "runtime": self.latency.runtime, "precision": self.latency.precision, "threads": self.latency.threads,
             "cpu_model": self.latency.cpu_model}
+        if margin:  # only then, so that plans without one keep the digest they always had
+            latency.update(margin=margin, aim_ms=round(budget["latency"] * (1 - margin), 4))
         energy = {} if self.energy is None else {
             "model": self.energy.to_dict(), "before_mj": self._before("energy"), "after_mj": self.total("energy")}
         return PruningPlan(model=spec.get("name"), model_kwargs=dict(spec.get("kwargs", {})),
