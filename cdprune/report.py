@@ -333,6 +333,8 @@ def plan_text(plan, model_name: str, mode_title: str, plan_path) -> str:
     goal = f"target {plan.target:g}" if plan.target is not None else ""
     if plan.budget:
         goal += (" · " if goal else "") + "budget " + ", ".join(f"{m}≤{budget_value(m, v)}" for m, v in plan.budget.items())
+    if plan.latency.get("margin"):
+        goal += f" (latency planned to {budget_value('latency', plan.latency['planned_to_ms'])}, margin {plan.latency['margin']:.0%})"
     rows = [[u.name, str(len(u.convs)), str(u.channels), str(len(u.kept)), f"{1 - len(u.kept) / u.channels:.0%}"]
             for u in plan.units]
     lines = [f"{model_name} · mode {plan.mode} ({mode_title}) · {goal} · seed {plan.seed} · {plan.steps} draws",

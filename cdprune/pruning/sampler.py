@@ -148,9 +148,10 @@ def make_plan(model: nn.Module, input_shape=(3, 32, 32), mode: str | None = "fa"
     energy_model: the coefficients that price energy (an EnergyModel or a JSON file's path; default the
         45 nm model). The plan records it, with its energy before and after, whenever energy is part
         of the goal (mode ea, an energy target or budget) or an energy model is given.
-    margin: a latency limit is planned to limit × (1 − margin), in [0, 0.5): room for the device's run-to-run
-        drift and the table's error. The plan records the budget as given, the margin and the aim in its
-        latency (docs/design.md, "Margin").
+    margin: a latency limit is planned to limit × (1 − margin), in [-0.5, 0.5): room for the device's run-to-run
+        drift and the table's error (negative: the estimate may pass the limit, for a table known to
+        overestimate the device, as `fit_plan` finds). The plan records the budget as given and, in its
+        latency, the margin and the estimate it planned to (docs/design.md, "Margin").
     """
     budget = budget_limits(budget)
     margin = check_margin(margin, budget)
@@ -219,16 +220,16 @@ def make_plan(model: nn.Module, input_shape=(3, 32, 32), mode: str | None = "fa"
     return sampler.to_plan(model, input_shape, chosen.name if chosen else AUTO, target, budget, stop_metric, margin)
 
 
-MAX_MARGIN = 0.5
+MIN_MARGIN, MAX_MARGIN = -0.5, 0.5
 
 
 def check_margin(margin, budget: dict) -> float:
-    """A latency margin in [0, MAX_MARGIN); above 0 it needs a latency limit to apply to."""
+    """A latency margin in [MIN_MARGIN, MAX_MARGIN); other than 0 it needs a latency limit to apply to."""
     hint = "give the fraction of the latency limit kept free, e.g. --margin 0.05"
     margin = _real("margin", "--margin", margin, hint)
-    if not 0 <= margin < MAX_MARGIN:
-        raise CdpruneError(f"margin (--margin) {margin:g} is outside [0, {MAX_MARGIN:g})", hint)
-    if margin > 0 and "latency" not in budget:
+    if not MIN_MARGIN <= margin < MAX_MARGIN:
+        raise CdpruneError(f"margin (--margin) {margin:g} is outside [{MIN_MARGIN:g}, {MAX_MARGIN:g})", hint)
+    if margin != 0 and "latency" not in budget:
         raise CdpruneError("a margin (--margin) serves latency limits only", "add latency=... to --budget, or drop "
                            "--margin")
     return margin
@@ -459,7 +460,7 @@ class Sampler:
             "runtime": self.latency.runtime, "precision": self.latency.precision, "threads": self.latency.threads,
             "cpu_model": self.latency.cpu_model}
         if margin:  # only then, so that plans without one keep the digest they always had
-            latency.update(margin=margin, aim_ms=round(budget["latency"] * (1 - margin), 4))
+            latency.update(margin=margin, planned_to_ms=round(budget["latency"] * (1 - margin), 4))
         energy = {} if self.energy is None else {
             "model": self.energy.to_dict(), "before_mj": self._before("energy"), "after_mj": self.total("energy")}
         return PruningPlan(model=spec.get("name"), model_kwargs=dict(spec.get("kwargs", {})),
