@@ -69,6 +69,7 @@ DEFAULT_MARGIN = 0.05
 FIT_TRIES = 4  # plans timed before training: the first, and up to three made again
 FIT_TIME_S = 1.0  # seconds each is timed, as the shipped file is timed after training
 FIT_TOLERANCE = 0.05  # a file up to this fraction under its aim is kept: the planner's steps are about this coarse
+FIT_NUDGE, FIT_NUDGES = 0.01, 5  # how far the margin moves on when a correction gives the same channels back
 
 
 @dataclass(frozen=True)
@@ -178,20 +179,34 @@ def fit_plan(budget: Budget, model: nn.Module, input_shape, plan_with: Callable[
         timed.append((stats.p50_ms, stats.p90_ms, margin, plan))
         if aim * (1 - FIT_TOLERANCE) <= stats.p50_ms <= aim or len(timed) == FIT_TRIES:
             break
-        # The planner's estimate scales about as the file's time does: aim it where the file would meet the aim.
-        margin = min(max(1 - (1 - margin) * aim / stats.p50_ms, MIN_MARGIN), MAX_MARGIN - 0.01)
-        try:
-            again = plan_with(margin)
-        except CdpruneError:  # the floor allows no tighter plan: keep the ones timed
+        again = _replanned(plan, margin, aim / stats.p50_ms, plan_with)
+        if again is None:
             break
-        if again.units == plan.units:  # the same channels: timing them again would tell nothing new
-            break
-        plan = again
+        plan, margin = again
     fitting = [t for t in timed if t[0] <= aim]
     p50, p90, margin, plan = max(fitting, key=lambda t: t[0]) if fitting else min(timed, key=lambda t: t[0])
     fitted = {"p50_ms": round(p50, 4), "p90_ms": round(p90, 4), "aim_ms": round(aim, 4), "margin": round(margin, 4),
               "plans": len(timed)}
     return replace(plan, latency={**plan.latency, "fitted": fitted})
+
+
+def _replanned(plan: PruningPlan, margin: float, ratio: float, plan_with) -> tuple[PruningPlan, float] | None:
+    """(a plan made again with the estimate it planned to scaled by `ratio` = aim / measured, its margin), the
+    planner's estimate scaling about as the file's time does. A small correction can give the same channels back:
+    then the margin moves on by FIT_NUDGE at a time, at most FIT_NUDGES times. None: no other plan in reach."""
+    wanted = 1 - (1 - margin) * ratio
+    direction = 1 if ratio < 1 else -1  # tighter when the file was too slow
+    for nudge in range(FIT_NUDGES + 1):
+        candidate = min(max(wanted + direction * nudge * FIT_NUDGE, MIN_MARGIN), MAX_MARGIN - 0.01)
+        try:
+            again = plan_with(candidate)
+        except CdpruneError:  # the floor allows no tighter plan
+            return None
+        if again.units != plan.units:
+            return again, candidate
+        if candidate in (MIN_MARGIN, MAX_MARGIN - 0.01):
+            return None
+    return None
 
 
 @dataclass(frozen=True)
