@@ -5,8 +5,8 @@
     python benchmarks/device_budget.py --only train --models mobilenetv2,resnet50   # train some models (resumes)
     python benchmarks/device_budget.py --smoke          # a short check of the script; writes under benchmarks/runs only
 
-Every time is ONNX Runtime, batch 1, 1 thread, by the timing protocol of measure/timing.py, in this
-process. Models: VGG-16, ResNet-50, MobileNetV2, AlexNet at 1×28×28 with 10 classes, and the user
+Every time is ONNX Runtime, batch 1, 1 thread, by the timing protocol of measure/timing.py, in a fresh
+process as `cdprune bench` times a file (deploy.bench.file_timing). Models: VGG-16, ResNet-50, MobileNetV2, AlexNet at 1×28×28 with 10 classes, and the user
 model tests/usermodels/edgenet.py:EdgeNet reached by reference.
 
 1. estimate: for each model and each precision (fp32, int8), a per-layer table is measured
@@ -29,7 +29,8 @@ import cdprune
 from cdprune import models
 from cdprune.measure.latency import cpu_description
 from cdprune.measure.layer_latency import build_latency_table
-from cdprune.measure.runtimes import deployed_onnx, get_runtime
+from cdprune.deploy.bench import file_latency, file_timing
+from cdprune.measure.runtimes import deployed_onnx
 from cdprune.storage import atomic_write_json, atomic_write_text
 
 HERE = Path(__file__).parent
@@ -75,9 +76,15 @@ def table_for(name: str, precision: str, table_kw: dict):
     return cdprune.LatencyTable.load(path)
 
 
-def timed(module, precision: str, min_time_s: float):
-    data = deployed_onnx(module, SHAPE, precision)
-    return get_runtime("onnxruntime").latency(data, SHAPE, threads=1, min_time_s=min_time_s)
+class Timing:
+    """p50_ms, p90_ms and noisy of a file timed as bench times a shipped one (a fresh process)."""
+
+    def __init__(self, raw: dict):
+        self.p50_ms, self.p90_ms, self.noisy = raw["p50_ms"], raw["p90_ms"], raw["noisy"]
+
+
+def timed(module, precision: str, min_time_s: float) -> Timing:
+    return Timing(file_timing(deployed_onnx(module, SHAPE, precision), SHAPE, 1, min_time_s))
 
 
 def estimate_part(names, min_time_s: float, table_kw: dict) -> dict:
@@ -91,7 +98,8 @@ def estimate_part(names, min_time_s: float, table_kw: dict) -> dict:
             budget = fraction * dense.p50_ms
             print(f"{name} {precision}: table in {time.time() - start:.0f} s, dense p50 {dense.p50_ms:.3f} ms "
                   f"(table {table.network_ms:.3f}), budget {budget:.3f} ms", flush=True)
-            limits = cdprune.Budget({"latency": budget}, table=table, runtime="onnxruntime", precision=precision)
+            limits = cdprune.Budget({"latency": budget}, table=table, runtime="onnxruntime", precision=precision,
+                                    timer=file_latency)
             for mode in PLANNED:
                 model = build(name)
                 try:  # as run, compare and sweep plan: with the default margin, each plan timed here and made again

@@ -13,7 +13,7 @@ from .backends import BACKENDS, Resources
 from .complexity import LayerComplexity, Profile, Totals, parse_shape, profile
 from .data import AUGMENTATIONS, DATASETS
 from .deploy import (FORMATS, RUNTIMES, BenchResult, ExportFormat, ExportResult, OnnxEvalResult, Runtime,
-                     SamplesResult, bench, bench_runtimes, eval_onnx, export_formats, export_run, register_format,
+                     SamplesResult, bench, bench_runtimes, file_latency, eval_onnx, export_formats, export_run, register_format,
                      register_runtime, write_samples)
 from .errors import CdpruneError, CheckFailed, UnreachableTarget
 from .measure import DEFAULT_ENERGY_MODEL, EnergyModel
@@ -36,7 +36,7 @@ __version__ = VERSION
 __all__ = ["data", "distributed", "models", "report", "tasks", "TASKS", "Task", "UnitsReport", "prunable_units",
            "BACKENDS", "Resources", "LayerComplexity", "Profile",
            "Totals", "parse_shape", "profile", "AUGMENTATIONS", "DATASETS", "FORMATS", "RUNTIMES", "BenchResult",
-           "ExportResult", "OnnxEvalResult", "SamplesResult", "bench", "eval_onnx", "export_run", "write_samples", "ExportFormat", "export_formats",
+           "ExportResult", "OnnxEvalResult", "SamplesResult", "bench", "file_latency", "eval_onnx", "export_run", "write_samples", "ExportFormat", "export_formats",
            "register_format", "Runtime", "register_runtime", "bench_runtimes", "table_runtimes",
            "DEFAULT_ENERGY_MODEL", "EnergyModel", "CdpruneError", "CheckFailed", "UnreachableTarget", "LatencyTable",
            "build_latency_table", "write_latency_pack", "half_width_copy", "DEFAULT_ROUND_TO", "PlannerConfig",

@@ -22,6 +22,7 @@ import torch
 from . import tasks as task_registry
 from .backends import Resources, Task, run_tasks
 from .deploy import bench
+from .deploy.bench import file_latency
 from .deploy.export import export_run
 from .errors import CdpruneError, UnreachableTarget
 from .formatting import csv_text
@@ -68,10 +69,11 @@ def main_job(out: str | Path, settings: RunSettings, mode: str = "fa", target: f
         target = 0.5
     settings, dense_epochs = _budgeted_settings(settings, train_budget)
     job = Job(out, settings, progress, download, dense_epochs)
-    goal = check_goal(Goal(mode, target, planner=planner, budget=budget))
+    check_goal(Goal(mode, target, planner=planner, budget=budget))
     get_mode(mode)  # the main job compares a complexity-driven mode with dense
     if budget is not None:
-        budget.check(*job.base_model())
+        budget = _checked(budget, job)
+    goal = Goal(mode, target, planner=planner, budget=budget)
     # Planning first: an unreachable target fails before any training time is spent.
     plan = plan_goal(job, goal)
     if progress:
@@ -81,6 +83,13 @@ def main_job(out: str | Path, settings: RunSettings, mode: str = "fa", target: f
     runs = [dense, pruned]
     write_comparison(out, runs, settings, plot=plot, planner=planner, budget=budget)
     return RunComparison(str(out), settings, runs)
+
+
+def _checked(budget: Budget, job: Job) -> Budget:
+    """The budget checked against the job's model (`Budget.check`, before anything is written), its plans fitted
+    by timing their files as the shipped file is timed after training (`deploy.bench.file_latency`)."""
+    budget.check(*job.base_model())
+    return budget if budget.timer is not None else replace(budget, timer=file_latency)
 
 
 def parse_train_budget(text: str | None) -> int | None:
@@ -315,14 +324,16 @@ def compare(out: str | Path, settings: RunSettings, methods: list[str], target: 
     """
     metric = metric if budget is None else None
     check_goal(Goal("fa", target, metric, budget=budget))  # checked whatever the methods, dense alone too
-    # The folder holds one target or budget, so runs are named by their method alone.
-    goals = [check_goal(Goal(m, None if m == "dense" else target, metric, name=run_name(m),
-                             planner=planner, budget=None if m == "dense" else budget)) for m in methods]
+    for m in methods:
+        check_goal(Goal(m, None if m == "dense" else target, metric, planner=planner, budget=budget))
     if seeds < 1:
         raise CdpruneError(f"seeds {seeds} must be at least 1 (--seeds)")
     settings, dense_epochs = _budgeted_settings(settings, train_budget)
     if budget is not None:
-        budget.check(*Job(Path(out), settings).base_model())
+        budget = _checked(budget, Job(Path(out), settings))
+    # The folder holds one target or budget, so runs are named by their method alone.
+    goals = [Goal(m, None if m == "dense" else target, metric, name=run_name(m), planner=planner,
+                  budget=None if m == "dense" else budget) for m in methods]
     out = Path(out)
     local = backend == "local"
     tasks = []
@@ -455,8 +466,7 @@ def sweep(out: str | Path, settings: RunSettings, modes: list[str], targets: lis
         if targets:
             raise CdpruneError("a sweep runs over targets (--targets) or budgets (--budgets), not both", "give one")
         check_budgets(budgets)
-        for b in budgets:
-            b.check(*job.base_model())
+        budgets = [_checked(b, job) for b in budgets]
         goals = [Goal("dense")] + [check_goal(Goal(m, planner=planner, budget=b, name=f"{m}-{b.slug}"))
                                    for m in modes for b in budgets]
     else:

@@ -126,3 +126,32 @@ def test_a_bad_margin_is_refused_in_one_line_before_anything_is_written(tmp_path
     code, text, err = run_cli(capsys, *argv, *model, "--out", out)
     assert code == 2 and problem in err and len(err.strip().splitlines()) == 1
     assert not out.exists()
+
+
+def test_prune_keeps_the_default_margin_of_a_latency_limit_and_says_so(tmp_path, capsys):
+    net = models.create("alexnet")
+    table = fake_latency_table(net, SHAPE, ms=1.0)
+    table.save(tmp_path / "table.json")
+    limit = round(0.7 * table.network_ms, 3)
+    common = ["prune", "alexnet", "--budget", f"latency={limit}ms", "--latency-table", tmp_path / "table.json"]
+    code, out, err = run_cli(capsys, *common, "--out", tmp_path / "default.json")
+    assert code == 0, err
+    plan = cdprune.PruningPlan.load(tmp_path / "default.json")
+    assert plan.latency["margin"] == cdprune.DEFAULT_MARGIN == 0.05 and plan.budget == {"latency": limit}
+    assert plan.latency["after_ms"] <= 0.95 * limit and "fitted" not in plan.latency  # prune times nothing
+    assert f"latency planned to {round(0.95 * limit, 4)}ms, margin 5%" in out
+    code, out, err = run_cli(capsys, *common, "--margin", "0", "--out", tmp_path / "none.json")
+    assert code == 0 and "margin" not in cdprune.PruningPlan.load(tmp_path / "none.json").latency
+
+
+def test_run_compare_and_sweep_fit_plans_by_the_figure_they_are_checked_by():
+    """The timer of run, compare and sweep: the file timed in a fresh process, as bench times the shipped file."""
+    net = models.create("alexnet")
+    table = _here(fake_latency_table(net, SHAPE, ms=1e-3))
+    budget = cdprune.Budget({"latency": 0.9 * table.network_ms}, table=table, runtime="onnxruntime",
+                            timer=cdprune.file_latency)
+    fitted = cdprune.fit_plan(budget, net, SHAPE, lambda margin: cdprune.make_plan(
+        net, SHAPE, "fa", None, **budget.plan_options(margin)))
+    record = fitted.latency["fitted"]
+    assert record["plans"] > 1 and 0 < record["p50_ms"] <= record["p90_ms"]
+    assert budget == dataclasses.replace(budget, timer=None)  # the timer is how, not what: budgets compare without it

@@ -306,3 +306,26 @@ def _check_arguments(runtime, batch, threads, min_time_s, min_repeats, device) -
                            f"for {device}")
     if kind not in ("cpu", "cuda") or (kind == "cuda" and not torch.cuda.is_available()):
         raise CdpruneError(f"device '{device}' is not available here", "use --device cpu")
+
+
+FILE_MIN_REPEATS = 20  # as a budget run's shipped file is timed (experiment.check_shipped)
+
+
+def file_timing(data: bytes, input_shape, threads: int, min_time_s: float) -> dict:
+    """An ONNX model (bytes), batch 1, timed as bench times a shipped file: in a fresh process, in ONNX Runtime at
+    `threads`, by the timing protocol, for `min_time_s` and at least FILE_MIN_REPEATS runs. The worker's result
+    (p50_ms, p90_ms, noisy, noise, …; see deploy/worker.py)."""
+    with scratch_folder("cdprune-fit-") as tmp:
+        path = Path(tmp) / "model.onnx"
+        path.write_bytes(data)
+        return run_worker({"runtime": "onnxruntime", "run_dir": None, "model": None, "model_args": {},
+                           "plan_path": None, "num_classes": None, "input_shape": [int(s) for s in input_shape],
+                           "model_file": str(path), "batch": 1, "threads": threads, "device": "cpu",
+                           "min_time_s": min_time_s, "min_repeats": FILE_MIN_REPEATS, "sysfs_root": "/"})
+
+
+def file_latency(data: bytes, input_shape, threads: int, min_time_s: float) -> tuple[float, float]:
+    """(p50, p90) ms of `file_timing`: the timer `fit_plan` uses in `run`, `compare` and `sweep`, so that a plan is
+    fitted by the figure it is checked by after training."""
+    raw = file_timing(data, input_shape, threads, min_time_s)
+    return raw["p50_ms"], raw["p90_ms"]
