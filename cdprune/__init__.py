@@ -21,7 +21,7 @@ from .measure.layer_latency import LatencyTable, build_latency_table
 from .measure.pack import write_latency_pack
 from .measure.runtimes import table_runtimes
 from .experiment import DEFAULT_JOB, CompareResult, RunComparison, SweepResult, compare, main_job, sweep
-from .methods import DEFAULT_MARGIN, METHODS, PRECISIONS, Budget, fit_plan
+from .methods import DEFAULT_MARGIN, METHODS, PRECISIONS, Budget, fit_plan, latency_margin
 from .deploy.budget import BudgetCheck, BudgetRow
 from .metrics import METRICS, Metric, register_metric
 from .records import VERSION
@@ -42,7 +42,7 @@ __all__ = ["data", "distributed", "models", "report", "tasks", "TASKS", "Task", 
            "build_latency_table", "write_latency_pack", "half_width_copy", "DEFAULT_ROUND_TO", "PlannerConfig",
            "METRICS", "Metric", "register_metric",
            "DEFAULT_JOB", "CompareResult", "RunComparison", "SweepResult",
-           "compare", "main_job", "sweep", "METHODS", "PRECISIONS", "DEFAULT_MARGIN", "Budget", "fit_plan", "BudgetCheck", "BudgetRow",
+           "compare", "main_job", "sweep", "METHODS", "PRECISIONS", "DEFAULT_MARGIN", "Budget", "fit_plan", "latency_margin", "BudgetCheck", "BudgetRow",
            "MODES", "PruningPlan", "apply_plan", "make_plan",
            "parse_budget", "EvalResult", "RunMetrics", "RunSettings", "eval_run", "load_run", "train_run",
            "TrainingInterrupted"]

@@ -23,7 +23,7 @@ from . import (AUGMENTATIONS, BACKENDS, DATASETS, DEFAULT_ENERGY_MODEL, DEFAULT_
                DEFAULT_MARGIN, METHODS, METRICS, MODES, PRECISIONS, Budget, CdpruneError, CheckFailed, EnergyModel, LatencyTable,
                PlannerConfig, PruningPlan,
                Resources, RunSettings, TrainingInterrupted, bench, build_latency_table, compare, distributed, eval_onnx,
-               eval_run, export_run, half_width_copy, main_job, make_plan, models, parse_budget, parse_shape, profile,
+               eval_run, export_run, half_width_copy, latency_margin, main_job, make_plan, models, parse_budget, parse_shape, profile,
                prunable_units, report, sweep, tasks, train_run, write_samples)
 from .deploy.samples import check_job_samples
 from .pruning.apply import KEEP_RULES
@@ -163,7 +163,7 @@ def _budget_arguments(p: argparse.ArgumentParser, sweep: bool = False) -> None:
 
 def _margin_argument(p: argparse.ArgumentParser) -> None:
     p.add_argument("--margin", type=number, default=None, metavar="FRACTION",
-                   help=f"fraction of a latency limit kept free when planning, in [0, 0.5), for the device's "
+                   help=f"fraction of a latency limit kept free when planning, in [-0.5, 0.5), for the device's "
                         f"run-to-run drift (default {DEFAULT_MARGIN:g} with a latency limit)")
 
 
@@ -240,7 +240,7 @@ def run_prune(args) -> None:
     plan = make_plan(model, shape, mode, target, budget=budget, target_metric=args.target_metric, seed=args.seed,
                      **_planner(args).to_dict(), refresh_latency=args.refresh, latency_table=args.latency_table,
                      latency_runtime=args.runtime, latency_precision=args.precision, energy_model=energy_model,
-                     margin=_margin(args.margin, budget))
+                     margin=latency_margin(args.margin, budget or {}))
     plan_path = plan.save(args.out)
     if args.json:
         extra = {"excluded": units.to_dict()["excluded"]} if units is not None else {}
@@ -250,11 +250,6 @@ def run_prune(args) -> None:
     print(report.plan_text(plan, args.model, title, plan_path))
     if units is not None:
         print("\n" + report.units_text(units))
-
-
-def _margin(margin: float | None, budget: dict | None) -> float:
-    """--margin, else the default one for a latency limit (none without one)."""
-    return margin if margin is not None else DEFAULT_MARGIN if budget and "latency" in budget else 0.0
 
 
 @command("prune", "sample a complexity-driven pruning plan and write it")(run_prune)
